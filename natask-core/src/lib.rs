@@ -1,0 +1,29 @@
+//! The IO-free vocabulary of [natask](https://docs.rs/natask-runtime): what a
+//! task is, how tasks are collected at link time, how they look on the wire,
+//! and what a handler may answer.
+//!
+//! Users depend on `natask-runtime`, which re-exports everything here that
+//! they need. This crate has no IO and no async runtime, so the macro output
+//! and other runtimes (a CLI, a test harness) can share it.
+//!
+//! ```
+//! use natask_core::{name, wire};
+//!
+//! assert!(name::check("send_email").is_ok());
+//! assert_eq!(wire::Names::new("natask").queue_stream("emails"), "NATASK_Q_emails");
+//! ```
+
+pub mod context;
+pub mod error;
+pub mod handler;
+pub mod name;
+pub mod registry;
+pub mod task;
+pub mod wire;
+
+pub use context::{Headers, Invocation, State, StateKey, StateMap, TaskContext};
+pub use error::{TaskError, TaskErrorKind};
+pub use handler::{HandlerFn, HandlerFuture, IntoTaskResult, TaskOutput};
+pub use registry::{RegistryError, TaskEntry};
+pub use task::Task;
+pub use wire::TaskId;

@@ -1,0 +1,206 @@
+//! The wire format: subjects, stream and consumer names, headers, task ids.
+//!
+//! `docs/wire-format.md` in the repository describes the same thing for
+//! producers written in other languages; keep both in step. The format is
+//! versioned by [`FORMAT_VERSION`], sent in [`HEADER_FORMAT`].
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Version of the wire format this crate writes and reads.
+pub const FORMAT_VERSION: &str = "1";
+
+/// Header carrying the task name (the routing key inside a queue).
+pub const HEADER_TASK: &str = "Natask-Task";
+/// Header carrying the task id.
+pub const HEADER_ID: &str = "Natask-Id";
+/// Header carrying the enqueue time, in milliseconds since the Unix epoch.
+pub const HEADER_ENQUEUED_AT: &str = "Natask-Enqueued-At";
+/// Header carrying [`FORMAT_VERSION`].
+pub const HEADER_FORMAT: &str = "Natask-Format";
+/// JetStream's publish deduplication header; natask sets it to the task id.
+pub const HEADER_MSG_ID: &str = "Nats-Msg-Id";
+/// Dead letters: the queue the task was taken from.
+pub const HEADER_QUEUE: &str = "Natask-Queue";
+/// Dead letters: why the task was parked (`exhausted`, `fatal`, `decode`, ...).
+pub const HEADER_REASON: &str = "Natask-Reason";
+/// Dead letters: the last error, as text.
+pub const HEADER_ERROR: &str = "Natask-Error";
+/// Dead letters: how many times the task was delivered.
+pub const HEADER_ATTEMPTS: &str = "Natask-Attempts";
+/// Dead letters: when the task was parked, in milliseconds since the Unix epoch.
+pub const HEADER_FAILED_AT: &str = "Natask-Failed-At";
+/// Payload encoding; natask writes `application/json`.
+pub const HEADER_CONTENT_TYPE: &str = "Content-Type";
+/// The only payload encoding of format version 1.
+pub const CONTENT_TYPE_JSON: &str = "application/json";
+
+/// The durable pull consumer every worker process of a queue shares.
+pub const CONSUMER: &str = "workers";
+
+/// The prefix used when none is configured.
+pub const DEFAULT_PREFIX: &str = "natask";
+
+/// Every JetStream name natask uses, derived from one prefix so that two
+/// applications can share an account.
+///
+/// ```
+/// use natask_core::wire::Names;
+/// let n = Names::new("natask");
+/// assert_eq!(n.queue_stream("emails"), "NATASK_Q_emails");
+/// assert_eq!(n.task_subject("emails", "send_email"), "natask.q.emails.send_email");
+/// assert_eq!(n.queue_filter("emails"), "natask.q.emails.>");
+/// assert_eq!(n.dead_letter_stream(), "NATASK_DLQ");
+/// assert_eq!(n.dead_letter_subject("emails", "send_email"), "natask.dlq.emails.send_email");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    prefix: String,
+    stream_prefix: String,
+}
+
+impl Names {
+    /// Names under `prefix`, which must pass [`crate::name::check`].
+    pub fn new(prefix: &str) -> Self {
+        Names {
+            prefix: prefix.to_owned(),
+            stream_prefix: prefix.to_ascii_uppercase(),
+        }
+    }
+
+    /// The subject prefix, e.g. `natask`.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The work-queue stream of `queue`.
+    pub fn queue_stream(&self, queue: &str) -> String {
+        format!("{}_Q_{queue}", self.stream_prefix)
+    }
+
+    /// The subjects of the work-queue stream of `queue` (also the consumer's filter).
+    pub fn queue_filter(&self, queue: &str) -> String {
+        format!("{}.q.{queue}.>", self.prefix)
+    }
+
+    /// The subject a task of `task` on `queue` is published to.
+    pub fn task_subject(&self, queue: &str, task: &str) -> String {
+        format!("{}.q.{queue}.{task}", self.prefix)
+    }
+
+    /// The dead-letter stream, shared by all queues.
+    pub fn dead_letter_stream(&self) -> String {
+        format!("{}_DLQ", self.stream_prefix)
+    }
+
+    /// The subjects of the dead-letter stream.
+    pub fn dead_letter_filter(&self) -> String {
+        format!("{}.dlq.>", self.prefix)
+    }
+
+    /// The subject a dead letter of `task` from `queue` is stored under.
+    pub fn dead_letter_subject(&self, queue: &str, task: &str) -> String {
+        format!("{}.dlq.{queue}.{task}", self.prefix)
+    }
+}
+
+impl Default for Names {
+    fn default() -> Self {
+        Names::new(DEFAULT_PREFIX)
+    }
+}
+
+/// The identity of one enqueued task: a UUIDv7, so ids sort by enqueue time.
+///
+/// ```
+/// use natask_core::TaskId;
+/// let id = TaskId::new();
+/// let back: TaskId = id.to_string().parse().unwrap();
+/// assert_eq!(id, back);
+/// assert!("not-an-id".parse::<TaskId>().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId(uuid::Uuid);
+
+impl TaskId {
+    /// A fresh id.
+    #[allow(clippy::new_without_default)] // a default id would look like a real one
+    pub fn new() -> Self {
+        TaskId(uuid::Uuid::now_v7())
+    }
+
+    /// The id as a UUID.
+    pub fn as_uuid(&self) -> uuid::Uuid {
+        self.0
+    }
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0.hyphenated(), f)
+    }
+}
+
+/// A string that is not a task id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseTaskIdError {
+    input: String,
+}
+
+impl fmt::Display for ParseTaskIdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "`{}` is not a task id; expected a UUID such as `0192c4d2-7f4e-7cc0-9d1e-4a6f1c2b3d4e`",
+            self.input
+        )
+    }
+}
+
+impl std::error::Error for ParseTaskIdError {}
+
+impl FromStr for TaskId {
+    type Err = ParseTaskIdError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        uuid::Uuid::try_parse(s).map(TaskId).map_err(|_| ParseTaskIdError {
+            input: s.chars().take(64).collect(),
+        })
+    }
+}
+
+impl serde::Serialize for TaskId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for TaskId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_time_ordered_and_round_trip() {
+        let a = TaskId::new();
+        let b = TaskId::new();
+        assert!(a < b);
+        assert_eq!(a.to_string().len(), 36);
+        let json = serde_json::to_string(&a).unwrap();
+        assert_eq!(serde_json::from_str::<TaskId>(&json).unwrap(), a);
+    }
+
+    #[test]
+    fn prefix_is_applied_everywhere() {
+        let n = Names::new("app1");
+        assert_eq!(n.queue_stream("q"), "APP1_Q_q");
+        assert_eq!(n.dead_letter_stream(), "APP1_DLQ");
+        assert_eq!(n.dead_letter_filter(), "app1.dlq.>");
+    }
+}
