@@ -37,7 +37,10 @@ impl fmt::Display for NameError {
         match *self {
             NameError::Empty => f.write_str("the name is empty"),
             NameError::TooLong { len } => {
-                write!(f, "the name is {len} bytes long; at most {MAX_LEN} are allowed")
+                write!(
+                    f,
+                    "the name is {len} bytes long; at most {MAX_LEN} are allowed"
+                )
             }
             NameError::InvalidByte { byte, at } => {
                 let shown = if byte.is_ascii_graphic() {
@@ -111,7 +114,11 @@ mod tests {
             ("a\\b", b'\\', 1),
             ("tab\t", b'\t', 3),
         ] {
-            assert_eq!(check(bad), Err(NameError::InvalidByte { byte, at }), "{bad:?}");
+            assert_eq!(
+                check(bad),
+                Err(NameError::InvalidByte { byte, at }),
+                "{bad:?}"
+            );
         }
         assert_eq!(
             check("é").unwrap_err().to_string(),

@@ -124,7 +124,9 @@ impl std::error::Error for RegistryError {}
 
 /// Removes repeated entries of one definition (a task both linked and
 /// registered explicitly) and refuses two definitions of one name.
-pub fn dedup(entries: impl IntoIterator<Item = TaskEntry>) -> Result<Vec<TaskEntry>, RegistryError> {
+pub fn dedup(
+    entries: impl IntoIterator<Item = TaskEntry>,
+) -> Result<Vec<TaskEntry>, RegistryError> {
     let mut out: Vec<TaskEntry> = Vec::new();
     for entry in entries {
         match out.iter().find(|e| e.name == entry.name) {

@@ -22,3 +22,22 @@ pub trait Task: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The task's registry entry (also collected at link time).
     const ENTRY: TaskEntry;
 }
+
+/// Types that can be fields of a task payload. Implemented for every
+/// `Serialize + DeserializeOwned` type; named so errors speak of tasks.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a task payload parameter: it must implement `Serialize` and `Deserialize`",
+    label = "this payload parameter is not serialisable",
+    note = "derive them: `#[derive(serde::Serialize, serde::Deserialize)]`, or make the parameter `State<{Self}>` if it is shared state"
+)]
+pub trait PayloadField: Serialize + DeserializeOwned {}
+
+impl<T: Serialize + DeserializeOwned> PayloadField for T {}
+
+/// Compile-time check emitted by `#[task]` at each payload parameter's type.
+#[doc(hidden)]
+pub const fn assert_payload_field<T: PayloadField>() {}
+
+/// Compile-time check emitted by `#[task]` at the return type.
+#[doc(hidden)]
+pub const fn assert_task_output<T: crate::IntoTaskResult>() {}

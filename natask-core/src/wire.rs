@@ -163,9 +163,11 @@ impl FromStr for TaskId {
     type Err = ParseTaskIdError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        uuid::Uuid::try_parse(s).map(TaskId).map_err(|_| ParseTaskIdError {
-            input: s.chars().take(64).collect(),
-        })
+        uuid::Uuid::try_parse(s)
+            .map(TaskId)
+            .map_err(|_| ParseTaskIdError {
+                input: s.chars().take(64).collect(),
+            })
     }
 }
 

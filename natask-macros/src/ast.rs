@@ -24,8 +24,13 @@ pub(crate) struct Param {
 }
 
 pub(crate) enum ParamKind {
-    Payload { ident: Option<Ident>, ty: Box<Type> },
-    State { inner: Box<Type> },
+    Payload {
+        ident: Option<Ident>,
+        ty: Box<Type>,
+    },
+    State {
+        inner: Box<Type>,
+    },
     Context,
     /// `self`; reported by validation.
     Receiver,
@@ -39,11 +44,16 @@ impl TaskFn {
         for arg in item.sig.inputs.iter_mut() {
             let original = arg.clone();
             let param = match arg {
-                FnArg::Receiver(_) => Param { kind: ParamKind::Receiver, field_attrs: Vec::new(), arg: original },
+                FnArg::Receiver(_) => Param {
+                    kind: ParamKind::Receiver,
+                    field_attrs: Vec::new(),
+                    arg: original,
+                },
                 FnArg::Typed(pat_type) => {
                     let forced = take_payload_attr(&mut pat_type.attrs);
-                    let (kept, field_attrs) =
-                        std::mem::take(&mut pat_type.attrs).into_iter().partition(is_fn_param_attr);
+                    let (kept, field_attrs) = std::mem::take(&mut pat_type.attrs)
+                        .into_iter()
+                        .partition(is_fn_param_attr);
                     pat_type.attrs = kept;
                     let kind = match (forced, classify(&pat_type.ty)) {
                         (false, Some(kind)) => kind,
@@ -55,7 +65,11 @@ impl TaskFn {
                             ty: pat_type.ty.clone(),
                         },
                     };
-                    Param { kind, field_attrs, arg: original }
+                    Param {
+                        kind,
+                        field_attrs,
+                        arg: original,
+                    }
                 }
             };
             params.push(param);
@@ -92,18 +106,23 @@ fn last_segment_is(path: &syn::Path, name: &str) -> Option<syn::PathArguments> {
 pub(crate) fn classify(ty: &Type) -> Option<ParamKind> {
     match ty {
         Type::Path(tp) if tp.qself.is_none() => {
-            let syn::PathArguments::AngleBracketed(args) = last_segment_is(&tp.path, "State")? else {
+            let syn::PathArguments::AngleBracketed(args) = last_segment_is(&tp.path, "State")?
+            else {
                 return None;
             };
             match args.args.first() {
                 Some(syn::GenericArgument::Type(inner)) if args.args.len() == 1 => {
-                    Some(ParamKind::State { inner: Box::new(inner.clone()) })
+                    Some(ParamKind::State {
+                        inner: Box::new(inner.clone()),
+                    })
                 }
                 _ => None,
             }
         }
         Type::Reference(r) if r.mutability.is_none() => match &*r.elem {
-            Type::Path(tp) if tp.qself.is_none() && last_segment_is(&tp.path, "TaskContext").is_some() => {
+            Type::Path(tp)
+                if tp.qself.is_none() && last_segment_is(&tp.path, "TaskContext").is_some() =>
+            {
                 Some(ParamKind::Context)
             }
             _ => None,
@@ -144,16 +163,25 @@ mod tests {
     #[test]
     fn mutable_context_is_payload_syntax() {
         // validation reports it; the split itself does not guess
-        assert_eq!(kinds(quote! { async fn f(c: &mut TaskContext) {} }), ["payload"]);
+        assert_eq!(
+            kinds(quote! { async fn f(c: &mut TaskContext) {} }),
+            ["payload"]
+        );
     }
 
     #[test]
     fn field_attributes_leave_the_function() {
-        let f = TaskFn::from_item(syn::parse2(quote! {
-            async fn f(#[serde(default)] #[allow(unused)] to: String) {}
-        }).unwrap());
+        let f = TaskFn::from_item(
+            syn::parse2(quote! {
+                async fn f(#[serde(default)] #[allow(unused)] to: String) {}
+            })
+            .unwrap(),
+        );
         assert_eq!(f.params[0].field_attrs.len(), 1);
         let inputs = &f.item.sig.inputs;
-        assert_eq!(quote!(#inputs).to_string(), "# [allow (unused)] to : String");
+        assert_eq!(
+            quote!(#inputs).to_string(),
+            "# [allow (unused)] to : String"
+        );
     }
 }

@@ -39,9 +39,16 @@ impl TaskArgs {
     }
 
     fn parse_one(&mut self, cx: &mut Ctxt, meta: ParseNestedMeta<'_>) {
-        let key_span = meta.path.segments.first().map_or_else(Span::call_site, |s| s.ident.span());
+        let key_span = meta
+            .path
+            .segments
+            .first()
+            .map_or_else(Span::call_site, |s| s.ident.span());
         let Some(key) = meta.path.get_ident().map(|i| i.to_string()) else {
-            cx.error_spanned_by(&meta.path, format!("unknown `#[task]` argument; expected one of {}", list(KEYS)));
+            cx.error_spanned_by(
+                &meta.path,
+                format!("unknown `#[task]` argument; expected one of {}", list(KEYS)),
+            );
             return;
         };
         let value = match meta.value() {
@@ -53,17 +60,26 @@ impl TaskArgs {
                 }
             }
             Err(_) => {
-                cx.error_at(key_span, format!("`{key}` needs a value; write `{key} = ...`"));
+                cx.error_at(
+                    key_span,
+                    format!("`{key}` needs a value; write `{key} = ...`"),
+                );
                 return;
             }
         };
         match key.as_str() {
             "queue" => {
-                let v = value.lit_str(cx, &key).map(|s| Spanned { value: s.value(), span: s.span() });
+                let v = value.lit_str(cx, &key).map(|s| Spanned {
+                    value: s.value(),
+                    span: s.span(),
+                });
                 set(cx, &mut self.queue, key_span, &key, v)
             }
             "name" => {
-                let v = value.lit_str(cx, &key).map(|s| Spanned { value: s.value(), span: s.span() });
+                let v = value.lit_str(cx, &key).map(|s| Spanned {
+                    value: s.value(),
+                    span: s.span(),
+                });
                 set(cx, &mut self.name, key_span, &key, v)
             }
             "retries" => {
@@ -78,7 +94,10 @@ impl TaskArgs {
                 let ident = value.path(cx).and_then(|p| match p.get_ident() {
                     Some(i) => Some(i.clone()),
                     None => {
-                        cx.error_spanned_by(&p, "`payload` takes a struct name such as `payload = SendEmail`");
+                        cx.error_spanned_by(
+                            &p,
+                            "`payload` takes a struct name such as `payload = SendEmail`",
+                        );
                         None
                     }
                 });
@@ -93,7 +112,13 @@ impl TaskArgs {
                     Some(k) => format!("; did you mean `{k}`?"),
                     None => String::new(),
                 };
-                cx.error_at(key_span, format!("unknown `#[task]` argument `{key}`; expected one of {}{hint}", list(KEYS)));
+                cx.error_at(
+                    key_span,
+                    format!(
+                        "unknown `#[task]` argument `{key}`; expected one of {}{hint}",
+                        list(KEYS)
+                    ),
+                );
             }
         }
     }
@@ -107,9 +132,17 @@ enum Value {
 impl Value {
     fn lit_str(self, cx: &mut Ctxt, key: &str) -> Option<LitStr> {
         match self {
-            Value::Expr(Ok(Expr::Lit(ExprLit { lit: Lit::Str(s), .. }))) => Some(s),
+            Value::Expr(Ok(Expr::Lit(ExprLit {
+                lit: Lit::Str(s), ..
+            }))) => Some(s),
             Value::Expr(Ok(other)) => {
-                cx.error_spanned_by(&other, format!("`{key}` takes a string literal, e.g. `{key} = {}`", example(key)));
+                cx.error_spanned_by(
+                    &other,
+                    format!(
+                        "`{key}` takes a string literal, e.g. `{key} = {}`",
+                        example(key)
+                    ),
+                );
                 None
             }
             Value::Expr(Err(e)) | Value::Path(Err(e)) => {
@@ -122,10 +155,18 @@ impl Value {
 
     fn retries(self, cx: &mut Ctxt) -> Option<Spanned<u32>> {
         match self {
-            Value::Expr(Ok(Expr::Lit(ExprLit { lit: Lit::Int(i), .. }))) => match i.base10_parse::<u32>() {
-                Ok(n) => Some(Spanned { value: n, span: i.span() }),
+            Value::Expr(Ok(Expr::Lit(ExprLit {
+                lit: Lit::Int(i), ..
+            }))) => match i.base10_parse::<u32>() {
+                Ok(n) => Some(Spanned {
+                    value: n,
+                    span: i.span(),
+                }),
                 Err(_) => {
-                    cx.error_spanned_by(&i, "`retries` must be a whole number from 0 to 4294967295");
+                    cx.error_spanned_by(
+                        &i,
+                        "`retries` must be a whole number from 0 to 4294967295",
+                    );
                     None
                 }
             },
@@ -134,7 +175,10 @@ impl Value {
                 None
             }
             Value::Expr(Ok(other)) => {
-                cx.error_spanned_by(&other, "`retries` takes an integer literal, e.g. `retries = 3`");
+                cx.error_spanned_by(
+                    &other,
+                    "`retries` takes an integer literal, e.g. `retries = 3`",
+                );
                 None
             }
             Value::Expr(Err(e)) | Value::Path(Err(e)) => {
@@ -159,7 +203,10 @@ impl Value {
 
 fn set<T>(cx: &mut Ctxt, slot: &mut Option<T>, key_span: Span, key: &str, value: Option<T>) {
     if slot.is_some() {
-        cx.error_at(key_span, format!("`{key}` is given twice; remove one of them"));
+        cx.error_at(
+            key_span,
+            format!("`{key}` is given twice; remove one of them"),
+        );
     } else {
         *slot = value;
     }
@@ -174,7 +221,10 @@ fn example(key: &str) -> &'static str {
 }
 
 fn list(keys: &[&str]) -> String {
-    keys.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+    keys.iter()
+        .map(|k| format!("`{k}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Parses `500ms`, `30s`, `5m`, `2h` or `1d` into milliseconds.
@@ -197,14 +247,19 @@ pub(crate) fn parse_duration_ms(text: &str) -> Result<u64, String> {
         .checked_mul(factor)
         .ok_or_else(|| format!("`{text}` is too long a duration"))?;
     if ms == 0 {
-        return Err(format!("a timeout of `{text}` would fail every attempt; give a positive duration"));
+        return Err(format!(
+            "a timeout of `{text}` would fail every attempt; give a positive duration"
+        ));
     }
     Ok(ms)
 }
 
 fn duration(cx: &mut Ctxt, lit: &LitStr) -> Option<Spanned<u64>> {
     match parse_duration_ms(&lit.value()) {
-        Ok(ms) => Some(Spanned { value: ms, span: lit.span() }),
+        Ok(ms) => Some(Spanned {
+            value: ms,
+            span: lit.span(),
+        }),
         Err(message) => {
             cx.error_spanned_by(lit, message);
             None
@@ -244,13 +299,25 @@ mod tests {
     fn parse(tokens: proc_macro2::TokenStream) -> (TaskArgs, Result<(), String>) {
         let mut cx = Ctxt::default();
         let args = TaskArgs::parse(&mut cx, tokens);
-        let errors = cx.check().map_err(|e| e.into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join(" | "));
+        let errors = cx.check().map_err(|e| {
+            e.into_iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+                .join(" | ")
+        });
         (args, errors)
     }
 
     #[test]
     fn parses_every_key() {
-        let (args, errors) = parse(quote!(queue = "emails", name = "mail", retries = 3, timeout = "2m", payload = Mail, crate = ::my::natask));
+        let (args, errors) = parse(quote!(
+            queue = "emails",
+            name = "mail",
+            retries = 3,
+            timeout = "2m",
+            payload = Mail,
+            crate = ::my::natask
+        ));
         errors.unwrap();
         assert_eq!(args.queue.unwrap().value, "emails");
         assert_eq!(args.name.unwrap().value, "mail");
@@ -263,7 +330,12 @@ mod tests {
 
     #[test]
     fn reports_every_mistake_together() {
-        let (_, errors) = parse(quote!(qeue = "x", retries = "3", retries = -1, timeout = "30x"));
+        let (_, errors) = parse(quote!(
+            qeue = "x",
+            retries = "3",
+            retries = -1,
+            timeout = "30x"
+        ));
         assert_eq!(
             errors.unwrap_err(),
             "unknown `#[task]` argument `qeue`; expected one of `queue`, `name`, `retries`, `timeout`, `payload`, `crate`; did you mean `queue`? \
@@ -276,7 +348,10 @@ mod tests {
     #[test]
     fn duplicated_keys_are_refused() {
         let (_, errors) = parse(quote!(queue = "a", queue = "b"));
-        assert_eq!(errors.unwrap_err(), "`queue` is given twice; remove one of them");
+        assert_eq!(
+            errors.unwrap_err(),
+            "`queue` is given twice; remove one of them"
+        );
     }
 
     #[test]

@@ -27,9 +27,15 @@ pub(crate) fn expand(args: &TaskArgs, f: &TaskFn, names: &Names) -> TokenStream 
     let mut field_idents = Vec::new();
     let mut field_types = Vec::new();
     for (param, ident, ty) in f.payload() {
-        let ident = ident.clone().expect("validated: payload parameters are plain names");
+        let ident = ident
+            .clone()
+            .expect("validated: payload parameters are plain names");
         let ident = syn::Ident::new(ident.to_string().trim_start_matches("r#"), ident.span());
-        let ident = if is_keyword(&ident) { format_ident!("r#{}", ident) } else { ident };
+        let ident = if is_keyword(&ident) {
+            format_ident!("r#{}", ident)
+        } else {
+            ident
+        };
         let attrs = &param.field_attrs;
         fields.push(quote!(#(#attrs)* #vis #ident: #ty));
         field_idents.push(ident);
@@ -93,7 +99,9 @@ pub(crate) fn expand(args: &TaskArgs, f: &TaskFn, names: &Names) -> TokenStream 
         quote!(#vis struct #payload { #(#fields,)* })
     };
     let serde_crate = format!("{}::serde", quote!(#p).to_string().replace(' ', ""));
-    let new_doc = format!("Creates the payload of task `{task_name}`, parameters in the order of `{fn_ident}`.");
+    let new_doc = format!(
+        "Creates the payload of task `{task_name}`, parameters in the order of `{fn_ident}`."
+    );
     let enqueue_doc = format!(
         "Enqueues this task on queue `{queue}`; returns its id once JetStream has stored it."
     );

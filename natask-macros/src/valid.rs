@@ -20,7 +20,10 @@ pub(crate) struct Names {
 pub(crate) fn validate(cx: &mut Ctxt, args: &TaskArgs, f: &TaskFn) -> Names {
     let sig = &f.item.sig;
     if sig.asyncness.is_none() {
-        cx.error_spanned_by(sig.fn_token, "`#[task]` functions must be `async`; write `async fn`");
+        cx.error_spanned_by(
+            sig.fn_token,
+            "`#[task]` functions must be `async`; write `async fn`",
+        );
     }
     if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
         cx.error_spanned_by(
@@ -44,7 +47,13 @@ pub(crate) fn validate(cx: &mut Ctxt, args: &TaskArgs, f: &TaskFn) -> Names {
             n.value.clone()
         }
         None => {
-            check_name(cx, "task name", fn_name, sig.ident.span(), "; pin a valid one with `#[task(name = \"...\")]`");
+            check_name(
+                cx,
+                "task name",
+                fn_name,
+                sig.ident.span(),
+                "; pin a valid one with `#[task(name = \"...\")]`",
+            );
             fn_name.to_owned()
         }
     };
@@ -59,7 +68,11 @@ pub(crate) fn validate(cx: &mut Ctxt, args: &TaskArgs, f: &TaskFn) -> Names {
         .payload
         .clone()
         .unwrap_or_else(|| syn::Ident::new(&camel_case(fn_name), sig.ident.span()));
-    Names { task, queue, payload }
+    Names {
+        task,
+        queue,
+        payload,
+    }
 }
 
 fn check_param(cx: &mut Ctxt, param: &crate::ast::Param) {
@@ -124,14 +137,29 @@ fn check_name(cx: &mut Ctxt, what: &str, name: &str, span: Span, fix: &str) {
     if name.is_empty() {
         cx.error_at(span, format!("the {what} is empty; {rule}"));
     } else if name.len() > MAX_NAME_LEN {
-        cx.error_at(span, format!("the {what} `{name}` is {} bytes long; at most {MAX_NAME_LEN} are allowed{fix}", name.len()));
-    } else if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-')) {
+        cx.error_at(
+            span,
+            format!(
+                "the {what} `{name}` is {} bytes long; at most {MAX_NAME_LEN} are allowed{fix}",
+                name.len()
+            ),
+        );
+    } else if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+    {
         let shown = match c {
             ' ' => "a space".to_owned(),
             c if c.is_control() => format!("the control character {c:?}"),
             c => format!("`{c}`"),
         };
-        cx.error_at(span, format!("the {what} `{}` contains {shown}; {rule}{fix}", name.escape_debug()));
+        cx.error_at(
+            span,
+            format!(
+                "the {what} `{}` contains {shown}; {rule}{fix}",
+                name.escape_debug()
+            ),
+        );
     }
 }
 
@@ -165,7 +193,10 @@ mod tests {
         let args = TaskArgs::parse(&mut cx, args);
         let f = TaskFn::from_item(syn::parse2(item).unwrap());
         validate(&mut cx, &args, &f);
-        cx.check().err().map(|e| e.into_iter().map(|e| e.to_string()).collect()).unwrap_or_default()
+        cx.check()
+            .err()
+            .map(|e| e.into_iter().map(|e| e.to_string()).collect())
+            .unwrap_or_default()
     }
 
     #[test]
@@ -177,14 +208,29 @@ mod tests {
 
     #[test]
     fn a_good_task_passes() {
-        assert!(errors(quote!(queue = "emails"), quote!(async fn send_email(m: State<M>, c: &TaskContext, to: String) {})).is_empty());
+        assert!(errors(
+            quote!(queue = "emails"),
+            quote!(
+                async fn send_email(m: State<M>, c: &TaskContext, to: String) {}
+            )
+        )
+        .is_empty());
     }
 
     #[test]
     fn misuse_is_reported() {
-        let e = errors(quote!(queue = "a.b"), quote!(fn f<T>(x: &str, y: impl Send, (a, b): (u8, u8), c: &mut TaskContext) {}));
+        let e = errors(
+            quote!(queue = "a.b"),
+            quote!(
+                fn f<T>(x: &str, y: impl Send, (a, b): (u8, u8), c: &mut TaskContext) {}
+            ),
+        );
         assert_eq!(e.len(), 7, "{e:#?}");
         assert!(e[0].starts_with("`#[task]` functions must be `async`"));
-        assert!(e[6].starts_with("the queue name `a.b` contains `.`"), "{}", e[6]);
+        assert!(
+            e[6].starts_with("the queue name `a.b` contains `.`"),
+            "{}",
+            e[6]
+        );
     }
 }

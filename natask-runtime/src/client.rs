@@ -1,0 +1,330 @@
+//! The producer side: connecting and enqueueing.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_nats::jetstream;
+use async_nats::HeaderMap;
+
+use natask_core::name::{self, NameError};
+use natask_core::wire::{self, Names};
+use natask_core::{Task, TaskId};
+
+use crate::provision::{self, ProvisionError};
+
+/// A connection to NATS that enqueues tasks. Cheap to clone; share one.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = natask_runtime::Client::connect("nats://127.0.0.1:4222").await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    nats: async_nats::Client,
+    js: jetstream::Context,
+    names: Names,
+    /// Streams known to exist; provisioning is skipped for them.
+    ensured: Mutex<HashSet<String>>,
+}
+
+/// Connecting to NATS failed.
+#[derive(Debug, thiserror::Error)]
+#[error("could not connect to NATS at `{url}`; check the URL, that nats-server is running, and the credentials")]
+pub struct ConnectError {
+    url: String,
+    #[source]
+    source: async_nats::ConnectError,
+}
+
+/// A task could not be enqueued. Nothing was stored unless the variant says otherwise.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnqueueError {
+    /// The payload could not be serialised to JSON.
+    #[error("task `{task}` could not be encoded as JSON")]
+    Encode {
+        /// The task's name.
+        task: &'static str,
+        /// serde_json's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The message is larger than the server accepts.
+    #[error(
+        "task `{task}` is {size} bytes with its headers, more than the server's limit of {limit} bytes \
+         (max_payload); store large data elsewhere and enqueue a reference to it"
+    )]
+    TooLarge {
+        /// The task's name.
+        task: &'static str,
+        /// Payload plus headers, in bytes.
+        size: usize,
+        /// The server's `max_payload`.
+        limit: usize,
+    },
+    /// The queue's stream could not be created or found.
+    #[error("the stream of queue `{queue}` is not available")]
+    Provision {
+        /// The queue.
+        queue: &'static str,
+        /// What went wrong.
+        #[source]
+        source: ProvisionError,
+    },
+    /// JetStream did not acknowledge the task (in time). It may or may not
+    /// have been stored; enqueueing the same payload again is safe only for
+    /// idempotent tasks.
+    #[error("JetStream did not confirm task `{task}` on queue `{queue}`")]
+    Publish {
+        /// The task's name.
+        task: &'static str,
+        /// The queue.
+        queue: &'static str,
+        /// async-nats's error.
+        #[source]
+        source: async_nats::Error,
+    },
+}
+
+impl Client {
+    /// Connects to the NATS server at `url` (e.g. `nats://127.0.0.1:4222`;
+    /// credentials may be given as `nats://user:password@host:port`).
+    pub async fn connect(url: &str) -> Result<Client, ConnectError> {
+        let mut options =
+            async_nats::ConnectOptions::new().connection_timeout(Duration::from_secs(5));
+        // async-nats does not read credentials from the URL itself.
+        let (address, credentials) = split_credentials(url);
+        match credentials {
+            Some((user, Some(password))) => options = options.user_and_password(user, password),
+            Some((token, None)) => options = options.token(token),
+            None => {}
+        }
+        let nats = options
+            .connect(address.as_str())
+            .await
+            .map_err(|source| ConnectError {
+                url: redact(url),
+                source,
+            })?;
+        Ok(Client::from_nats(nats))
+    }
+
+    /// Uses an existing async-nats connection (for custom TLS, auth or
+    /// reconnect settings).
+    pub fn from_nats(nats: async_nats::Client) -> Client {
+        let js = jetstream::new(nats.clone());
+        Client {
+            inner: Arc::new(Inner {
+                nats,
+                js,
+                names: Names::default(),
+                ensured: Mutex::new(HashSet::new()),
+            }),
+        }
+    }
+
+    /// Uses `prefix` instead of `natask` for every subject and stream, so
+    /// that two applications can share one NATS account.
+    pub fn with_prefix(self, prefix: &str) -> Result<Client, NameError> {
+        name::check(prefix)?;
+        Ok(Client {
+            inner: Arc::new(Inner {
+                nats: self.inner.nats.clone(),
+                js: self.inner.js.clone(),
+                names: Names::new(prefix),
+                ensured: Mutex::new(HashSet::new()),
+            }),
+        })
+    }
+
+    /// The underlying NATS connection.
+    pub fn nats(&self) -> &async_nats::Client {
+        &self.inner.nats
+    }
+
+    /// The JetStream context natask uses.
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.inner.js
+    }
+
+    /// The subject and stream names in use.
+    pub fn names(&self) -> &Names {
+        &self.inner.names
+    }
+
+    /// Enqueues `task`; returns its id once JetStream has stored it.
+    ///
+    /// The generated `SendEmail { .. }.enqueue(&client)` calls this.
+    pub async fn enqueue<T: Task>(&self, task: &T) -> Result<TaskId, EnqueueError> {
+        let payload = serde_json::to_vec(task).map_err(|source| EnqueueError::Encode {
+            task: T::NAME,
+            source,
+        })?;
+        let id = TaskId::new();
+        let headers = task_headers(T::NAME, id);
+        let size = payload.len() + header_len(&headers);
+        let limit = self.inner.nats.server_info().max_payload;
+        if limit > 0 && size > limit {
+            return Err(EnqueueError::TooLarge {
+                task: T::NAME,
+                size,
+                limit,
+            });
+        }
+        self.ensure_queue(T::QUEUE).await?;
+        let subject = self.inner.names.task_subject(T::QUEUE, T::NAME);
+        let publish_error = |source: async_nats::Error| EnqueueError::Publish {
+            task: T::NAME,
+            queue: T::QUEUE,
+            source,
+        };
+        self.inner
+            .js
+            .publish_with_headers(subject, headers, payload.into())
+            .await
+            .map_err(|e| publish_error(e.into()))?
+            .await
+            .map_err(|e| publish_error(e.into()))?;
+        tracing::debug!(task = T::NAME, queue = T::QUEUE, %id, "enqueued");
+        Ok(id)
+    }
+
+    async fn ensure_queue(&self, queue: &'static str) -> Result<(), EnqueueError> {
+        let stream = self.inner.names.queue_stream(queue);
+        if self.is_ensured(&stream) {
+            return Ok(());
+        }
+        provision::queue_stream(&self.inner.js, &self.inner.names, queue)
+            .await
+            .map_err(|source| EnqueueError::Provision { queue, source })?;
+        self.mark_ensured(stream);
+        Ok(())
+    }
+
+    pub(crate) fn is_ensured(&self, stream: &str) -> bool {
+        self.inner
+            .ensured
+            .lock()
+            .expect("ensured set poisoned")
+            .contains(stream)
+    }
+
+    pub(crate) fn mark_ensured(&self, stream: String) {
+        self.inner
+            .ensured
+            .lock()
+            .expect("ensured set poisoned")
+            .insert(stream);
+    }
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("prefix", &self.inner.names.prefix())
+            .field("state", &self.inner.nats.connection_state())
+            .finish()
+    }
+}
+
+fn task_headers(task: &str, id: TaskId) -> HeaderMap {
+    let id = id.to_string();
+    let mut headers = HeaderMap::new();
+    headers.insert(wire::HEADER_MSG_ID, id.as_str());
+    headers.insert(wire::HEADER_ID, id.as_str());
+    headers.insert(wire::HEADER_TASK, task);
+    headers.insert(wire::HEADER_FORMAT, wire::FORMAT_VERSION);
+    headers.insert(
+        wire::HEADER_ENQUEUED_AT,
+        unix_millis(SystemTime::now()).to_string().as_str(),
+    );
+    headers.insert(wire::HEADER_CONTENT_TYPE, wire::CONTENT_TYPE_JSON);
+    headers
+}
+
+/// Bytes the headers take on the wire (`NATS/1.0\r\n`, `Name: value\r\n`, `\r\n`).
+fn header_len(headers: &HeaderMap) -> usize {
+    let fields: usize = headers
+        .iter()
+        .map(|(name, values)| {
+            values
+                .iter()
+                .map(|v| AsRef::<str>::as_ref(name).len() + 2 + v.as_str().len() + 2)
+                .sum::<usize>()
+        })
+        .sum();
+    10 + fields + 2
+}
+
+pub(crate) fn unix_millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis().try_into().unwrap_or(u64::MAX))
+}
+
+/// Splits `scheme://user:password@host` into `scheme://host` and the credentials.
+fn split_credentials(url: &str) -> (String, Option<(String, Option<String>)>) {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let address = format!("{}{}", &url[..scheme + 3], &url[at + 1..]);
+            let credentials = match userinfo.split_once(':') {
+                Some((user, password)) => (user.to_owned(), Some(password.to_owned())),
+                None => (userinfo.to_owned(), None),
+            };
+            (address, Some(credentials))
+        }
+        _ => (url.to_owned(), None),
+    }
+}
+
+/// Drops the password from a URL before it appears in an error.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_errors() {
+        assert_eq!(redact("nats://u:secret@h:4222"), "nats://u:***@h:4222");
+        assert_eq!(redact("nats://h:4222"), "nats://h:4222");
+    }
+
+    #[test]
+    fn credentials_come_out_of_the_url() {
+        assert_eq!(
+            split_credentials("nats://u:p:w@h:1"),
+            (
+                "nats://h:1".to_owned(),
+                Some(("u".to_owned(), Some("p:w".to_owned())))
+            )
+        );
+        assert_eq!(
+            split_credentials("tls://tok@h"),
+            ("tls://h".to_owned(), Some(("tok".to_owned(), None)))
+        );
+        assert_eq!(split_credentials("h:4222"), ("h:4222".to_owned(), None));
+    }
+
+    #[test]
+    fn header_length_counts_every_field() {
+        let mut h = HeaderMap::new();
+        h.insert("A", "bc");
+        assert_eq!(header_len(&h), 10 + "A: bc\r\n".len() + 2);
+    }
+}

@@ -1,0 +1,110 @@
+//! Typed background tasks on NATS JetStream.
+//!
+//! Annotate an `async fn` with [`#[task]`](macro@task); natask generates a
+//! payload struct with a typed `enqueue`, and registers the handler at link
+//! time. A [`Runtime`] collects every registered task, creates the JetStream
+//! streams and consumers it needs, and serves them.
+//!
+//! ```no_run
+//! use natask_runtime::{task, Client, Runtime, State, TaskContext, TaskError};
+//!
+//! struct Mailer;
+//! impl Mailer {
+//!     async fn send(&self, to: &str, subject: &str) -> std::io::Result<()> { Ok(()) }
+//! }
+//!
+//! #[task(queue = "emails", retries = 3)]
+//! async fn send_email(mailer: State<Mailer>, ctx: &TaskContext, to: String, subject: String) -> Result<(), TaskError> {
+//!     println!("attempt {} of {}", ctx.attempt(), ctx.id());
+//!     mailer.send(&to, &subject).await?; // any std error converts, and is retried
+//!     Ok(())
+//! }
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = Client::connect("nats://127.0.0.1:4222").await?;
+//!
+//! // producer side: typed, no task-name strings
+//! let id = SendEmail::new("ada@example.com".into(), "hello".into()).enqueue(&client).await?;
+//!
+//! // worker side: every #[task] linked into the binary is served
+//! let runtime = Runtime::builder(client).state(Mailer).build().await?;
+//! runtime.run().await?; // until ctrl-c or SIGTERM
+//! # Ok(()) }
+//! ```
+//!
+//! # Parameters: payload and injected
+//!
+//! The rule is syntactic: a parameter whose type is written `State<T>` gets
+//! the value registered with [`RuntimeBuilder::state`]; one written
+//! `&TaskContext` gets the attempt's [`TaskContext`]. Every other parameter
+//! is payload and becomes a field of the generated struct, in order, so it
+//! must be an owned `Serialize + Deserialize` type.
+//!
+//! # Handler results
+//!
+//! A handler returns `Result<T, E>` with `T: Serialize` and `E:
+//! Into<TaskError>` (any `std::error::Error + Send + Sync + 'static`), or
+//! `()`. `Err` is retried with exponential backoff until the task's attempts
+//! run out, then the task is moved to the dead-letter stream; return
+//! [`TaskError::fatal`] to skip the retries, [`TaskError::snooze`] to run
+//! again later. A panic or a timeout counts as a failed attempt.
+//!
+//! # The linker pitfall
+//!
+//! Tasks are collected at link time, with no code running before `main`
+//! ([`registry`] explains the choice of linkme). A crate is only linked if
+//! the binary mentions it, so a worker whose tasks live in a library crate
+//! it never uses must say so with one line:
+//!
+//! ```ignore
+//! use my_tasks as _; // links the crate, and with it every #[task] in it
+//! ```
+//!
+//! Without it, [`RuntimeBuilder::build`] fails with [`BuildError::NoTasks`]
+//! (or [`BuildError::UnknownQueue`]) and says exactly that. Where link-time
+//! collection is not available at all (Miri, some wasm targets), register
+//! tasks by hand with [`RuntimeBuilder::register`].
+//!
+//! # JetStream layout
+//!
+//! One work-queue stream per queue (`NATASK_Q_<queue>`, subjects
+//! `natask.q.<queue>.<task>`), one durable pull consumer `workers` per
+//! queue shared by every worker process, and a dead-letter stream
+//! `NATASK_DLQ`. `docs/wire-format.md` documents headers and payloads for
+//! producers in other languages.
+
+mod client;
+mod dead_letter;
+mod provision;
+mod runtime;
+mod worker;
+
+pub use client::{Client, ConnectError, EnqueueError};
+pub use natask_core::{
+    name, wire, Headers, State, Task, TaskContext, TaskError, TaskErrorKind, TaskId,
+};
+pub use natask_macros::task;
+pub use provision::ProvisionError;
+pub use runtime::{
+    BuildError, RunError, Runtime, RuntimeBuilder, DEFAULT_ACK_WAIT, DEFAULT_CONCURRENCY,
+    DEFAULT_RETRIES, DEFAULT_SHUTDOWN_GRACE, DEFAULT_TIMEOUT,
+};
+
+/// The link-time task registry.
+pub mod registry {
+    pub use natask_core::registry::{tasks, validate, RegistryError, TaskEntry};
+}
+
+// Not public API: used by code `#[task]` generates.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::client::{Client, EnqueueError};
+    pub use linkme;
+    pub use natask_core::handler::decode;
+    pub use natask_core::registry::TASKS;
+    pub use natask_core::task::{assert_payload_field, assert_task_output};
+    pub use natask_core::{
+        HandlerFuture, IntoTaskResult, Invocation, StateKey, Task, TaskEntry, TaskId,
+    };
+    pub use serde;
+}

