@@ -1,0 +1,34 @@
+//! Serves every task of `natask-example-tasks` until ctrl-c or SIGTERM.
+//! Connects to `$NATS_URL` (default `nats://127.0.0.1:4222`); `$NATASK_CONCURRENCY`
+//! sets the handlers per queue.
+
+// The one line that links the tasks crate. This binary mentions nothing
+// else from it, and a crate that is never mentioned is not linked, so its
+// `#[task]`s would be missing from the registry.
+use natask_example_tasks as _;
+
+use natask_runtime::{Client, Runtime};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "natask_runtime=info".to_owned()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+    let client = Client::connect(&url).await?;
+    let mut builder = Runtime::builder(client);
+    if let Ok(n) = std::env::var("NATASK_CONCURRENCY") {
+        builder = builder.concurrency(
+            n.parse()
+                .map_err(|_| anyhow::anyhow!("NATASK_CONCURRENCY must be a number, got `{n}`"))?,
+        );
+    }
+    let runtime = builder.build().await?;
+    println!("worker ready: serving {:?}", runtime.queues());
+    runtime.run().await?;
+    println!("worker stopped");
+    Ok(())
+}
