@@ -56,7 +56,7 @@
 //! the binary mentions it, so a worker whose tasks live in a library crate
 //! it never uses must say so with one line:
 //!
-//! ```ignore
+//! ```text
 //! use my_tasks as _; // links the crate, and with it every #[task] in it
 //! ```
 //!
