@@ -18,6 +18,7 @@ pub mod error;
 pub mod handler;
 pub mod name;
 pub mod registry;
+pub mod retry;
 pub mod task;
 pub mod wire;
 
@@ -25,5 +26,6 @@ pub use context::{Headers, Invocation, State, StateKey, StateMap, TaskContext};
 pub use error::{TaskError, TaskErrorKind};
 pub use handler::{HandlerFn, HandlerFuture, IntoTaskResult, TaskOutput};
 pub use registry::{RegistryError, TaskEntry};
+pub use retry::Backoff;
 pub use task::Task;
 pub use wire::TaskId;

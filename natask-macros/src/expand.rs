@@ -168,6 +168,7 @@ pub(crate) fn expand(args: &TaskArgs, f: &TaskFn, names: &Names) -> TokenStream 
                     queue: #queue,
                     retries: #retries,
                     timeout_ms: #timeout,
+                    backoff: ::core::option::Option::None,
                     handler: __natask_handler,
                     states: &[#(#state_keys),*],
                     crate_name: ::core::env!("CARGO_PKG_NAME"),

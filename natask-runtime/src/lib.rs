@@ -81,7 +81,7 @@ mod worker;
 
 pub use client::{Client, ConnectError, EnqueueError};
 pub use natask_core::{
-    name, wire, Headers, State, Task, TaskContext, TaskError, TaskErrorKind, TaskId,
+    name, wire, Backoff, Headers, State, Task, TaskContext, TaskError, TaskErrorKind, TaskId,
 };
 pub use natask_macros::task;
 pub use provision::ProvisionError;
@@ -104,7 +104,7 @@ pub mod __private {
     pub use natask_core::registry::TASKS;
     pub use natask_core::task::{assert_payload_field, assert_task_output};
     pub use natask_core::{
-        HandlerFuture, IntoTaskResult, Invocation, StateKey, Task, TaskEntry, TaskId,
+        Backoff, HandlerFuture, IntoTaskResult, Invocation, StateKey, Task, TaskEntry, TaskId,
     };
     pub use serde;
 }

@@ -9,7 +9,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use natask_core::registry::{self, RegistryError};
-use natask_core::{StateMap, Task, TaskEntry};
+use natask_core::{Backoff, StateMap, Task, TaskEntry};
 
 use crate::client::Client;
 use crate::provision::{self, ConsumerSettings, ProvisionError};
@@ -259,11 +259,10 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Delay before the first retry; each further retry doubles it, up to
-    /// `max` (defaults: 1 s and 5 min).
-    pub fn retry_backoff(mut self, first: Duration, max: Duration) -> Self {
-        self.config.backoff_first = first;
-        self.config.backoff_max = max;
+    /// Retry delays for tasks that do not set `backoff` (default
+    /// [`Backoff::DEFAULT`]: 1 s, doubling, at most 5 min, ±20 % jitter).
+    pub fn default_backoff(mut self, backoff: Backoff) -> Self {
+        self.config.default_backoff = backoff;
         self
     }
 

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use natask_core::wire;
+use natask_core::Backoff;
 use natask_core::{
     Headers, Invocation, StateMap, TaskContext, TaskEntry, TaskError, TaskErrorKind, TaskId,
 };
@@ -37,8 +38,7 @@ pub(crate) struct Config {
     pub(crate) default_timeout: Duration,
     pub(crate) shutdown_grace: Duration,
     pub(crate) ack_wait: Duration,
-    pub(crate) backoff_first: Duration,
-    pub(crate) backoff_max: Duration,
+    pub(crate) default_backoff: Backoff,
 }
 
 impl Default for Config {
@@ -48,8 +48,7 @@ impl Default for Config {
             default_timeout: DEFAULT_TIMEOUT,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             ack_wait: DEFAULT_ACK_WAIT,
-            backoff_first: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(300),
+            default_backoff: Backoff::DEFAULT,
         }
     }
 }
@@ -364,7 +363,11 @@ async fn handle(
                     .await;
                 }
                 _ => {
-                    let delay = backoff(config, ctx.attempt(), id);
+                    let seed = id.as_uuid().as_u128() as u64;
+                    let delay = entry
+                        .backoff
+                        .unwrap_or(config.default_backoff)
+                        .delay(ctx.attempt(), seed);
                     tracing::warn!(error = %text, retry_in = ?delay, "task failed; will retry");
                     let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
                 }
@@ -433,41 +436,9 @@ fn context_headers(msg: &jetstream::Message) -> Headers {
     out
 }
 
-/// Exponential backoff with ±20% jitter derived from the task id, so that
-/// tasks failing together do not retry in lockstep.
-fn backoff(config: &Config, attempt: u32, id: TaskId) -> Duration {
-    let exp = attempt.saturating_sub(1).min(30);
-    let base = config
-        .backoff_first
-        .saturating_mul(1 << exp)
-        .min(config.backoff_max);
-    let noise = (id.as_uuid().as_u128() as u64
-        ^ u64::from(attempt).wrapping_mul(0x9E37_79B9_7F4A_7C15))
-        % 401;
-    // noise in 0..=400 maps to a factor of 0.8..=1.2
-    base.mul_f64(0.8 + noise as f64 / 1000.0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        let config = Config::default();
-        let id = TaskId::new();
-        let d1 = backoff(&config, 1, id);
-        let d3 = backoff(&config, 3, id);
-        assert!(
-            d1 >= Duration::from_millis(800) && d1 <= Duration::from_millis(1200),
-            "{d1:?}"
-        );
-        assert!(
-            d3 >= Duration::from_millis(3200) && d3 <= Duration::from_millis(4800),
-            "{d3:?}"
-        );
-        assert!(backoff(&config, 40, id) <= Duration::from_secs(360));
-    }
 
     #[test]
     fn panic_messages_are_read() {

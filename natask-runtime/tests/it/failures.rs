@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use natask_runtime::{task, State, TaskContext, TaskError};
+use natask_runtime::{task, Backoff, State, TaskContext, TaskError};
 use tokio::sync::mpsc;
 
 use crate::{builder, connect, queued, within, Running};
@@ -77,7 +77,11 @@ async fn failures_retry_then_land_in_the_dead_letters_with_their_last_error() {
     let running = Running::start(
         builder(&client, &["it_failures"])
             .state(Attempts(tx))
-            .retry_backoff(Duration::from_millis(50), Duration::from_millis(200)),
+            .default_backoff(Backoff::exponential(
+                Duration::from_millis(50),
+                2.0,
+                Duration::from_millis(200),
+            )),
     )
     .await;
 
