@@ -209,6 +209,12 @@ impl StateMap {
         self.0.insert(TypeId::of::<T>(), Arc::new(value));
     }
 
+    /// Registers a value that is already shared, replacing an earlier value
+    /// of the same type.
+    pub fn insert_arc<T: Send + Sync + 'static>(&mut self, value: Arc<T>) {
+        self.0.insert(TypeId::of::<T>(), value);
+    }
+
     /// Whether a value of the key's type is registered.
     pub fn contains(&self, key: &StateKey) -> bool {
         self.0.contains_key(&key.type_id())

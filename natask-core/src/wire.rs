@@ -51,7 +51,7 @@ pub const DEFAULT_PREFIX: &str = "natask";
 /// assert_eq!(n.task_subject("emails", "send_email"), "natask.q.emails.send_email");
 /// assert_eq!(n.queue_filter("emails"), "natask.q.emails.>");
 /// assert_eq!(n.dead_letter_stream(), "NATASK_DLQ");
-/// assert_eq!(n.dead_letter_subject("emails", "send_email"), "natask.dlq.emails.send_email");
+/// assert_eq!(n.dead_letter_subject("emails", "send_email", "42"), "natask.dlq.emails.send_email.42");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Names {
@@ -98,9 +98,25 @@ impl Names {
         format!("{}.dlq.>", self.prefix)
     }
 
-    /// The subject a dead letter of `task` from `queue` is stored under.
-    pub fn dead_letter_subject(&self, queue: &str, task: &str) -> String {
-        format!("{}.dlq.{queue}.{task}", self.prefix)
+    /// The subjects of the dead letters of `queue`.
+    pub fn dead_letter_queue_filter(&self, queue: &str) -> String {
+        format!("{}.dlq.{queue}.>", self.prefix)
+    }
+
+    /// The subject the dead letter of task `id` (`task` from `queue`) is stored under.
+    pub fn dead_letter_subject(&self, queue: &str, task: &str, id: &str) -> String {
+        format!("{}.dlq.{queue}.{task}.{id}", self.prefix)
+    }
+
+    /// The subjects of the dead letter of task `id`, whatever its queue and task.
+    pub fn dead_letter_id_filter(&self, id: &str) -> String {
+        format!("{}.dlq.*.*.{id}", self.prefix)
+    }
+
+    /// The key-value bucket counting deliveries that did not spend an
+    /// attempt (snoozes, shutdown hand-backs), keyed by task id.
+    pub fn handback_bucket(&self) -> String {
+        format!("{}_HANDBACKS", self.stream_prefix)
     }
 }
 
@@ -204,5 +220,8 @@ mod tests {
         assert_eq!(n.queue_stream("q"), "APP1_Q_q");
         assert_eq!(n.dead_letter_stream(), "APP1_DLQ");
         assert_eq!(n.dead_letter_filter(), "app1.dlq.>");
+        assert_eq!(n.dead_letter_queue_filter("q"), "app1.dlq.q.>");
+        assert_eq!(n.dead_letter_id_filter("x"), "app1.dlq.*.*.x");
+        assert_eq!(n.handback_bucket(), "APP1_HANDBACKS");
     }
 }

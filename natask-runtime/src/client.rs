@@ -13,6 +13,9 @@ use natask_core::{Task, TaskId};
 
 use crate::provision::{self, ProvisionError};
 
+/// How long requests wait by default.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// A connection to NATS that enqueues tasks. Cheap to clone; share one.
 ///
 /// ```no_run
@@ -29,6 +32,7 @@ struct Inner {
     nats: async_nats::Client,
     js: jetstream::Context,
     names: Names,
+    timeout: Duration,
     /// Streams known to exist; provisioning is skipped for them.
     ensured: Mutex<HashSet<String>>,
 }
@@ -77,6 +81,19 @@ pub enum EnqueueError {
         #[source]
         source: ProvisionError,
     },
+    /// No answer within the client's timeout, e.g. while NATS is
+    /// unreachable. The task may or may not have been stored.
+    #[error(
+        "task `{task}` on queue `{queue}` was not confirmed within {timeout:?}; is NATS reachable?"
+    )]
+    Timeout {
+        /// The task's name.
+        task: &'static str,
+        /// The queue.
+        queue: &'static str,
+        /// The client's timeout.
+        timeout: Duration,
+    },
     /// JetStream did not acknowledge the task (in time). It may or may not
     /// have been stored; enqueueing the same payload again is safe only for
     /// idempotent tasks.
@@ -118,12 +135,18 @@ impl Client {
     /// Uses an existing async-nats connection (for custom TLS, auth or
     /// reconnect settings).
     pub fn from_nats(nats: async_nats::Client) -> Client {
-        let js = jetstream::new(nats.clone());
+        Self::build(nats, Names::default(), DEFAULT_TIMEOUT)
+    }
+
+    fn build(nats: async_nats::Client, names: Names, timeout: Duration) -> Client {
+        let mut js = jetstream::new(nats.clone());
+        js.set_timeout(timeout);
         Client {
             inner: Arc::new(Inner {
                 nats,
                 js,
-                names: Names::default(),
+                names,
+                timeout,
                 ensured: Mutex::new(HashSet::new()),
             }),
         }
@@ -133,14 +156,18 @@ impl Client {
     /// that two applications can share one NATS account.
     pub fn with_prefix(self, prefix: &str) -> Result<Client, NameError> {
         name::check(prefix)?;
-        Ok(Client {
-            inner: Arc::new(Inner {
-                nats: self.inner.nats.clone(),
-                js: self.inner.js.clone(),
-                names: Names::new(prefix),
-                ensured: Mutex::new(HashSet::new()),
-            }),
-        })
+        Ok(Self::build(
+            self.inner.nats.clone(),
+            Names::new(prefix),
+            self.inner.timeout,
+        ))
+    }
+
+    /// How long `enqueue` and JetStream requests wait for an answer
+    /// (default 5 s). While NATS is unreachable, `enqueue` fails after this
+    /// long with [`EnqueueError::Timeout`] instead of hanging.
+    pub fn with_timeout(self, timeout: Duration) -> Client {
+        Self::build(self.inner.nats.clone(), self.inner.names.clone(), timeout)
     }
 
     /// The underlying NATS connection.
@@ -162,6 +189,17 @@ impl Client {
     ///
     /// The generated `SendEmail { .. }.enqueue(&client)` calls this.
     pub async fn enqueue<T: Task>(&self, task: &T) -> Result<TaskId, EnqueueError> {
+        let timeout = self.inner.timeout;
+        tokio::time::timeout(timeout, self.enqueue_inner(task))
+            .await
+            .unwrap_or(Err(EnqueueError::Timeout {
+                task: T::NAME,
+                queue: T::QUEUE,
+                timeout,
+            }))
+    }
+
+    async fn enqueue_inner<T: Task>(&self, task: &T) -> Result<TaskId, EnqueueError> {
         let payload = serde_json::to_vec(task).map_err(|source| EnqueueError::Encode {
             task: T::NAME,
             source,
@@ -196,13 +234,17 @@ impl Client {
     }
 
     async fn ensure_queue(&self, queue: &'static str) -> Result<(), EnqueueError> {
+        self.ensure_stream_of(queue)
+            .await
+            .map_err(|source| EnqueueError::Provision { queue, source })
+    }
+
+    pub(crate) async fn ensure_stream_of(&self, queue: &str) -> Result<(), ProvisionError> {
         let stream = self.inner.names.queue_stream(queue);
         if self.is_ensured(&stream) {
             return Ok(());
         }
-        provision::queue_stream(&self.inner.js, &self.inner.names, queue)
-            .await
-            .map_err(|source| EnqueueError::Provision { queue, source })?;
+        provision::queue_stream(&self.inner.js, &self.inner.names, queue).await?;
         self.mark_ensured(stream);
         Ok(())
     }

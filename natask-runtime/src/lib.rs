@@ -75,11 +75,13 @@
 
 mod client;
 mod dead_letter;
+mod handback;
 mod provision;
 mod runtime;
 mod worker;
 
 pub use client::{Client, ConnectError, EnqueueError};
+pub use dead_letter::{DeadLetter, DeadLetterError};
 pub use natask_core::{
     name, wire, Backoff, Headers, State, Task, TaskContext, TaskError, TaskErrorKind, TaskId,
 };

@@ -12,6 +12,7 @@ use natask_core::registry::{self, RegistryError};
 use natask_core::{Backoff, StateMap, Task, TaskEntry};
 
 use crate::client::Client;
+use crate::handback::Handbacks;
 use crate::provision::{self, ConsumerSettings, ProvisionError};
 use crate::worker::{Config, QueueWorker, Shared};
 
@@ -208,6 +209,13 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Registers shared state the caller keeps a handle to; handlers see it
+    /// as `State<T>`.
+    pub fn state_arc<T: Send + Sync + 'static>(mut self, value: Arc<T>) -> Self {
+        self.states.insert_arc(value);
+        self
+    }
+
     /// Serves only these queues (default: every queue a registered task uses).
     pub fn queues<I, S>(mut self, queues: I) -> Self
     where
@@ -263,6 +271,16 @@ impl RuntimeBuilder {
     /// [`Backoff::DEFAULT`]: 1 s, doubling, at most 5 min, ±20 % jitter).
     pub fn default_backoff(mut self, backoff: Backoff) -> Self {
         self.config.default_backoff = backoff;
+        self
+    }
+
+    /// How a task whose name no handler of this worker knows is treated:
+    /// handed back `deliveries - 1` times, `delay` apart, so a worker that
+    /// knows it can take it (during a rolling deploy), then dead-lettered
+    /// (defaults: 5 deliveries, 5 s).
+    pub fn unknown_task_grace(mut self, deliveries: u32, delay: Duration) -> Self {
+        self.config.unknown_task_deliveries = deliveries.max(1);
+        self.config.unknown_task_delay = delay;
         self
     }
 
@@ -358,11 +376,18 @@ impl RuntimeBuilder {
                 settings: settings.clone(),
             }));
         }
+        let handbacks = Handbacks::provision(self.client.jetstream(), self.client.names())
+            .await
+            .map_err(|source| BuildError::Provision {
+                queue: "(all)".to_owned(),
+                source,
+            })?;
         Ok(Runtime {
             shared: Arc::new(Shared {
                 client: self.client,
                 states: self.states,
                 config: self.config,
+                handbacks,
             }),
             workers,
         })

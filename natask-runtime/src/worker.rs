@@ -19,6 +19,7 @@ use natask_core::{
 
 use crate::client::Client;
 use crate::dead_letter::{self, Reason};
+use crate::handback::Handbacks;
 use crate::provision::{self, ConsumerSettings};
 use crate::runtime::{DEFAULT_ACK_WAIT, DEFAULT_RETRIES, DEFAULT_SHUTDOWN_GRACE, DEFAULT_TIMEOUT};
 
@@ -26,11 +27,6 @@ use crate::runtime::{DEFAULT_ACK_WAIT, DEFAULT_RETRIES, DEFAULT_SHUTDOWN_GRACE, 
 const FETCH_EXPIRY: Duration = Duration::from_secs(3);
 /// How long a stopping worker waits for tasks already sent to it.
 const STOP_DRAIN: Duration = Duration::from_millis(100);
-/// Deliveries of a task no handler here knows before it is dead-lettered;
-/// the delay between them gives a worker that knows it (a rolling deploy)
-/// the chance to take it.
-const UNKNOWN_TASK_DELIVERIES: i64 = 5;
-const UNKNOWN_TASK_DELAY: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub(crate) struct Config {
@@ -39,6 +35,11 @@ pub(crate) struct Config {
     pub(crate) shutdown_grace: Duration,
     pub(crate) ack_wait: Duration,
     pub(crate) default_backoff: Backoff,
+    /// Deliveries of a task no handler here knows before it is
+    /// dead-lettered; the delay between them gives a worker that knows it
+    /// (during a rolling deploy) the chance to take it.
+    pub(crate) unknown_task_deliveries: u32,
+    pub(crate) unknown_task_delay: Duration,
 }
 
 impl Default for Config {
@@ -49,6 +50,8 @@ impl Default for Config {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             ack_wait: DEFAULT_ACK_WAIT,
             default_backoff: Backoff::DEFAULT,
+            unknown_task_deliveries: 5,
+            unknown_task_delay: Duration::from_secs(5),
         }
     }
 }
@@ -57,6 +60,7 @@ pub(crate) struct Shared {
     pub(crate) client: Client,
     pub(crate) states: StateMap,
     pub(crate) config: Config,
+    pub(crate) handbacks: Handbacks,
 }
 
 pub(crate) struct QueueWorker {
@@ -80,6 +84,9 @@ impl QueueWorker {
         let mut consumer = self.consumer.clone();
         let mut failures: u32 = 0;
         'fetch: while !stop.is_cancelled() {
+            if !self.connected(&shared.client, &stop).await {
+                break;
+            }
             let first = tokio::select! {
                 permit = Arc::clone(&slots).acquire_owned() => permit.expect("the semaphore is never closed"),
                 () = stop.cancelled() => break,
@@ -116,7 +123,7 @@ impl QueueWorker {
                         // would wait out the ack wait; hand them straight back.
                         let _ = tokio::time::timeout(STOP_DRAIN, async {
                             while let Some(Ok(msg)) = batch.next().await {
-                                let _ = msg.ack_with(AckKind::Nak(None)).await;
+                                hand_back_unstarted(&shared, &msg).await;
                             }
                         }).await;
                         break 'fetch;
@@ -160,6 +167,31 @@ impl QueueWorker {
         let _ = slots.acquire_many(all).await;
     }
 
+    /// Waits while NATS is unreachable (fetching is paused meanwhile), then
+    /// re-checks the queue's stream and consumer. False if stopped.
+    async fn connected(&self, client: &Client, stop: &CancellationToken) -> bool {
+        use async_nats::connection::State;
+        if client.nats().connection_state() == State::Connected {
+            return true;
+        }
+        tracing::warn!(
+            queue = self.queue,
+            "NATS is unreachable; fetching is paused until it is back"
+        );
+        while client.nats().connection_state() != State::Connected {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                () = stop.cancelled() => return false,
+            }
+        }
+        tracing::info!(
+            queue = self.queue,
+            "NATS is back; re-checking the queue and resuming"
+        );
+        let _ = self.reprovision(client).await;
+        true
+    }
+
     async fn reprovision(&self, client: &Client) -> Option<PullConsumer> {
         match provision::queue_consumer(
             client.jetstream(),
@@ -193,6 +225,38 @@ enum Outcome {
     HandedBack,
 }
 
+fn header(msg: &jetstream::Message, name: &str) -> Option<String> {
+    msg.headers
+        .as_ref()
+        .and_then(|h| h.get(name))
+        .map(|v| v.as_str().to_owned())
+}
+
+fn task_id(msg: &jetstream::Message) -> Option<TaskId> {
+    header(msg, wire::HEADER_ID).and_then(|v| v.parse().ok())
+}
+
+fn delivered(msg: &jetstream::Message) -> u64 {
+    msg.info()
+        .ok()
+        .and_then(|i| u64::try_from(i.delivered).ok())
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// Gives a task that never ran back to the queue without spending an attempt.
+async fn hand_back_unstarted(shared: &Shared, msg: &jetstream::Message) {
+    if let Some(id) = task_id(msg) {
+        let known = if delivered(msg) > 1 {
+            shared.handbacks.count(id).await
+        } else {
+            0
+        };
+        shared.handbacks.record(id, known).await;
+    }
+    let _ = msg.ack_with(AckKind::Nak(None)).await;
+}
+
 async fn handle(
     worker: Arc<QueueWorker>,
     shared: Arc<Shared>,
@@ -202,49 +266,22 @@ async fn handle(
 ) {
     let queue = worker.queue;
     let client = &shared.client;
-    let delivered = msg.info().map_or(1, |i| i.delivered).max(1);
-    let attempts = u64::try_from(delivered).unwrap_or(1);
-    let header = |name: &str| {
-        msg.headers
-            .as_ref()
-            .and_then(|h| h.get(name))
-            .map(|v| v.as_str().to_owned())
-    };
+    let config = &shared.config;
+    let delivered = delivered(&msg);
 
-    let Some(name) = header(wire::HEADER_TASK) else {
+    let Some(name) = header(&msg, wire::HEADER_TASK) else {
         let error = format!(
             "the message has no `{}` header, so no handler can be chosen; publish tasks with natask's headers (docs/wire-format.md)",
             wire::HEADER_TASK
         );
-        return dead_letter::park(client, queue, "", &msg, Reason::NotATask, &error, attempts)
+        return dead_letter::park(client, queue, "", &msg, Reason::NotATask, &error, delivered)
             .await;
     };
-    let Some(entry) = worker.handlers.get(name.as_str()) else {
-        let mut known: Vec<_> = worker.handlers.keys().copied().collect();
-        known.sort_unstable();
-        if delivered < UNKNOWN_TASK_DELIVERIES {
-            tracing::warn!(queue, task = %name, delivered, "no handler for this task here; handing it back for another worker");
-            let _ = msg.ack_with(AckKind::Nak(Some(UNKNOWN_TASK_DELAY))).await;
-            return;
-        }
+    let Some(id) = task_id(&msg) else {
         let error = format!(
-            "no handler for task `{name}` on queue `{queue}` after {delivered} deliveries (this worker knows {}); \
-             deploy a worker that registers it, then replay the dead letter",
-            known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+            "the message has no valid `{}` header (a UUID); producers must set it (docs/wire-format.md)",
+            wire::HEADER_ID
         );
-        return dead_letter::park(
-            client,
-            queue,
-            &name,
-            &msg,
-            Reason::UnknownTask,
-            &error,
-            attempts,
-        )
-        .await;
-    };
-    let Some(id) = header(wire::HEADER_ID).and_then(|v| v.parse::<TaskId>().ok()) else {
-        let error = format!("the message has no valid `{}` header (a UUID); producers must set it (docs/wire-format.md)", wire::HEADER_ID);
         return dead_letter::park(
             client,
             queue,
@@ -252,49 +289,84 @@ async fn handle(
             &msg,
             Reason::NotATask,
             &error,
-            attempts,
+            delivered,
         )
         .await;
     };
-    let config = &shared.config;
+    let handbacks = if delivered > 1 {
+        shared.handbacks.count(id).await
+    } else {
+        0
+    };
+    let Some(entry) = worker.handlers.get(name.as_str()) else {
+        if delivered < u64::from(config.unknown_task_deliveries) {
+            tracing::warn!(queue, task = %name, %id, delivered, "no handler for this task here; handing it back for another worker");
+            shared.handbacks.record(id, handbacks).await;
+            let _ = msg
+                .ack_with(AckKind::Nak(Some(config.unknown_task_delay)))
+                .await;
+            return;
+        }
+        let mut known: Vec<_> = worker.handlers.keys().copied().collect();
+        known.sort_unstable();
+        let error = format!(
+            "no handler for task `{name}` on queue `{queue}` after {delivered} deliveries (this worker knows {}); \
+             deploy a worker that registers it, then replay the dead letter",
+            known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
+        );
+        dead_letter::park(
+            client,
+            queue,
+            &name,
+            &msg,
+            Reason::UnknownTask,
+            &error,
+            delivered - handbacks,
+        )
+        .await;
+        return shared.handbacks.clear(id).await;
+    };
+    let attempt = delivered.saturating_sub(handbacks).max(1);
     let max_attempts = entry
         .retries
         .unwrap_or(config.default_retries)
         .saturating_add(1);
-    if attempts > u64::from(max_attempts) {
+    if attempt > u64::from(max_attempts) {
         let error = format!(
-            "delivered {delivered} times, more than its {max_attempts} attempts, without an outcome: \
+            "delivered {attempt} times, more than its {max_attempts} attempts, without an outcome: \
              a worker probably crashed or lost its lease while running it"
         );
-        return dead_letter::park(
+        // The delivery now in hand never ran: attempt - 1 attempts were spent.
+        dead_letter::park(
             client,
             queue,
             entry.name,
             &msg,
             Reason::Exhausted,
             &error,
-            attempts,
+            attempt - 1,
         )
         .await;
+        return shared.handbacks.clear(id).await;
     }
 
     let timeout = entry
         .timeout_ms
         .map_or(config.default_timeout, Duration::from_millis);
-    let enqueued_at = header(wire::HEADER_ENQUEUED_AT)
+    let enqueued_at = header(&msg, wire::HEADER_ENQUEUED_AT)
         .and_then(|v| v.parse::<u64>().ok())
         .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
     let ctx = TaskContext::new(
         id,
         entry.name,
         entry.queue,
-        u32::try_from(attempts).unwrap_or(u32::MAX),
+        u32::try_from(attempt).unwrap_or(u32::MAX),
         max_attempts,
         enqueued_at,
         timeout,
         context_headers(&msg),
     );
-    let span = tracing::info_span!("task", task = entry.name, queue, %id, attempt = attempts);
+    let span = tracing::info_span!("task", task = entry.name, queue, %id, attempt);
     let outcome = run_handler(
         entry,
         &msg,
@@ -307,10 +379,14 @@ async fn handle(
     .instrument(span.clone())
     .await;
     let _enter = span.enter();
-    match outcome {
+    let settled_for_good = match outcome {
         Outcome::HandedBack => {
-            tracing::info!("shutdown grace over; task handed back to the queue");
+            tracing::info!(
+                "shutdown grace over; task handed back to the queue without spending an attempt"
+            );
+            shared.handbacks.record(id, handbacks).await;
             let _ = msg.ack_with(AckKind::Nak(None)).await;
+            false
         }
         Outcome::Finished(Ok(_)) => {
             if let Err(e) = msg.ack().await {
@@ -318,15 +394,22 @@ async fn handle(
             } else {
                 tracing::debug!("task succeeded");
             }
+            true
         }
         Outcome::Finished(Err(error)) => {
             let text = error.to_string();
             match error.kind() {
                 TaskErrorKind::Snooze(delay) => {
-                    tracing::info!(?delay, "task snoozed");
+                    tracing::info!(
+                        ?delay,
+                        "task snoozed; it runs again without spending an attempt"
+                    );
+                    shared.handbacks.record(id, handbacks).await;
                     let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
+                    false
                 }
                 TaskErrorKind::Fatal => {
+                    tracing::warn!(error = %text, "task failed fatally");
                     dead_letter::park(
                         client,
                         queue,
@@ -334,9 +417,10 @@ async fn handle(
                         &msg,
                         Reason::Fatal,
                         &text,
-                        attempts,
+                        attempt,
                     )
                     .await;
+                    true
                 }
                 TaskErrorKind::Decode => {
                     dead_letter::park(
@@ -346,11 +430,13 @@ async fn handle(
                         &msg,
                         Reason::Decode,
                         &text,
-                        attempts,
+                        attempt,
                     )
                     .await;
+                    true
                 }
                 _ if ctx.is_last_attempt() => {
+                    tracing::warn!(error = %text, "task failed on its last attempt");
                     dead_letter::park(
                         client,
                         queue,
@@ -358,9 +444,10 @@ async fn handle(
                         &msg,
                         Reason::Exhausted,
                         &text,
-                        attempts,
+                        attempt,
                     )
                     .await;
+                    true
                 }
                 _ => {
                     let seed = id.as_uuid().as_u128() as u64;
@@ -370,9 +457,13 @@ async fn handle(
                         .delay(ctx.attempt(), seed);
                     tracing::warn!(error = %text, retry_in = ?delay, "task failed; will retry");
                     let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
+                    false
                 }
             }
         }
+    };
+    if settled_for_good && handbacks > 0 {
+        shared.handbacks.clear(id).await;
     }
 }
 

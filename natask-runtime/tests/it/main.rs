@@ -4,6 +4,7 @@
 //! tasks of all modules are linked into this one binary.
 
 mod build;
+mod delivery;
 mod enqueue;
 mod failures;
 mod poison;
