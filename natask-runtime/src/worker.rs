@@ -223,6 +223,10 @@ async fn pause(stop: &CancellationToken, failures: u32) -> bool {
 enum Outcome {
     Finished(Result<Vec<u8>, TaskError>),
     HandedBack,
+    /// The handler finished, but no lease renewal was confirmed for longer
+    /// than the ack wait: JetStream has given the task to another worker,
+    /// which now owns its outcome.
+    LeaseLost,
 }
 
 fn header(msg: &jetstream::Message, name: &str) -> Option<String> {
@@ -380,6 +384,13 @@ async fn handle(
     .await;
     let _enter = span.enter();
     let settled_for_good = match outcome {
+        Outcome::LeaseLost => {
+            tracing::warn!(
+                "the handler finished after its lease ran out; the task was redelivered and \
+                 its outcome is left to the worker that holds it now"
+            );
+            false
+        }
         Outcome::HandedBack => {
             tracing::info!(
                 "shutdown grace over; task handed back to the queue without spending an attempt"
@@ -489,19 +500,38 @@ async fn run_handler(
     // Renewal stops with the timeout, so a hung handler cannot hold a task forever.
     let period = ack_wait / 3;
     let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    // The lease runs from the delivery; each renewal the server confirms
+    // extends it by the ack wait.
+    let mut leased_since = tokio::time::Instant::now();
     loop {
         tokio::select! {
             result = &mut handler => {
-                return Outcome::Finished(result.unwrap_or_else(|panic| Err(TaskError::panic(panic_message(&*panic)))));
+                let result = result.unwrap_or_else(|panic| Err(TaskError::panic(panic_message(&*panic))));
+                return settled(result, leased_since, ack_wait);
             }
-            () = &mut deadline => return Outcome::Finished(Err(TaskError::timeout(timeout))),
+            () = &mut deadline => return settled(Err(TaskError::timeout(timeout)), leased_since, ack_wait),
             () = hand_back.cancelled() => return Outcome::HandedBack,
             _ = renew.tick() => {
-                if let Err(e) = msg.ack_with(AckKind::Progress).await {
-                    tracing::warn!(error = %e, "could not renew the task's lease");
+                let sent = tokio::time::Instant::now();
+                match tokio::time::timeout(period, msg.double_ack_with(AckKind::Progress)).await {
+                    Ok(Ok(())) => leased_since = sent,
+                    Ok(Err(e)) => tracing::warn!(error = %e, "could not renew the task's lease"),
+                    Err(_) => tracing::warn!("the server did not confirm the lease renewal in time"),
                 }
             }
         }
+    }
+}
+
+fn settled(
+    result: Result<Vec<u8>, TaskError>,
+    leased_since: tokio::time::Instant,
+    ack_wait: Duration,
+) -> Outcome {
+    if leased_since.elapsed() > ack_wait {
+        Outcome::LeaseLost
+    } else {
+        Outcome::Finished(result)
     }
 }
 

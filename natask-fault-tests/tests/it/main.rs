@@ -1,0 +1,259 @@
+//! Fault injection with real processes: a worker killed with SIGKILL, a
+//! task that crashes its worker every time, a graceful stop mid-run.
+
+use std::collections::{HashMap, HashSet};
+use std::process::Stdio;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use natask_runtime::wire;
+use natask_testing::NatsServer;
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdout, Command};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+struct Worker {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl Worker {
+    async fn start(url: &str, envs: &[(&str, &str)]) -> Worker {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_fault-worker"))
+            .env("NATS_URL", url)
+            .envs(envs.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start fault-worker");
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut w = Worker { child, lines };
+        assert_eq!(w.line().await.as_deref(), Some("ready"));
+        w
+    }
+
+    async fn line(&mut self) -> Option<String> {
+        tokio::time::timeout(DEADLINE, self.lines.next_line())
+            .await
+            .expect("worker output in time")
+            .expect("read worker output")
+    }
+
+    fn pid(&self) -> String {
+        self.child.id().expect("running").to_string()
+    }
+
+    async fn signal(&mut self, sig: &str) {
+        let status = std::process::Command::new("kill")
+            .args([sig, &self.pid()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Remaining output until the process ends, and whether it exited cleanly.
+    async fn finish(mut self) -> (Vec<String>, bool) {
+        let mut rest = Vec::new();
+        while let Some(line) = self.line().await {
+            rest.push(line);
+        }
+        let status = tokio::time::timeout(DEADLINE, self.child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        (rest, status.success())
+    }
+}
+
+fn done_id(line: &str) -> Option<String> {
+    line.strip_prefix("done ")
+        .map(|r| r.split(' ').next().unwrap().to_owned())
+}
+
+async fn enqueue_work(client: &async_nats::jetstream::Context, n: u64) -> String {
+    // published the way any producer would (docs/wire-format.md)
+    let id = natask_runtime::TaskId::new().to_string();
+    let mut h = async_nats::HeaderMap::new();
+    h.insert(wire::HEADER_TASK, "work");
+    h.insert(wire::HEADER_ID, id.as_str());
+    h.insert(wire::HEADER_MSG_ID, id.as_str());
+    client
+        .publish_with_headers("natask.q.faults.work", h, format!("{{\"n\":{n}}}").into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    id
+}
+
+async fn setup(server: &NatsServer, tasks: u64) -> HashSet<String> {
+    let client = natask_runtime::Client::connect(&server.url())
+        .await
+        .unwrap();
+    let js = client.jetstream();
+    js.get_or_create_stream(async_nats::jetstream::stream::Config {
+        name: "NATASK_Q_faults".into(),
+        subjects: vec!["natask.q.faults.>".into()],
+        retention: async_nats::jetstream::stream::RetentionPolicy::WorkQueue,
+        duplicate_window: Duration::from_secs(120),
+        allow_direct: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut ids = HashSet::new();
+    for n in 0..tasks {
+        ids.insert(enqueue_work(js, n).await);
+    }
+    ids
+}
+
+#[tokio::test]
+async fn a_worker_killed_mid_run_loses_nothing_and_reruns_at_most_its_in_flight_tasks() {
+    const TASKS: u64 = 5_000;
+    const CONCURRENCY: usize = 16;
+    let server = NatsServer::start();
+    let ids = setup(&server, TASKS).await;
+    let conc = CONCURRENCY.to_string();
+    let envs = [
+        ("NATASK_CONCURRENCY", conc.as_str()),
+        ("NATASK_ACK_WAIT_MS", "2000"),
+        ("NATASK_WORK_MS", "1"),
+    ];
+
+    let mut runs: HashMap<String, u32> = HashMap::new();
+    let mut a = Worker::start(&server.url(), &envs).await;
+    while runs.len() < 1_000 {
+        let line = a.line().await.expect("worker a alive");
+        *runs.entry(done_id(&line).unwrap()).or_default() += 1;
+    }
+    a.signal("-KILL").await;
+    let (rest, clean) = a.finish().await;
+    assert!(!clean, "SIGKILL ends the process abnormally");
+    for line in rest {
+        *runs.entry(done_id(&line).unwrap()).or_default() += 1;
+    }
+
+    let mut b = Worker::start(&server.url(), &envs).await;
+    while runs.len() < TASKS as usize {
+        let line = b.line().await.expect("worker b alive");
+        *runs.entry(done_id(&line).unwrap()).or_default() += 1;
+    }
+    b.signal("-TERM").await;
+    let (rest, clean) = b.finish().await;
+    assert!(clean);
+    assert_eq!(rest, ["stopped"]);
+
+    let seen: HashSet<String> = runs.keys().cloned().collect();
+    assert_eq!(seen, ids, "every task completed");
+    let twice = runs.values().filter(|&&n| n > 1).count();
+    assert!(runs.values().all(|&n| n <= 2));
+    eprintln!(
+        "SIGKILL mid-run: {twice} of {TASKS} tasks ran twice (bound: {CONCURRENCY} in flight)"
+    );
+    assert!(
+        twice <= CONCURRENCY,
+        "{twice} tasks ran twice, more than were in flight"
+    );
+}
+
+#[tokio::test]
+async fn a_graceful_stop_mid_run_loses_nothing_and_runs_nothing_twice() {
+    const TASKS: u64 = 200;
+    let server = NatsServer::start();
+    let ids = setup(&server, TASKS).await;
+    let envs = [("NATASK_CONCURRENCY", "8"), ("NATASK_WORK_MS", "50")];
+    let mut runs: HashMap<String, u32> = HashMap::new();
+    let mut a = Worker::start(&server.url(), &envs).await;
+    while runs.len() < 40 {
+        let line = a.line().await.unwrap();
+        *runs.entry(done_id(&line).unwrap()).or_default() += 1;
+    }
+    a.signal("-TERM").await;
+    let (rest, clean) = a.finish().await;
+    assert!(clean, "a graceful stop exits cleanly");
+    assert_eq!(rest.last().map(String::as_str), Some("stopped"));
+    for line in &rest[..rest.len() - 1] {
+        *runs.entry(done_id(line).unwrap()).or_default() += 1;
+    }
+    let mut b = Worker::start(&server.url(), &envs).await;
+    while runs.values().sum::<u32>() < TASKS as u32 {
+        let line = b.line().await.unwrap();
+        *runs.entry(done_id(&line).unwrap()).or_default() += 1;
+    }
+    b.signal("-TERM").await;
+    assert_eq!(b.finish().await, (vec!["stopped".to_owned()], true));
+    assert_eq!(runs.keys().cloned().collect::<HashSet<_>>(), ids);
+    assert!(runs.values().all(|&n| n == 1), "a task ran twice");
+}
+
+#[tokio::test]
+async fn a_task_that_crashes_its_worker_every_time_is_dead_lettered_after_its_attempts() {
+    let server = NatsServer::start();
+    let client = natask_runtime::Client::connect(&server.url())
+        .await
+        .unwrap();
+    let mut dead = client.nats().subscribe("natask.dlq.>").await.unwrap();
+    let envs = [("NATASK_QUEUES", "crashes"), ("NATASK_ACK_WAIT_MS", "1000")];
+    // the first worker provisions the queue; then the task goes in
+    let mut worker = Worker::start(&server.url(), &envs).await;
+    let id = natask_runtime::TaskId::new().to_string();
+    let mut h = async_nats::HeaderMap::new();
+    h.insert(wire::HEADER_TASK, "crash");
+    h.insert(wire::HEADER_ID, id.as_str());
+    client
+        .jetstream()
+        .publish_with_headers("natask.q.crashes.crash", h, "null".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+
+    let mut attempts = Vec::new();
+    let letter = loop {
+        tokio::select! {
+            line = worker.line() => match line {
+                Some(line) => attempts.push(line),
+                None => {
+                    // the worker died: start the next one, as a supervisor would
+                    let (_, clean) = worker.finish().await;
+                    assert!(!clean);
+                    assert!(attempts.len() <= 3, "crashed more often than its attempts: {attempts:?}");
+                    worker = Worker::start(&server.url(), &envs).await;
+                }
+            },
+            letter = dead.next() => break letter.unwrap(),
+        }
+    };
+    assert_eq!(
+        attempts,
+        (1..=3)
+            .map(|k| format!("crashing {id} attempt={k}"))
+            .collect::<Vec<_>>(),
+        "retries = 2: three attempts, each killed the worker"
+    );
+    let h = |n: &str| {
+        letter
+            .headers
+            .as_ref()
+            .unwrap()
+            .get(n)
+            .unwrap()
+            .as_str()
+            .to_owned()
+    };
+    assert_eq!(h("Natask-Id"), id);
+    assert_eq!(h("Natask-Reason"), "exhausted");
+    assert_eq!(h("Natask-Attempts"), "3");
+    assert!(
+        h("Natask-Error")
+            .starts_with("delivered 4 times, more than its 3 attempts, without an outcome"),
+        "{}",
+        h("Natask-Error")
+    );
+    // the worker that parked it is alive and stops cleanly
+    worker.signal("-TERM").await;
+    assert_eq!(worker.finish().await, (vec!["stopped".to_owned()], true));
+}
