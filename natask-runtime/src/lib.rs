@@ -73,6 +73,7 @@
 //! `NATASK_DLQ`. `docs/wire-format.md` documents headers and payloads for
 //! producers in other languages.
 
+mod batch;
 mod client;
 mod dead_letter;
 mod handback;
