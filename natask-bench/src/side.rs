@@ -1,0 +1,77 @@
+//! The natask side of each measurement, next to `raw`'s.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use natask_runtime::{Client, Runtime};
+use tokio::sync::oneshot;
+
+use crate::probe::Probe;
+use crate::tasks::{BenchJob, QUEUE};
+
+/// Enqueues each task and awaits it before the next; returns how many.
+pub(crate) async fn enqueue_each(
+    client: &Client,
+    jobs: impl Iterator<Item = BenchJob>,
+    deadline: Instant,
+) -> anyhow::Result<u64> {
+    let mut sent = 0;
+    for job in jobs {
+        if Instant::now() > deadline {
+            break;
+        }
+        // What the generated `job.enqueue(client)` calls.
+        client.enqueue(&job).await?;
+        sent += 1;
+    }
+    Ok(sent)
+}
+
+/// `Client::enqueue_many`, failing on the first failed task.
+pub(crate) async fn enqueue_many(
+    client: &Client,
+    jobs: impl Iterator<Item = BenchJob>,
+) -> anyhow::Result<u64> {
+    let results = client.enqueue_many(jobs).await;
+    let n = results.len() as u64;
+    for r in results {
+        r.context("enqueue_many")?;
+    }
+    Ok(n)
+}
+
+/// A natask worker serving the bench queue until stopped.
+pub(crate) struct Worker {
+    stop: oneshot::Sender<()>,
+    done: tokio::task::JoinHandle<Result<(), natask_runtime::RunError>>,
+}
+
+impl Worker {
+    pub(crate) async fn start(
+        client: &Client,
+        probe: Arc<Probe>,
+        concurrency: usize,
+    ) -> anyhow::Result<Worker> {
+        let runtime = Runtime::builder(client.clone())
+            .queues([QUEUE])
+            .state_arc(probe)
+            .concurrency(concurrency)
+            .shutdown_grace(Duration::from_secs(5))
+            .build()
+            .await?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let done = tokio::spawn(runtime.run_until(async {
+            let _ = stopped.await;
+        }));
+        Ok(Worker { stop, done })
+    }
+
+    pub(crate) async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(30), self.done)
+            .await
+            .context("the worker did not stop within 30 s")???;
+        Ok(())
+    }
+}

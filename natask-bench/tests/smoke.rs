@@ -1,0 +1,44 @@
+//! The benchmarks build and run: every scenario but taskiq, at N = 1,000.
+//! Timings are printed, never asserted.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+#[test]
+fn every_scenario_runs_at_smoke_size() {
+    let out = tempfile::tempdir().expect("temporary directory");
+    let started = Instant::now();
+    let output = Command::new(env!("CARGO_BIN_EXE_natask-bench"))
+        .args(["all", "--smoke", "--out"])
+        .arg(out.path())
+        .output()
+        .expect("run natask-bench");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "natask-bench failed:\n{stderr}\n{stdout}"
+    );
+    for scenario in [
+        "1 enqueue",
+        "2 enqueue",
+        "3 processing",
+        "4 end to end",
+        "5 backlog",
+        "6 payload",
+    ] {
+        assert!(
+            stdout.contains(scenario),
+            "no `{scenario}` row in:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("skipped: taskiq"), "{stdout}");
+    let results =
+        std::fs::read_to_string(out.path().join("results.md")).expect("results.md written");
+    assert!(results.contains("| natask |"), "{results}");
+    eprintln!("smoke run took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "the smoke run is meant to be short"
+    );
+}
