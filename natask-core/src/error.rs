@@ -34,6 +34,15 @@ pub enum TaskErrorKind {
 /// `TaskError` deliberately does not implement `std::error::Error` itself
 /// (like `anyhow::Error`): that is what makes the blanket conversion possible.
 ///
+/// With the `anyhow` feature, `anyhow::Error` converts too (retryable), so
+/// `?` works on `anyhow::Result` and a handler may return
+/// `anyhow::Result<T>`. Coherence forbids a separate
+/// `From<anyhow::Error>` next to the blanket one, so under the feature the
+/// blanket conversion is `impl<E: Into<anyhow::Error>> From<E>`: it accepts
+/// exactly the same error types plus `anyhow::Error`, and
+/// [`get_ref`](TaskError::get_ref) still returns the original error, so
+/// downcasting is unaffected.
+///
 /// ```
 /// use natask_core::{TaskError, TaskErrorKind};
 ///
@@ -112,6 +121,10 @@ impl TaskError {
 
     /// The underlying error.
     pub fn get_ref(&self) -> &(dyn StdError + Send + Sync + 'static) {
+        #[cfg(feature = "anyhow")]
+        if let Some(e) = self.error.downcast_ref::<AnyhowError>() {
+            return &*e.0;
+        }
         &*self.error
     }
 }
@@ -137,9 +150,39 @@ impl fmt::Debug for TaskError {
     }
 }
 
+#[cfg(not(feature = "anyhow"))]
 impl<E: StdError + Send + Sync + 'static> From<E> for TaskError {
     fn from(error: E) -> Self {
         TaskError::retry(error)
+    }
+}
+
+// Every `StdError + Send + Sync + 'static` is `Into<anyhow::Error>`, and so
+// is `anyhow::Error` itself: the same set as above, plus anyhow.
+#[cfg(feature = "anyhow")]
+impl<E: Into<anyhow::Error>> From<E> for TaskError {
+    fn from(error: E) -> Self {
+        TaskError::retry(AnyhowError(error.into()))
+    }
+}
+
+/// Keeps an `anyhow::Error` as the boxed error; `Display` and `source`
+/// are those of the error it wraps, so messages are unchanged.
+#[cfg(feature = "anyhow")]
+#[derive(Debug)]
+struct AnyhowError(anyhow::Error);
+
+#[cfg(feature = "anyhow")]
+impl fmt::Display for AnyhowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&*self.0, f)
+    }
+}
+
+#[cfg(feature = "anyhow")]
+impl StdError for AnyhowError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        (*self.0).source()
     }
 }
 
@@ -166,6 +209,26 @@ mod tests {
         assert_eq!(e.to_string(), "sending failed: connection reset");
         assert_eq!(e.kind(), TaskErrorKind::Retry);
         assert_eq!(e.into_fatal().kind(), TaskErrorKind::Fatal);
+    }
+
+    #[test]
+    fn std_errors_stay_downcastable() {
+        let e: TaskError = std::io::Error::other("disk full").into();
+        assert!(e.get_ref().downcast_ref::<std::io::Error>().is_some());
+        assert_eq!(e.to_string(), "disk full");
+    }
+
+    #[cfg(feature = "anyhow")]
+    #[test]
+    fn anyhow_errors_convert_with_their_chain() {
+        fn handler() -> Result<(), TaskError> {
+            let r: anyhow::Result<()> = Err(anyhow::anyhow!("connection reset"));
+            anyhow::Context::context(r, "sending failed")?;
+            Ok(())
+        }
+        let e = handler().unwrap_err();
+        assert_eq!(e.kind(), TaskErrorKind::Retry);
+        assert_eq!(e.to_string(), "sending failed: connection reset");
     }
 
     #[test]

@@ -20,9 +20,9 @@ pub type HandlerFn = for<'a> fn(Invocation<'a>) -> HandlerFuture<'a>;
 /// Return types a task handler may have: `()` or `Result<T, E>` with
 /// `T: Serialize` and `E: Into<TaskError>`.
 #[diagnostic::on_unimplemented(
-    message = "a `#[task]` function must return `Result<T, E>` with `T: Serialize` and `E: Into<TaskError>`, or `()`",
-    label = "this return type is not supported by `#[task]`",
-    note = "`TaskError` converts from any `std::error::Error + Send + Sync + 'static`"
+    message = "`{Self}` cannot be the return type of a `#[task]` function; return `Result<T, E>` with `T: Serialize` and `E: Into<TaskError>`, or `()`",
+    label = "not a supported task result",
+    note = "`TaskError` converts from any `std::error::Error + Send + Sync + 'static` (and from `anyhow::Error` with the `anyhow` feature)"
 )]
 pub trait IntoTaskResult {
     /// Converts the handler's return value.
@@ -35,6 +35,8 @@ impl IntoTaskResult for () {
     }
 }
 
+// `do_not_recommend`: one error naming the return type, not one per bound.
+#[diagnostic::do_not_recommend]
 impl<T, E> IntoTaskResult for Result<T, E>
 where
     T: serde::Serialize,

@@ -1,8 +1,13 @@
 //! The trait `#[task]` implements on the generated payload struct.
 
+use std::future::Future;
+use std::marker::PhantomData;
+
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::error::TaskError;
+use crate::handler::{HandlerFuture, IntoTaskResult};
 use crate::registry::TaskEntry;
 
 /// A task type: the payload struct `#[task]` generates from a function.
@@ -26,12 +31,15 @@ pub trait Task: Serialize + DeserializeOwned + Send + Sync + 'static {
 /// Types that can be fields of a task payload. Implemented for every
 /// `Serialize + DeserializeOwned` type; named so errors speak of tasks.
 #[diagnostic::on_unimplemented(
-    message = "`{Self}` cannot be a task payload parameter: it must implement `Serialize` and `Deserialize`",
-    label = "this payload parameter is not serialisable",
-    note = "derive them: `#[derive(serde::Serialize, serde::Deserialize)]`, or make the parameter `State<{Self}>` if it is shared state"
+    message = "`{Self}` cannot be a task payload parameter: it does not implement `Serialize` and `Deserialize`",
+    label = "payload parameters are serialised into the task message",
+    note = "derive both: `#[derive(serde::Serialize, serde::Deserialize)]`; or, if it is shared state rather than data, write `State<{Self}>`"
 )]
 pub trait PayloadField: Serialize + DeserializeOwned {}
 
+// `do_not_recommend`: report the missing `PayloadField` once, with the
+// message above, instead of once per missing serde trait.
+#[diagnostic::do_not_recommend]
 impl<T: Serialize + DeserializeOwned> PayloadField for T {}
 
 /// Compile-time check emitted by `#[task]` at each payload parameter's type.
@@ -40,4 +48,99 @@ pub const fn assert_payload_field<T: PayloadField>() {}
 
 /// Compile-time check emitted by `#[task]` at the return type.
 #[doc(hidden)]
-pub const fn assert_task_output<T: crate::IntoTaskResult>() {}
+pub const fn assert_task_output<T: IntoTaskResult>() {}
+
+/// Dispatch on whether a bound holds ("autoref specialisation"), used by
+/// generated code so that a payload or return type that fails its assertion
+/// produces that one error instead of a cascade from the code using it.
+///
+/// `(&Probe::<T>::NEW).method(..)` picks the impl for `Probe<T>` (whose
+/// `&self` matches the receiver without autoref) when `T` has the bound,
+/// else the fallback impl for `&Probe<T>` (one autoref further), which is
+/// never run: the failed assertion stops compilation.
+#[doc(hidden)]
+pub struct Probe<T>(PhantomData<fn() -> T>);
+
+#[doc(hidden)]
+impl<T> Probe<T> {
+    /// The probe for `T`.
+    pub const NEW: Self = Probe(PhantomData);
+
+    /// The probe for the type of `value`.
+    pub fn of(_: &T) -> Self {
+        Probe(PhantomData)
+    }
+}
+
+/// Decoding, when the payload type is deserialisable.
+#[doc(hidden)]
+pub trait DecodeHolds<T> {
+    /// Decodes a payload.
+    fn decode_payload(&self, payload: &[u8]) -> Result<T, TaskError>;
+}
+
+impl<T: DeserializeOwned> DecodeHolds<T> for Probe<T> {
+    fn decode_payload(&self, payload: &[u8]) -> Result<T, TaskError> {
+        crate::handler::decode(payload)
+    }
+}
+
+/// The fallback, picked only when the payload assertion fails (never run).
+#[doc(hidden)]
+pub trait DecodeFails<T> {
+    /// Unreachable: the payload type is not deserialisable.
+    fn decode_payload(&self, payload: &[u8]) -> Result<T, TaskError>;
+}
+
+impl<T> DecodeFails<T> for &Probe<T> {
+    fn decode_payload(&self, _: &[u8]) -> Result<T, TaskError> {
+        Err(TaskError::fatal("the payload type is not deserialisable"))
+    }
+}
+
+/// A handler that failed before calling the function (payload, state).
+#[doc(hidden)]
+pub fn fail<'a>(error: TaskError) -> HandlerFuture<'a> {
+    Box::pin(std::future::ready(Err(error)))
+}
+
+/// Runs the function's future and converts its output, when the output type
+/// is supported. Generic, so the `async` block is checked once, not once per
+/// task: the generated handler stays plain synchronous code.
+#[doc(hidden)]
+pub trait FinishHolds<F> {
+    /// Boxes `f` into a handler future.
+    fn finish<'a>(&self, f: F) -> HandlerFuture<'a>
+    where
+        F: Send + 'a;
+}
+
+impl<F: Future> FinishHolds<F> for Probe<F>
+where
+    F::Output: IntoTaskResult,
+{
+    fn finish<'a>(&self, f: F) -> HandlerFuture<'a>
+    where
+        F: Send + 'a,
+    {
+        Box::pin(async move { f.await.into_task_result() })
+    }
+}
+
+/// The fallback, picked only when the return-type assertion fails (never run).
+#[doc(hidden)]
+pub trait FinishFails<F> {
+    /// Unreachable: the return type is not supported.
+    fn finish<'a>(&self, f: F) -> HandlerFuture<'a>
+    where
+        F: Send + 'a;
+}
+
+impl<F> FinishFails<F> for &Probe<F> {
+    fn finish<'a>(&self, _: F) -> HandlerFuture<'a>
+    where
+        F: Send + 'a,
+    {
+        fail(TaskError::fatal("the return type is not supported"))
+    }
+}

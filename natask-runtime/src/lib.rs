@@ -105,9 +105,54 @@ pub mod __private {
     pub use linkme;
     pub use natask_core::handler::decode;
     pub use natask_core::registry::TASKS;
-    pub use natask_core::task::{assert_payload_field, assert_task_output};
+    pub use natask_core::task::{
+        assert_payload_field, assert_task_output, fail, DecodeFails, DecodeHolds, FinishFails,
+        FinishHolds, PayloadField, Probe,
+    };
     pub use natask_core::{
         Backoff, HandlerFuture, IntoTaskResult, Invocation, StateKey, Task, TaskEntry, TaskId,
     };
     pub use serde;
+
+    use core::future::Future;
+
+    /// `enqueue` on a generated struct, when it is a [`Task`] (see [`Probe`]).
+    pub trait EnqueueHolds<T> {
+        /// Enqueues `task`.
+        fn enqueue_task<'a>(
+            &self,
+            client: &'a Client,
+            task: &'a T,
+        ) -> impl Future<Output = Result<TaskId, EnqueueError>> + Send + 'a;
+    }
+
+    impl<T: Task> EnqueueHolds<T> for Probe<T> {
+        fn enqueue_task<'a>(
+            &self,
+            client: &'a Client,
+            task: &'a T,
+        ) -> impl Future<Output = Result<TaskId, EnqueueError>> + Send + 'a {
+            client.enqueue(task)
+        }
+    }
+
+    /// The fallback, picked only when a payload assertion fails (never run).
+    pub trait EnqueueFails<T> {
+        /// Never completes.
+        fn enqueue_task<'a>(
+            &self,
+            client: &'a Client,
+            task: &'a T,
+        ) -> impl Future<Output = Result<TaskId, EnqueueError>> + Send + 'a;
+    }
+
+    impl<T> EnqueueFails<T> for &Probe<T> {
+        fn enqueue_task<'a>(
+            &self,
+            _: &'a Client,
+            _: &'a T,
+        ) -> impl Future<Output = Result<TaskId, EnqueueError>> + Send + 'a {
+            core::future::pending()
+        }
+    }
 }
