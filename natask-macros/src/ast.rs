@@ -27,6 +27,11 @@ pub(crate) enum ParamKind {
     Payload {
         ident: Option<Ident>,
         ty: Box<Type>,
+        /// Marked `#[payload]`: a payload even if it looks injected.
+        forced: bool,
+        /// Serialised through `#[serde(with = ..)]` or similar, so the type
+        /// itself need not implement the serde traits.
+        custom_serde: bool,
     },
     State {
         inner: Box<Type>,
@@ -59,10 +64,12 @@ impl TaskFn {
                         (false, Some(kind)) => kind,
                         _ => ParamKind::Payload {
                             ident: match &*pat_type.pat {
-                                Pat::Ident(p) => Some(p.ident.clone()),
+                                Pat::Ident(p) if p.subpat.is_none() => Some(p.ident.clone()),
                                 _ => None,
                             },
                             ty: pat_type.ty.clone(),
+                            forced,
+                            custom_serde: field_attrs.iter().any(has_custom_serde),
                         },
                     };
                     Param {
@@ -79,7 +86,7 @@ impl TaskFn {
 
     pub(crate) fn payload(&self) -> impl Iterator<Item = (&Param, &Option<Ident>, &Type)> {
         self.params.iter().filter_map(|p| match &p.kind {
-            ParamKind::Payload { ident, ty } => Some((p, ident, &**ty)),
+            ParamKind::Payload { ident, ty, .. } => Some((p, ident, &**ty)),
             _ => None,
         })
     }
@@ -95,6 +102,27 @@ fn is_fn_param_attr(attr: &Attribute) -> bool {
     ["cfg", "allow", "warn", "deny", "expect", "forbid"]
         .iter()
         .any(|name| attr.path().is_ident(name))
+}
+
+/// `#[serde(with = ..)]`, `serialize_with` or `deserialize_with`.
+fn has_custom_serde(attr: &Attribute) -> bool {
+    if !attr.path().is_ident("serde") {
+        return false;
+    }
+    let mut found = false;
+    let _ = attr.parse_nested_meta(|meta| {
+        if ["with", "serialize_with", "deserialize_with"]
+            .iter()
+            .any(|k| meta.path.is_ident(k))
+        {
+            found = true;
+        }
+        if let Ok(v) = meta.value() {
+            v.parse::<syn::Expr>()?;
+        }
+        Ok(())
+    });
+    found
 }
 
 fn last_segment_is(path: &syn::Path, name: &str) -> Option<syn::PathArguments> {
@@ -167,6 +195,29 @@ mod tests {
             kinds(quote! { async fn f(c: &mut TaskContext) {} }),
             ["payload"]
         );
+    }
+
+    #[test]
+    fn custom_serde_is_noticed() {
+        let f = TaskFn::from_item(
+            syn::parse2(quote! {
+                async fn f(#[serde(with = "m")] a: D, #[serde(default, rename = "x")] b: u8, #[payload] c: State<u8>) {}
+            })
+            .unwrap(),
+        );
+        let flags: Vec<_> = f
+            .params
+            .iter()
+            .map(|p| match p.kind {
+                ParamKind::Payload {
+                    forced,
+                    custom_serde,
+                    ..
+                } => (forced, custom_serde),
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(flags, [(false, true), (false, false), (true, false)]);
     }
 
     #[test]

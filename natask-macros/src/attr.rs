@@ -1,4 +1,5 @@
-//! Parses the arguments of `#[task(...)]`.
+//! Parses the arguments of `#[task(...)]`: the syntax of every value. Ranges
+//! and relations between values are checked in `valid`.
 
 use proc_macro2::Span;
 use syn::meta::ParseNestedMeta;
@@ -7,7 +8,9 @@ use syn::{Expr, ExprLit, Lit, LitStr};
 use crate::ctxt::Ctxt;
 
 /// Every key `#[task]` accepts, in the order the docs list them.
-pub(crate) const KEYS: &[&str] = &["queue", "name", "retries", "timeout", "payload", "crate"];
+pub(crate) const KEYS: &[&str] = &[
+    "queue", "name", "retries", "timeout", "backoff", "payload", "crate",
+];
 
 /// A value together with the tokens it came from, for spans.
 pub(crate) struct Spanned<T> {
@@ -15,12 +18,21 @@ pub(crate) struct Spanned<T> {
     pub(crate) span: Span,
 }
 
+/// `backoff = "..."`, parsed; see `natask_core::retry` for the grammar.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum BackoffSpec {
+    Fixed(u64),
+    Exponential { base: u64, factor: f64, max: u64 },
+    List(Vec<u64>),
+}
+
 #[derive(Default)]
 pub(crate) struct TaskArgs {
     pub(crate) queue: Option<Spanned<String>>,
     pub(crate) name: Option<Spanned<String>>,
-    pub(crate) retries: Option<Spanned<u32>>,
+    pub(crate) retries: Option<Spanned<u64>>,
     pub(crate) timeout_ms: Option<Spanned<u64>>,
+    pub(crate) backoff: Option<Spanned<BackoffSpec>>,
     pub(crate) payload: Option<syn::Ident>,
     pub(crate) crate_path: Option<syn::Path>,
 }
@@ -28,17 +40,23 @@ pub(crate) struct TaskArgs {
 impl TaskArgs {
     pub(crate) fn parse(cx: &mut Ctxt, tokens: proc_macro2::TokenStream) -> TaskArgs {
         let mut args = TaskArgs::default();
+        let mut seen: Vec<String> = Vec::new();
         let parser = syn::meta::parser(|meta| {
-            args.parse_one(cx, meta);
+            args.parse_one(cx, &mut seen, meta);
             Ok(())
         });
         if let Err(e) = syn::parse::Parser::parse2(parser, tokens) {
-            cx.push(e);
+            cx.push(syn::Error::new(
+                e.span(),
+                format!(
+                    "expected `key = value` arguments separated by commas, e.g. `#[task(queue = \"emails\", retries = 3)]`; {e}"
+                ),
+            ));
         }
         args
     }
 
-    fn parse_one(&mut self, cx: &mut Ctxt, meta: ParseNestedMeta<'_>) {
+    fn parse_one(&mut self, cx: &mut Ctxt, seen: &mut Vec<String>, meta: ParseNestedMeta<'_>) {
         let key_span = meta
             .path
             .segments
@@ -49,8 +67,25 @@ impl TaskArgs {
                 &meta.path,
                 format!("unknown `#[task]` argument; expected one of {}", list(KEYS)),
             );
+            skip_value(&meta);
             return;
         };
+        let key = key.trim_start_matches("r#").to_owned();
+        if !KEYS.contains(&key.as_str()) {
+            let hint = match closest(&key) {
+                Some(k) => format!("; did you mean `{k}`?"),
+                None => String::new(),
+            };
+            cx.error_at(
+                key_span,
+                format!(
+                    "unknown `#[task]` argument `{key}`; expected one of {}{hint}",
+                    list(KEYS)
+                ),
+            );
+            skip_value(&meta);
+            return;
+        }
         let value = match meta.value() {
             Ok(stream) => {
                 if key == "crate" || key == "payload" {
@@ -62,65 +97,87 @@ impl TaskArgs {
             Err(_) => {
                 cx.error_at(
                     key_span,
-                    format!("`{key}` needs a value; write `{key} = ...`"),
+                    format!("`{key}` needs a value; write `{key} = {}`", example(&key)),
                 );
+                skip_value(&meta);
                 return;
             }
         };
+        if seen.contains(&key) {
+            cx.error_at(
+                key_span,
+                format!("`{key}` is given twice; remove one of them"),
+            );
+            return;
+        }
+        seen.push(key.clone());
         match key.as_str() {
-            "queue" => {
-                let v = value.lit_str(cx, &key).map(|s| Spanned {
-                    value: s.value(),
-                    span: s.span(),
-                });
-                set(cx, &mut self.queue, key_span, &key, v)
-            }
-            "name" => {
-                let v = value.lit_str(cx, &key).map(|s| Spanned {
-                    value: s.value(),
-                    span: s.span(),
-                });
-                set(cx, &mut self.name, key_span, &key, v)
-            }
-            "retries" => {
-                let v = value.retries(cx);
-                set(cx, &mut self.retries, key_span, &key, v)
-            }
+            "queue" => self.queue = value.lit_str(cx, &key).map(spanned_string),
+            "name" => self.name = value.lit_str(cx, &key).map(spanned_string),
+            "retries" => self.retries = value.retries(cx),
             "timeout" => {
-                let v = value.lit_str(cx, &key).and_then(|s| duration(cx, &s));
-                set(cx, &mut self.timeout_ms, key_span, &key, v)
+                self.timeout_ms = value.lit_str(cx, &key).and_then(|s| {
+                    match parse_duration_ms(&s.value()) {
+                        Ok(ms) => Some(Spanned {
+                            value: ms,
+                            span: s.span(),
+                        }),
+                        Err(message) => {
+                            cx.error_spanned_by(&s, message);
+                            None
+                        }
+                    }
+                })
+            }
+            "backoff" => {
+                self.backoff = value
+                    .lit_str(cx, &key)
+                    .and_then(|s| match parse_backoff(&s.value()) {
+                        Ok(b) => Some(Spanned {
+                            value: b,
+                            span: s.span(),
+                        }),
+                        Err(message) => {
+                            cx.error_spanned_by(&s, message);
+                            None
+                        }
+                    })
             }
             "payload" => {
-                let ident = value.path(cx).and_then(|p| match p.get_ident() {
+                self.payload = value.path(cx).and_then(|p| match p.get_ident() {
                     Some(i) => Some(i.clone()),
                     None => {
                         cx.error_spanned_by(
                             &p,
-                            "`payload` takes a struct name such as `payload = SendEmail`",
+                            "`payload` names the generated struct, not a path; write a plain name such as `payload = SendEmail`",
                         );
                         None
                     }
-                });
-                set(cx, &mut self.payload, key_span, &key, ident)
+                })
             }
-            "crate" => {
-                let v = value.path(cx);
-                set(cx, &mut self.crate_path, key_span, &key, v)
-            }
-            _ => {
-                let hint = match closest(&key) {
-                    Some(k) => format!("; did you mean `{k}`?"),
-                    None => String::new(),
-                };
-                cx.error_at(
-                    key_span,
-                    format!(
-                        "unknown `#[task]` argument `{key}`; expected one of {}{hint}",
-                        list(KEYS)
-                    ),
-                );
-            }
+            "crate" => self.crate_path = value.path(cx),
+            _ => unreachable!("checked against KEYS above"),
         }
+    }
+}
+
+/// After an unknown or malformed key, consume its `= value` so the next
+/// argument is still parsed (and its mistakes reported too).
+fn skip_value(meta: &ParseNestedMeta<'_>) {
+    if let Ok(stream) = meta.value() {
+        let _ = stream.parse::<Expr>();
+    } else if meta.input.peek(syn::token::Paren) {
+        let _ = meta.parse_nested_meta(|m| {
+            skip_value(&m);
+            Ok(())
+        });
+    }
+}
+
+fn spanned_string(s: LitStr) -> Spanned<String> {
+    Spanned {
+        value: s.value(),
+        span: s.span(),
     }
 }
 
@@ -136,12 +193,19 @@ impl Value {
                 lit: Lit::Str(s), ..
             }))) => Some(s),
             Value::Expr(Ok(other)) => {
+                let example = match (&other, key) {
+                    // `timeout = 30`: keep the number, add the unit it lacks
+                    (
+                        Expr::Lit(ExprLit {
+                            lit: Lit::Int(i), ..
+                        }),
+                        "timeout",
+                    ) => format!("\"{}s\"", i.base10_digits()),
+                    _ => example(key).to_owned(),
+                };
                 cx.error_spanned_by(
                     &other,
-                    format!(
-                        "`{key}` takes a string literal, e.g. `{key} = {}`",
-                        example(key)
-                    ),
+                    format!("`{key}` takes a string literal; write `{key} = {example}`"),
                 );
                 None
             }
@@ -153,11 +217,11 @@ impl Value {
         }
     }
 
-    fn retries(self, cx: &mut Ctxt) -> Option<Spanned<u32>> {
+    fn retries(self, cx: &mut Ctxt) -> Option<Spanned<u64>> {
         match self {
             Value::Expr(Ok(Expr::Lit(ExprLit {
                 lit: Lit::Int(i), ..
-            }))) => match i.base10_parse::<u32>() {
+            }))) => match i.base10_parse::<u64>() {
                 Ok(n) => Some(Spanned {
                     value: n,
                     span: i.span(),
@@ -165,19 +229,36 @@ impl Value {
                 Err(_) => {
                     cx.error_spanned_by(
                         &i,
-                        "`retries` must be a whole number from 0 to 4294967295",
+                        format!("`retries = {i}` is not a count of retries; write a whole number from 0 to {MAX_RETRIES}"),
                     );
                     None
                 }
             },
             Value::Expr(Ok(other @ Expr::Unary(_))) => {
-                cx.error_spanned_by(&other, "`retries` cannot be negative; write `retries = 0` for a task that is never retried");
+                cx.error_spanned_by(
+                    &other,
+                    "`retries` cannot be negative; write `retries = 0` for a task that is never retried",
+                );
+                None
+            }
+            Value::Expr(Ok(Expr::Lit(ExprLit {
+                lit: Lit::Str(s), ..
+            }))) => {
+                cx.error_spanned_by(
+                    &s,
+                    format!(
+                        "`retries` takes an integer, not a string; write `retries = {}`",
+                        s.value()
+                            .parse::<u64>()
+                            .map_or_else(|_| "3".to_owned(), |n| n.to_string())
+                    ),
+                );
                 None
             }
             Value::Expr(Ok(other)) => {
                 cx.error_spanned_by(
                     &other,
-                    "`retries` takes an integer literal, e.g. `retries = 3`",
+                    "`retries` takes an integer literal; write `retries = 3`",
                 );
                 None
             }
@@ -201,21 +282,17 @@ impl Value {
     }
 }
 
-fn set<T>(cx: &mut Ctxt, slot: &mut Option<T>, key_span: Span, key: &str, value: Option<T>) {
-    if slot.is_some() {
-        cx.error_at(
-            key_span,
-            format!("`{key}` is given twice; remove one of them"),
-        );
-    } else {
-        *slot = value;
-    }
-}
+/// Most retries a task may ask for (checked in `valid`).
+pub(crate) const MAX_RETRIES: u64 = 1_000;
 
 fn example(key: &str) -> &'static str {
     match key {
         "timeout" => "\"30s\"",
         "queue" => "\"emails\"",
+        "retries" => "3",
+        "backoff" => "\"exponential(1s, x2, max 5m)\"",
+        "payload" => "SendEmail",
+        "crate" => "::my_crate::natask",
         _ => "\"send_email\"",
     }
 }
@@ -227,42 +304,100 @@ fn list(keys: &[&str]) -> String {
         .join(", ")
 }
 
+const DURATION_HINT: &str =
+    "write a whole number followed by `ms`, `s`, `m`, `h` or `d`, e.g. `30s`";
+
 /// Parses `500ms`, `30s`, `5m`, `2h` or `1d` into milliseconds.
 pub(crate) fn parse_duration_ms(text: &str) -> Result<u64, String> {
-    let hint = "write a whole number followed by `ms`, `s`, `m`, `h` or `d`, e.g. `\"30s\"`";
-    let digits = text.bytes().take_while(u8::is_ascii_digit).count();
-    let (number, unit) = text.split_at(digits);
-    let number: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration; {hint}"))?;
-    let factor = match unit {
+    let trimmed = text.trim();
+    let digits = trimmed.bytes().take_while(u8::is_ascii_digit).count();
+    let (number, unit) = trimmed.split_at(digits);
+    let bad = || format!("`{text}` is not a duration; {DURATION_HINT}");
+    let number: u64 = number.parse().map_err(|_| bad())?;
+    let factor = match unit.trim_start() {
         "ms" => 1,
         "s" => 1_000,
         "m" => 60_000,
         "h" => 3_600_000,
         "d" => 86_400_000,
-        _ => return Err(format!("`{text}` is not a duration; {hint}")),
+        _ => return Err(bad()),
     };
-    let ms = number
+    number
         .checked_mul(factor)
-        .ok_or_else(|| format!("`{text}` is too long a duration"))?;
-    if ms == 0 {
-        return Err(format!(
-            "a timeout of `{text}` would fail every attempt; give a positive duration"
-        ));
-    }
-    Ok(ms)
+        .ok_or_else(|| format!("`{text}` is too long a duration; {DURATION_HINT} of at most `7d`"))
 }
 
-fn duration(cx: &mut Ctxt, lit: &LitStr) -> Option<Spanned<u64>> {
-    match parse_duration_ms(&lit.value()) {
-        Ok(ms) => Some(Spanned {
-            value: ms,
-            span: lit.span(),
-        }),
-        Err(message) => {
-            cx.error_spanned_by(lit, message);
-            None
+const BACKOFF_FORMS: &str =
+    "write `fixed(5s)`, `exponential(500ms, x2, max 1m)` or `list(1s, 5s, 30s)`";
+
+/// Parses the grammar of `natask_core::retry`.
+pub(crate) fn parse_backoff(text: &str) -> Result<BackoffSpec, String> {
+    let t = text.trim();
+    let (form, rest) = t.split_at(t.find('(').unwrap_or(t.len()));
+    let form = form.trim();
+    let Some(inner) = rest
+        .strip_prefix('(')
+        .and_then(|r| r.trim_end().strip_suffix(')'))
+    else {
+        return Err(format!("`{text}` is not a backoff policy; {BACKOFF_FORMS}"));
+    };
+    let parts: Vec<&str> = inner.split(',').map(str::trim).collect();
+    let duration = |part: &str| {
+        parse_duration_ms(part)
+            .map_err(|_| format!("`{part}` in backoff `{text}` is not a duration; {DURATION_HINT}"))
+    };
+    match form {
+        "fixed" => match parts.as_slice() {
+            [d] => Ok(BackoffSpec::Fixed(duration(d)?)),
+            _ => Err(format!(
+                "`fixed` takes one delay; write `fixed(5s)`, not `{text}`"
+            )),
+        },
+        "exponential" => match parts.as_slice() {
+            [base, factor, max] => {
+                let factor_text = factor.strip_prefix('x').ok_or_else(|| {
+                    format!("`{factor}` in backoff `{text}` is not a growth factor; write `x` and a number, e.g. `x2` or `x1.5`")
+                })?;
+                let factor: f64 = factor_text
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|f: &f64| f.is_finite())
+                    .ok_or_else(|| {
+                        format!("`{factor}` in backoff `{text}` is not a growth factor; write `x` and a number, e.g. `x2` or `x1.5`")
+                    })?;
+                let max = max.strip_prefix("max").filter(|m| m.starts_with(' ')).ok_or_else(|| {
+                    format!("`{max}` in backoff `{text}` is not a cap; write `max` and a duration, e.g. `max 1m`")
+                })?;
+                Ok(BackoffSpec::Exponential {
+                    base: duration(base)?,
+                    factor,
+                    max: duration(max)?,
+                })
+            }
+            _ => Err(format!(
+                "`exponential` takes a first delay, a factor and a cap; write `exponential(500ms, x2, max 1m)`, not `{text}`"
+            )),
+        },
+        "list" => {
+            if parts == [""] {
+                return Ok(BackoffSpec::List(Vec::new()));
+            }
+            parts
+                .iter()
+                .map(|p| duration(p))
+                .collect::<Result<_, _>>()
+                .map(BackoffSpec::List)
+        }
+        other => {
+            let hint = ["fixed", "exponential", "list"]
+                .into_iter()
+                .find(|f| levenshtein(other, f) * 2 <= f.len())
+                .map(|f| format!(" (did you mean `{f}`?)"))
+                .unwrap_or_default();
+            Err(format!(
+                "`{other}` is not a backoff policy{hint}; {BACKOFF_FORMS}"
+            ))
         }
     }
 }
@@ -315,6 +450,7 @@ mod tests {
             name = "mail",
             retries = 3,
             timeout = "2m",
+            backoff = "list(1s, 5s)",
             payload = Mail,
             crate = ::my::natask
         ));
@@ -323,6 +459,10 @@ mod tests {
         assert_eq!(args.name.unwrap().value, "mail");
         assert_eq!(args.retries.unwrap().value, 3);
         assert_eq!(args.timeout_ms.unwrap().value, 120_000);
+        assert_eq!(
+            args.backoff.unwrap().value,
+            BackoffSpec::List(vec![1_000, 5_000])
+        );
         assert_eq!(args.payload.unwrap().to_string(), "Mail");
         let path = args.crate_path.unwrap();
         assert_eq!(quote!(#path).to_string(), ":: my :: natask");
@@ -333,40 +473,116 @@ mod tests {
         let (_, errors) = parse(quote!(
             qeue = "x",
             retries = "3",
-            retries = -1,
-            timeout = "30x"
+            timeout = "30x",
+            backoff = "fixd(1s)"
         ));
         assert_eq!(
             errors.unwrap_err(),
-            "unknown `#[task]` argument `qeue`; expected one of `queue`, `name`, `retries`, `timeout`, `payload`, `crate`; did you mean `queue`? \
-             | `retries` takes an integer literal, e.g. `retries = 3` \
+            "unknown `#[task]` argument `qeue`; expected one of `queue`, `name`, `retries`, `timeout`, `backoff`, `payload`, `crate`; did you mean `queue`? \
+             | `retries` takes an integer, not a string; write `retries = 3` \
+             | `30x` is not a duration; write a whole number followed by `ms`, `s`, `m`, `h` or `d`, e.g. `30s` \
+             | `fixd` is not a backoff policy (did you mean `fixed`?); write `fixed(5s)`, `exponential(500ms, x2, max 1m)` or `list(1s, 5s, 30s)`"
+        );
+    }
+
+    #[test]
+    fn wrong_literal_kinds() {
+        let (_, errors) = parse(quote!(queue = emails, retries = -1, retries2 = 1, name = 3));
+        assert_eq!(
+            errors.unwrap_err(),
+            "`queue` takes a string literal; write `queue = \"emails\"` \
              | `retries` cannot be negative; write `retries = 0` for a task that is never retried \
-             | `30x` is not a duration; write a whole number followed by `ms`, `s`, `m`, `h` or `d`, e.g. `\"30s\"`"
+             | unknown `#[task]` argument `retries2`; expected one of `queue`, `name`, `retries`, `timeout`, `backoff`, `payload`, `crate`; did you mean `retries`? \
+             | `name` takes a string literal; write `name = \"send_email\"`"
+        );
+        let (_, errors) = parse(quote!(retries = 99999999999999999999999));
+        assert!(errors
+            .unwrap_err()
+            .starts_with("`retries = 99999999999999999999999` is not a count"));
+    }
+
+    #[test]
+    fn flags_and_paths_are_refused() {
+        let (_, errors) = parse(quote!(retries, payload = a::B));
+        assert_eq!(
+            errors.unwrap_err(),
+            "`retries` needs a value; write `retries = 3` \
+             | `payload` names the generated struct, not a path; write a plain name such as `payload = SendEmail`"
         );
     }
 
     #[test]
     fn duplicated_keys_are_refused() {
-        let (_, errors) = parse(quote!(queue = "a", queue = "b"));
+        let (args, errors) = parse(quote!(queue = "a", queue = "b"));
         assert_eq!(
             errors.unwrap_err(),
             "`queue` is given twice; remove one of them"
         );
+        assert_eq!(args.queue.unwrap().value, "a");
     }
 
     #[test]
     fn durations() {
         assert_eq!(parse_duration_ms("500ms"), Ok(500));
         assert_eq!(parse_duration_ms("1d"), Ok(86_400_000));
-        assert!(parse_duration_ms("0s").is_err());
+        assert_eq!(parse_duration_ms("0s"), Ok(0));
         assert!(parse_duration_ms("s").is_err());
         assert!(parse_duration_ms("1.5s").is_err());
+        assert!(parse_duration_ms("-1s").is_err());
+        assert!(parse_duration_ms("99999999999999999d")
+            .unwrap_err()
+            .contains("too long"));
+    }
+
+    #[test]
+    fn backoff_grammar() {
+        assert_eq!(parse_backoff("fixed(5s)"), Ok(BackoffSpec::Fixed(5_000)));
+        assert_eq!(
+            parse_backoff(" exponential( 500ms , x1.5, max 1m ) "),
+            Ok(BackoffSpec::Exponential {
+                base: 500,
+                factor: 1.5,
+                max: 60_000
+            })
+        );
+        assert_eq!(
+            parse_backoff("list(1s, 5s, 30s)"),
+            Ok(BackoffSpec::List(vec![1_000, 5_000, 30_000]))
+        );
+        assert_eq!(parse_backoff("list()"), Ok(BackoffSpec::List(vec![])));
+        for (bad, message) in [
+            ("5s", "`5s` is not a backoff policy; write `fixed(5s)`"),
+            ("fixed(5s", "`fixed(5s` is not a backoff policy;"),
+            (
+                "fixed(5x)",
+                "`5x` in backoff `fixed(5x)` is not a duration;",
+            ),
+            ("fixed(1s, 2s)", "`fixed` takes one delay;"),
+            (
+                "exponential(1s, 2, max 1m)",
+                "`2` in backoff `exponential(1s, 2, max 1m)` is not a growth factor;",
+            ),
+            ("exponential(1s, xfast, max 1m)", "`xfast` in backoff"),
+            (
+                "exponential(1s, x2, 1m)",
+                "`1m` in backoff `exponential(1s, x2, 1m)` is not a cap;",
+            ),
+            (
+                "exponential(1s, x2)",
+                "`exponential` takes a first delay, a factor and a cap;",
+            ),
+            ("linear(1s)", "`linear` is not a backoff policy; write"),
+        ] {
+            let got = parse_backoff(bad).unwrap_err();
+            assert!(got.starts_with(message), "{bad}: {got}");
+        }
     }
 
     #[test]
     fn typo_suggestions() {
         assert_eq!(closest("retry"), Some("retries"));
         assert_eq!(closest("timout"), Some("timeout"));
+        assert_eq!(closest("backof"), Some("backoff"));
         assert_eq!(closest("colour"), None);
     }
 }

@@ -1,9 +1,21 @@
 //! The `#[task]` attribute of natask. Use it through `natask_runtime::task`;
 //! see that crate for the full guide.
 //!
-//! The crate is a pipeline: [`attr`](crate) parses the arguments, `ast`
-//! splits the parameters into payload and injected ones, `valid` checks
-//! every rule (collecting all mistakes), and `expand` generates code.
+//! The crate is a pipeline, one module per step, as in serde and thiserror:
+//! `attr` parses the arguments, `ast` splits the parameters into payload and
+//! injected ones, `valid` checks every rule (collecting all mistakes, each a
+//! `syn::Error` on the token at fault), and `expand` generates code; it never
+//! reports user errors. On any error the function is still emitted unchanged,
+//! so one mistake does not cascade.
+//!
+//! # What `#[task]` generates
+//!
+//! The expansion of a representative task, rendered with `prettyplease`
+//! (kept in `tests/snapshots/send_email.rs` and checked by a unit test):
+//!
+//! ```text
+#![doc = include_str!("../tests/snapshots/send_email.rs")]
+//! ```
 
 use proc_macro::TokenStream;
 
@@ -15,55 +27,306 @@ mod valid;
 
 /// Turns an `async fn` into a background task.
 ///
+/// ```no_run
+/// use natask_runtime::{task, State, TaskContext, TaskError};
+///
+/// struct Mailer;
+///
+/// /// Sends one email.
+/// #[task(queue = "emails", retries = 3, timeout = "30s", backoff = "exponential(1s, x2, max 5m)")]
+/// async fn send_email(mailer: State<Mailer>, ctx: &TaskContext, to: String, subject: String) -> Result<(), TaskError> {
+///     let _ = (mailer, ctx.attempt(), to, subject);
+///     Ok(())
+/// }
+///
+/// # async fn demo(client: natask_runtime::Client) -> Result<(), Box<dyn std::error::Error>> {
+/// SendEmail::new("ada@example.com".into(), "hello".into()).enqueue(&client).await?;
+/// # Ok(()) }
+/// ```
+///
 /// Generates a payload struct named after the function in CamelCase (fields
-/// are the payload parameters, in order), `new` and `enqueue` on it, an
-/// implementation of `Task`, and a registry entry the runtime collects at
-/// link time. The function itself stays as written and callable.
+/// are the payload parameters, in order, with the function's visibility),
+/// `new` and `enqueue` on it, an implementation of `Task`, and a registry
+/// entry the runtime collects at link time. The function itself stays as
+/// written and callable, e.g. from a unit test.
+///
+/// # Parameters: payload and injected
+///
+/// The rule is syntactic, because a macro cannot see types:
+/// - a parameter whose type is written `State<T>` (any path ending in `State`
+///   with one type argument, e.g. `natask_runtime::State<Mailer>`) is shared
+///   state the runtime injects (registered with `RuntimeBuilder::state`);
+/// - a parameter whose type is written `&TaskContext` (any path ending in
+///   `TaskContext`) is the running attempt's context;
+/// - every other parameter is payload: it becomes a field of the struct, so
+///   it must be an owned `Serialize + Deserialize` type (not a reference,
+///   not `impl Trait`) written as a plain name (`to: String`).
+///
+/// Mark a parameter `#[payload]` to make it payload even though its type is
+/// written `State<..>` (your own type called `State`). `#[serde(..)]` and doc
+/// comments on a payload parameter move to its field; with
+/// `#[serde(with = "..")]` the type itself need not implement serde.
+/// `&mut TaskContext`, `TaskContext` by value, `&State<T>` and `State<&T>`
+/// are errors that show the supported form.
+///
+/// # The generated struct
+///
+/// It implements `Serialize` and `Deserialize`, and `Debug` and `Clone`
+/// when every payload type does (like a derive on a generic struct; a type
+/// without `Debug` does not stop you from using it as payload, it only
+/// removes `Debug` from the struct). The serde impls carry a
+/// `where for<'__natask> Field: PayloadField` bound per field type, so that a
+/// field type that is not serialisable gives one error at its parameter, not
+/// a cascade from inside serde.
 ///
 /// # Arguments
 ///
+/// Keys form a closed set; an unknown key is an error that suggests the
+/// closest one, and a key given twice, a value of the wrong kind, a value out
+/// of range or a malformed duration is an error on that value.
+///
 /// ## `queue = "emails"`
-/// The queue the task is published to; `default` when omitted.
+/// The queue the task is published to; `default` when omitted. Queue names
+/// follow the same rules as task names (below).
 ///
 /// ## `name = "send_email"`
-/// The wire name; defaults to the function's name. Pin it before renaming a
-/// function that has tasks queued.
+/// The wire name, by which workers find the handler. It defaults to the
+/// function's name alone (`r#match` gives `match`): moving the function to
+/// another module changes nothing. Renaming the function *does* change the
+/// wire name, and tasks already queued under the old name would find no
+/// handler; pin the old name while renaming:
+/// `#[task(name = "send_email")] async fn deliver_email(..)`.
+///
+/// Names are 1 to 64 ASCII letters, digits, `_` or `-`: they become NATS
+/// subject tokens and stream names, so `.`, `*`, `>`, whitespace, path
+/// separators and non-printable or non-ASCII characters are compile errors,
+/// also when the name comes from the function's name.
+///
+/// Two `#[task]`s with one name in a crate do not compile: the error, at the
+/// second name, reads ``the name `__natask_task_name_send_email` is defined
+/// multiple times`` and labels the first (each task exports a hidden macro
+/// named after its task name; names with `-` give
+/// `__natask_dashed_task_name_..`). Across crates, the runtime refuses to
+/// start and names both definitions; check it in a unit test:
+///
+/// ```
+/// // in a `#[test]` of the binary that links every crate with tasks:
+/// natask_runtime::registry::validate().expect("two #[task]s share a name");
+/// ```
 ///
 /// ## `retries = 3`
-/// Attempts after the first failed one; the runtime's default when omitted.
+/// Attempts after the first failed one, from 0 to 1000; the runtime's default
+/// when omitted.
 ///
 /// ## `timeout = "30s"`
-/// Per-attempt timeout (`ms`, `s`, `m`, `h`, `d`); the runtime's default when
-/// omitted.
+/// Per-attempt timeout: a whole number and a unit (`ms`, `s`, `m`, `h`,
+/// `d`), more than zero and at most `7d`; the runtime's default when omitted.
+///
+/// ## `backoff = "exponential(1s, x2, max 5m)"`
+/// The delay before each retry; the runtime's default when omitted. Three
+/// forms (durations as for `timeout`, each at most `7d`):
+///
+/// | form | meaning |
+/// |---|---|
+/// | `"fixed(5s)"` | always wait 5 s |
+/// | `"exponential(500ms, x2, max 1m)"` | 500 ms, then ×2 per retry (a factor from `x1` to `x100`, e.g. `x1.5`), at most 1 min (not less than the first delay); ±20 % jitter |
+/// | `"list(1s, 5s, 30s)"` | 1 s, 5 s, then 30 s for every later retry (at least one delay) |
 ///
 /// ## `payload = SendMail`
-/// Name of the generated struct.
+/// Name of the generated struct, instead of the function's name in CamelCase.
 ///
 /// ## `crate = ::path::to::natask_runtime`
-/// Where the generated code finds natask, for crates that re-export it.
+/// Where the generated code finds natask, for crates that re-export it
+/// (`#[my_platform::task(crate = ::my_platform::natask)]`). By default the
+/// generated code names only `::natask_runtime::__private::..`, with absolute
+/// paths, so local items called `Result`, `Box` or `natask_runtime` do not
+/// interfere.
+///
+/// # Return type
+///
+/// `()` or `Result<T, E>` with `T: Serialize` (the task's result) and `E:
+/// Into<TaskError>`: `TaskError` itself, any `std::error::Error + Send +
+/// Sync + 'static`, and `anyhow::Error` with the `anyhow` feature. Anything
+/// else is one error at the return type.
+///
+/// # Equivalent code without the macro
+///
+/// Simplified (the full expansion is in the docs of the `natask-macros`
+/// crate): for `#[task(queue = "emails", retries = 3)] async fn
+/// send_email(mailer: State<Mailer>, to: String) -> Result<(), TaskError>`,
+///
+/// ```text
+/// async fn send_email(mailer: State<Mailer>, to: String) -> Result<(), TaskError> { .. }
+///
+/// #[derive(Serialize, Deserialize)]   // + Debug and Clone when the fields have them
+/// pub struct SendEmail { pub to: String }
+///
+/// impl SendEmail {
+///     pub fn new(to: String) -> Self { SendEmail { to } }
+///     pub async fn enqueue(&self, client: &Client) -> Result<TaskId, EnqueueError> {
+///         client.enqueue(self).await
+///     }
+/// }
+///
+/// fn handler(inv: Invocation<'_>) -> HandlerFuture<'_> {
+///     Box::pin(async move {
+///         let payload: SendEmail = decode(inv.payload)?;
+///         let mailer = inv.state::<Mailer>()?;
+///         send_email(mailer, payload.to).await.into_task_result()
+///     })
+/// }
+///
+/// impl Task for SendEmail {
+///     const NAME: &'static str = "send_email";
+///     const QUEUE: &'static str = "emails";
+///     const ENTRY: TaskEntry = TaskEntry {
+///         name: "send_email", queue: "emails", retries: Some(3), timeout_ms: None,
+///         backoff: None, handler, states: &[StateKey::of::<Mailer>()], ..
+///     };
+/// }
+///
+/// #[distributed_slice(TASKS)]
+/// static ENTRY: TaskEntry = SendEmail::ENTRY;
+/// ```
+///
+/// # A common mistake
+///
+/// A borrowed payload parameter cannot be serialised into a message that a
+/// worker reads later:
+///
+/// ```compile_fail
+/// #[natask_runtime::task]
+/// async fn greet(name: &str) {}
+/// ```
+///
+/// ```text
+/// error: payload parameters must be owned types, because the payload is serialised into the task message; use an owned type such as `String` instead of `&str`
+///  --> src/lib.rs:2:22
+///   |
+/// 2 | async fn greet(name: &str) {}
+///   |                      ^^^^
+/// ```
 #[proc_macro_attribute]
 pub fn task(args: TokenStream, input: TokenStream) -> TokenStream {
-    let item: syn::ItemFn = match syn::parse(input.clone()) {
-        Ok(item) => item,
+    let item: syn::Item = match syn::parse(input.clone()) {
+        Ok(syn::Item::Fn(item)) => {
+            return task_fn(args.into(), item).into();
+        }
+        Ok(other) => other,
         Err(e) => {
             let mut out = e.to_compile_error();
             out.extend(proc_macro2::TokenStream::from(input));
             return out.into();
         }
     };
+    let mut out = not_a_fn(&item).to_compile_error();
+    out.extend(quote::quote!(#item));
+    out.into()
+}
+
+fn task_fn(args: proc_macro2::TokenStream, item: syn::ItemFn) -> proc_macro2::TokenStream {
     let mut cx = ctxt::Ctxt::default();
-    let args = attr::TaskArgs::parse(&mut cx, args.into());
+    let args = attr::TaskArgs::parse(&mut cx, args);
     let f = ast::TaskFn::from_item(item);
     let names = valid::validate(&mut cx, &args, &f);
     match cx.check() {
-        Ok(()) => expand::expand(&args, &f, &names).into(),
+        Ok(()) => expand::expand(&args, &f, &names),
         Err(e) => {
             // Emit the function anyway so one mistake does not cascade into
             // "cannot find function" errors at every call site.
             let item = &f.item;
             let mut out = e.to_compile_error();
             out.extend(quote::quote!(#item));
-            out.into()
+            out
         }
+    }
+}
+
+/// The error for `#[task]` on anything but a function, at its keyword.
+fn not_a_fn(item: &syn::Item) -> syn::Error {
+    use quote::ToTokens;
+    let (what, span): (&str, Box<dyn ToTokens>) = match item {
+        syn::Item::Struct(i) => ("a struct", Box::new(i.struct_token)),
+        syn::Item::Enum(i) => ("an enum", Box::new(i.enum_token)),
+        syn::Item::Impl(i) => {
+            return syn::Error::new_spanned(
+                i.impl_token,
+                "`#[task]` cannot be used on an `impl` block; put it on a free `async fn` outside the block",
+            )
+        }
+        syn::Item::Trait(i) => ("a trait", Box::new(i.trait_token)),
+        syn::Item::Mod(i) => ("a module", Box::new(i.mod_token)),
+        syn::Item::Static(i) => ("a static", Box::new(i.static_token)),
+        syn::Item::Const(i) => ("a constant", Box::new(i.const_token)),
+        syn::Item::Type(i) => ("a type alias", Box::new(i.type_token)),
+        other => ("this item", Box::new(other.clone())),
+    };
+    syn::Error::new_spanned(
+        span,
+        format!("`#[task]` cannot be used on {what}; put it on an `async fn`, whose parameters become the payload"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    /// Renders the expansion of `#[task(args)] item` as `cargo expand` would.
+    fn expand(args: proc_macro2::TokenStream, item: proc_macro2::TokenStream) -> String {
+        let out = super::task_fn(args, syn::parse2(item).unwrap());
+        prettyplease::unparse(&syn::parse2(out).unwrap())
+    }
+
+    /// The expansion of a representative task, checked in at
+    /// `tests/snapshots/send_email.rs` so a reviewer sees what `#[task]`
+    /// generates. `UPDATE_SNAPSHOTS=1 cargo test -p natask-macros` rewrites it.
+    #[test]
+    fn snapshot_send_email() {
+        let got = expand(
+            quote!(
+                queue = "emails",
+                retries = 3,
+                timeout = "30s",
+                backoff = "exponential(1s, x2, max 5m)"
+            ),
+            quote! {
+                /// Sends one email.
+                pub async fn send_email(
+                    mailer: State<Mailer>,
+                    ctx: &TaskContext,
+                    to: String,
+                    #[serde(default)] subject: String,
+                ) -> Result<(), TaskError> {
+                    mailer.send(&to, &subject).await?;
+                    Ok(())
+                }
+            },
+        );
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/snapshots/send_email.rs");
+        let header = "// Generated by `snapshot_send_email` in natask-macros/src/lib.rs: the\n\
+                      // expansion of `#[task]` on `send_email`. Do not edit by hand.\n\n";
+        let got = format!("{header}{got}");
+        if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+            std::fs::write(path, &got).unwrap();
+        }
+        let want = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            got == want,
+            "expansion changed; review it and rerun with UPDATE_SNAPSHOTS=1:\n{got}"
+        );
+    }
+
+    #[test]
+    fn errors_keep_the_function() {
+        let out = super::task_fn(
+            quote!(retries = "3"),
+            syn::parse2(quote!(
+                async fn f() {}
+            ))
+            .unwrap(),
+        )
+        .to_string();
+        assert!(out.contains("compile_error"), "{out}");
+        assert!(out.contains("async fn f"), "{out}");
     }
 }

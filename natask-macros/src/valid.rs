@@ -4,15 +4,21 @@ use proc_macro2::Span;
 use syn::{FnArg, Type};
 
 use crate::ast::{ParamKind, TaskFn};
-use crate::attr::TaskArgs;
+use crate::attr::{BackoffSpec, TaskArgs, MAX_RETRIES};
 use crate::ctxt::Ctxt;
 
 /// Longest task or queue name (mirrors `natask_core::name::MAX_LEN`).
 const MAX_NAME_LEN: usize = 64;
 
+/// Longest timeout or backoff delay: 7 days. Anything longer is a typo, or a
+/// schedule rather than a retry policy.
+const MAX_DURATION_MS: u64 = 7 * 86_400_000;
+
 /// The names the task will use, once validated.
 pub(crate) struct Names {
     pub(crate) task: String,
+    /// Where the task name came from: the `name = ".."` literal or the fn name.
+    pub(crate) task_span: Span,
     pub(crate) queue: String,
     pub(crate) payload: syn::Ident,
 }
@@ -25,41 +31,57 @@ pub(crate) fn validate(cx: &mut Ctxt, args: &TaskArgs, f: &TaskFn) -> Names {
             "`#[task]` functions must be `async`; write `async fn`",
         );
     }
-    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
+    if let Some(unsafety) = sig.unsafety {
+        cx.error_spanned_by(
+            unsafety,
+            "`#[task]` functions cannot be `unsafe`: the runtime calls them with no one to uphold their contract; \
+             remove `unsafe` and use an `unsafe` block inside",
+        );
+    }
+    if let Some(abi) = &sig.abi {
+        cx.error_spanned_by(
+            abi,
+            "`#[task]` functions cannot have an `extern` ABI; remove it",
+        );
+    }
+    if !sig.generics.params.is_empty() {
         cx.error_spanned_by(
             &sig.generics,
             "`#[task]` functions cannot be generic: the payload must be one concrete, serialisable type; \
              replace the type parameters with concrete types",
         );
+    } else if let Some(where_clause) = &sig.generics.where_clause {
+        cx.error_spanned_by(
+            where_clause,
+            "`#[task]` functions cannot have a `where` clause; remove it",
+        );
     }
     if let Some(variadic) = &sig.variadic {
-        cx.error_spanned_by(variadic, "`#[task]` functions cannot be variadic");
+        cx.error_spanned_by(
+            variadic,
+            "`#[task]` functions cannot be variadic; take the values as a `Vec<T>` parameter",
+        );
     }
     for param in &f.params {
         check_param(cx, param);
     }
+    check_policy(cx, args);
 
     let fn_name = sig.ident.to_string();
     let fn_name = fn_name.strip_prefix("r#").unwrap_or(&fn_name);
-    let task = match &args.name {
+    let (task, task_span) = match &args.name {
         Some(n) => {
-            check_name(cx, "task name", &n.value, n.span, "");
-            n.value.clone()
+            check_name(cx, "task name", &n.value, n.span, false);
+            (n.value.clone(), n.span)
         }
         None => {
-            check_name(
-                cx,
-                "task name",
-                fn_name,
-                sig.ident.span(),
-                "; pin a valid one with `#[task(name = \"...\")]`",
-            );
-            fn_name.to_owned()
+            check_name(cx, "task name", fn_name, sig.ident.span(), true);
+            (fn_name.to_owned(), sig.ident.span())
         }
     };
     let queue = match &args.queue {
         Some(q) => {
-            check_name(cx, "queue name", &q.value, q.span, "");
+            check_name(cx, "queue name", &q.value, q.span, false);
             q.value.clone()
         }
         None => "default".to_owned(),
@@ -70,8 +92,81 @@ pub(crate) fn validate(cx: &mut Ctxt, args: &TaskArgs, f: &TaskFn) -> Names {
         .unwrap_or_else(|| syn::Ident::new(&camel_case(fn_name), sig.ident.span()));
     Names {
         task,
+        task_span,
         queue,
         payload,
+    }
+}
+
+fn check_policy(cx: &mut Ctxt, args: &TaskArgs) {
+    if let Some(r) = &args.retries {
+        if r.value > MAX_RETRIES {
+            cx.error_at(
+                r.span,
+                format!(
+                    "`retries = {}` is more than the {MAX_RETRIES} retries natask allows; \
+                     a task that needs more is better snoozed (`TaskError::snooze`) or re-enqueued",
+                    r.value
+                ),
+            );
+        }
+    }
+    if let Some(t) = &args.timeout_ms {
+        if t.value == 0 {
+            cx.error_at(
+                t.span,
+                "a timeout of zero would fail every attempt; give a positive duration such as `\"30s\"`",
+            );
+        } else if t.value > MAX_DURATION_MS {
+            cx.error_at(
+                t.span,
+                "this timeout is longer than the 7 days natask allows; split the work into smaller tasks",
+            );
+        }
+    }
+    if let Some(b) = &args.backoff {
+        let delays: Vec<u64> = match &b.value {
+            BackoffSpec::Fixed(d) => vec![*d],
+            BackoffSpec::Exponential { base, factor, max } => {
+                if *factor < 1.0 {
+                    cx.error_at(
+                        b.span,
+                        format!(
+                            "a backoff factor of `x{factor}` would shrink the delay; use a factor of at least `x1`"
+                        ),
+                    );
+                } else if *factor > 100.0 {
+                    cx.error_at(
+                        b.span,
+                        format!(
+                            "a backoff factor of `x{factor}` reaches the cap after one retry; use a factor from `x1` to `x100`"
+                        ),
+                    );
+                }
+                if max < base {
+                    cx.error_at(
+                        b.span,
+                        "the backoff cap is smaller than the first delay; write a `max` at least as long as the first delay",
+                    );
+                }
+                vec![*base, *max]
+            }
+            BackoffSpec::List(delays) => {
+                if delays.is_empty() {
+                    cx.error_at(
+                        b.span,
+                        "a `list` backoff needs at least one delay; write e.g. `list(1s, 5s, 30s)`",
+                    );
+                }
+                delays.clone()
+            }
+        };
+        if delays.iter().any(|d| *d > MAX_DURATION_MS) {
+            cx.error_at(
+                b.span,
+                "a backoff delay is longer than the 7 days natask allows; shorten it",
+            );
+        }
     }
 }
 
@@ -82,7 +177,9 @@ fn check_param(cx: &mut Ctxt, param: &crate::ast::Param) {
             "`#[task]` cannot be used on a method: `self` cannot be part of a task's payload; \
              move the function out of the `impl` block and pass what it needs as parameters or `State<T>`",
         ),
-        ParamKind::Payload { ident, ty } => {
+        ParamKind::Payload {
+            ident, ty, forced, ..
+        } => {
             let FnArg::Typed(pat_type) = &param.arg else { return };
             if ident.is_none() {
                 cx.error_spanned_by(
@@ -91,29 +188,48 @@ fn check_param(cx: &mut Ctxt, param: &crate::ast::Param) {
                      destructure inside the function",
                 );
             }
-            check_payload_type(cx, ty);
+            check_payload_type(cx, ty, *forced);
         }
         ParamKind::State { inner } => {
             if matches!(**inner, Type::Reference(_)) {
-                cx.error_spanned_by(inner, "shared state is owned by the runtime; write `State<T>` with an owned `T`");
+                cx.error_spanned_by(
+                    inner,
+                    "shared state is owned by the runtime, so it cannot hold a reference; write `State<T>` with an owned `T`, e.g. `State<Mailer>`",
+                );
             }
         }
         ParamKind::Context => {}
     }
 }
 
-fn check_payload_type(cx: &mut Ctxt, ty: &Type) {
+fn last_ident(ty: &Type) -> Option<String> {
+    match ty {
+        Type::Path(p) if p.qself.is_none() => p.path.segments.last().map(|s| s.ident.to_string()),
+        Type::Paren(p) => last_ident(&p.elem),
+        _ => None,
+    }
+}
+
+fn check_payload_type(cx: &mut Ctxt, ty: &Type, forced: bool) {
     match ty {
         Type::Reference(r) => {
-            if let Type::Path(p) = &*r.elem {
-                let last = p.path.segments.last().map(|s| s.ident.to_string());
-                if last.as_deref() == Some("TaskContext") {
-                    cx.error_spanned_by(ty, "the task context is shared, not mutable; write `ctx: &TaskContext`");
-                    return;
-                }
-                if matches!(last.as_deref(), Some("State")) {
-                    cx.error_spanned_by(ty, "take shared state by value: write `State<T>`, not `&State<T>` (cloning it is cheap)");
-                    return;
+            if !forced {
+                match last_ident(&r.elem).as_deref() {
+                    Some("TaskContext") if r.mutability.is_some() => {
+                        cx.error_spanned_by(
+                            ty,
+                            "the task context is shared, not mutable; write `ctx: &TaskContext`",
+                        );
+                        return;
+                    }
+                    Some("State") => {
+                        cx.error_spanned_by(
+                            ty,
+                            "shared state is taken by value, not by reference; write `State<T>` (cloning it is cheap)",
+                        );
+                        return;
+                    }
+                    _ => {}
                 }
             }
             cx.error_spanned_by(
@@ -124,40 +240,76 @@ fn check_payload_type(cx: &mut Ctxt, ty: &Type) {
         }
         Type::ImplTrait(_) => cx.error_spanned_by(
             ty,
-            "payload parameters cannot be `impl Trait`: the payload must be one concrete, serialisable type",
+            "payload parameters cannot be `impl Trait`: the payload must be one concrete, serialisable type; \
+             write the concrete type",
         ),
-        Type::Paren(p) => check_payload_type(cx, &p.elem),
-        _ => {}
+        Type::Paren(p) => check_payload_type(cx, &p.elem, forced),
+        _ if forced => {}
+        _ => match last_ident(ty).as_deref() {
+            Some("TaskContext") => cx.error_spanned_by(
+                ty,
+                "the task context is lent by the runtime, not passed by value; write `ctx: &TaskContext`",
+            ),
+            Some("State") => cx.error_spanned_by(
+                ty,
+                "injected state is written `State<T>` with exactly one type, e.g. `State<Mailer>`; \
+                 to use your own type named `State` as payload, mark the parameter `#[payload]`",
+            ),
+            _ => {}
+        },
     }
 }
 
-/// The rules of `natask_core::name::check`, applied to a literal.
-fn check_name(cx: &mut Ctxt, what: &str, name: &str, span: Span, fix: &str) {
-    let rule = "names become NATS subject tokens and stream names, so only ASCII letters, digits, `_` and `-` are allowed";
+/// The rules of `natask_core::name::check`, applied to a literal (or to the
+/// function's name, when the task name derives from it).
+fn check_name(cx: &mut Ctxt, what: &str, name: &str, span: Span, derived: bool) {
+    let allowed = "use only ASCII letters, digits, `_` and `-`";
+    let (subject, fix) = if derived {
+        (
+            format!(
+                "the {what} `{}`, taken from the function's name,",
+                name.escape_debug()
+            ),
+            "; or pin a valid one with `#[task(name = \"...\")]`",
+        )
+    } else {
+        (format!("the {what} `{}`", name.escape_debug()), "")
+    };
     if name.is_empty() {
-        cx.error_at(span, format!("the {what} is empty; {rule}"));
-    } else if name.len() > MAX_NAME_LEN {
         cx.error_at(
             span,
-            format!(
-                "the {what} `{name}` is {} bytes long; at most {MAX_NAME_LEN} are allowed{fix}",
-                name.len()
-            ),
+            format!("the {what} is empty; give it 1 to {MAX_NAME_LEN} ASCII letters, digits, `_` or `-`"),
         );
     } else if let Some(c) = name
         .chars()
         .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
     {
-        let shown = match c {
-            ' ' => "a space".to_owned(),
-            c if c.is_control() => format!("the control character {c:?}"),
-            c => format!("`{c}`"),
+        let why = match c {
+            '.' => "`.`, which separates the tokens of a NATS subject".to_owned(),
+            '*' | '>' => format!("`{c}`, a NATS subject wildcard"),
+            '/' | '\\' => {
+                format!("`{c}`, a path separator (stream names become file names on the server)")
+            }
+            c if c.is_whitespace() && c.is_ascii() => match c {
+                ' ' => "a space, and NATS names cannot contain whitespace".to_owned(),
+                c => format!(
+                    "whitespace ({}), and NATS names cannot contain whitespace",
+                    c.escape_debug()
+                ),
+            },
+            c if c.is_control() || c.is_whitespace() => {
+                format!("the non-printable character `{}`", c.escape_unicode())
+            }
+            c if !c.is_ascii() => format!("`{c}`, which is not ASCII"),
+            c => format!("`{c}`, which NATS stream names do not allow"),
         };
+        cx.error_at(span, format!("{subject} contains {why}; {allowed}{fix}"));
+    } else if name.len() > MAX_NAME_LEN {
         cx.error_at(
             span,
             format!(
-                "the {what} `{}` contains {shown}; {rule}{fix}",
-                name.escape_debug()
+                "{subject} is {} bytes long; NATS names here may have at most {MAX_NAME_LEN}, so shorten it{fix}",
+                name.len()
             ),
         );
     }
@@ -227,10 +379,105 @@ mod tests {
         );
         assert_eq!(e.len(), 7, "{e:#?}");
         assert!(e[0].starts_with("`#[task]` functions must be `async`"));
-        assert!(
-            e[6].starts_with("the queue name `a.b` contains `.`"),
-            "{}",
-            e[6]
+        assert_eq!(
+            e[6],
+            "the queue name `a.b` contains `.`, which separates the tokens of a NATS subject; use only ASCII letters, digits, `_` and `-`"
         );
+    }
+
+    #[test]
+    fn injected_forms() {
+        let e = errors(
+            quote!(),
+            quote!(
+                async fn f(
+                    a: &State<M>,
+                    b: State<&M>,
+                    c: TaskContext,
+                    d: State,
+                    #[payload] e: State<u8>,
+                    g: &TaskContext,
+                ) {
+                }
+            ),
+        );
+        assert_eq!(e.len(), 4, "{e:#?}");
+        assert!(e[0].starts_with("shared state is taken by value"));
+        assert!(e[1].starts_with("shared state is owned by the runtime"));
+        assert!(e[2].starts_with("the task context is lent"));
+        assert!(e[3].starts_with("injected state is written `State<T>`"));
+    }
+
+    #[test]
+    fn names_follow_nats_rules() {
+        let long = "x".repeat(65);
+        for (name, message) in [
+            ("", "the task name is empty"),
+            ("a b", "the task name `a b` contains a space"),
+            ("a*", "the task name `a*` contains `*`, a NATS subject wildcard"),
+            ("a>", "the task name `a>` contains `>`, a NATS subject wildcard"),
+            ("a/b", "the task name `a/b` contains `/`, a path separator"),
+            ("a\tb", "the task name `a\\tb` contains whitespace (\\t)"),
+            ("a\u{7}", "the task name `a\\u{7}` contains the non-printable character `\\u{7}`"),
+            ("é", "the task name `é` contains `é`, which is not ASCII"),
+            ("a$", "the task name `a$` contains `$`, which NATS stream names do not allow"),
+            (&long, "the task name `xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx` is 65 bytes long"),
+        ] {
+            let e = errors(quote!(name = #name), quote!(async fn f() {}));
+            assert!(e.len() == 1 && e[0].starts_with(message), "{name:?}: {e:?}");
+        }
+        let e = errors(
+            quote!(),
+            quote!(
+                async fn envoyer_été() {}
+            ),
+        );
+        assert_eq!(
+            e,
+            ["the task name `envoyer_été`, taken from the function's name, contains `é`, which is not ASCII; \
+              use only ASCII letters, digits, `_` and `-`; or pin a valid one with `#[task(name = \"...\")]`"]
+        );
+    }
+
+    #[test]
+    fn policy_ranges() {
+        let e = errors(
+            quote!(retries = 1001, timeout = "0s"),
+            quote!(
+                async fn f() {}
+            ),
+        );
+        assert!(e[0].starts_with("`retries = 1001` is more than the 1000 retries"));
+        assert!(e[1].starts_with("a timeout of zero"));
+        for (backoff, message) in [
+            (
+                "exponential(1s, x0.5, max 1m)",
+                "a backoff factor of `x0.5` would shrink the delay",
+            ),
+            (
+                "exponential(1m, x2, max 1s)",
+                "the backoff cap is smaller than the first delay",
+            ),
+            ("list()", "a `list` backoff needs at least one delay"),
+            ("fixed(8d)", "a backoff delay is longer than the 7 days"),
+        ] {
+            let e = errors(
+                quote!(backoff = #backoff),
+                quote!(
+                    async fn f() {}
+                ),
+            );
+            assert!(
+                e.len() == 1 && e[0].starts_with(message),
+                "{backoff}: {e:?}"
+            );
+        }
+        assert!(errors(
+            quote!(backoff = "list(0s, 1s)"),
+            quote!(
+                async fn f() {}
+            )
+        )
+        .is_empty());
     }
 }
