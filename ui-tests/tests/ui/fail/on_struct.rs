@@ -1,0 +1,8 @@
+use natask_runtime::task;
+
+#[task]
+struct SendEmail {
+    to: String,
+}
+
+fn main() {}

@@ -1,0 +1,10 @@
+use natask_runtime::{task, State};
+
+struct Mailer;
+
+#[task]
+async fn send_email(mailer: State<&'static Mailer>, to: String) {
+    let _ = (mailer, to);
+}
+
+fn main() {}
