@@ -93,14 +93,16 @@ pub(crate) async fn spawn(
     Ok(serde_json::from_str(line)?)
 }
 
-/// `natask-bench fill <natask|raw> <url> <n>`: queues `n` tasks of about
-/// 200 B, for a `worker` run under a profiler.
+/// `natask-bench fill <natask|raw> <url> <n> [bytes]`: queues `n` tasks of
+/// about `bytes` (default 200), for a `worker` run under a profiler.
 pub(crate) async fn fill(args: &[String]) -> anyhow::Result<()> {
-    let [mode, url, n] = args else {
-        anyhow::bail!("usage: natask-bench fill <natask|raw> <url> <n>");
+    let (mode, url, n, size) = match args {
+        [mode, url, n] => (mode, url, n, crate::scenarios::DEFAULT_SIZE),
+        [mode, url, n, size] => (mode, url, n, size.parse()?),
+        _ => anyhow::bail!("usage: natask-bench fill <natask|raw> <url> <n> [bytes]"),
     };
     let n: u64 = n.parse()?;
-    let pad = crate::scenarios::pad(crate::scenarios::DEFAULT_SIZE);
+    let pad = crate::scenarios::pad(size);
     let deadline = Instant::now() + Duration::from_secs(600);
     let sent = match mode.as_str() {
         "natask" => {

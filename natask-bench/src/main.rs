@@ -5,7 +5,7 @@
 //! ```text
 //! natask-bench all [--smoke] [--out DIR]    every scenario (BENCHMARKS.md)
 //! natask-bench <scenario> [--smoke]         enqueue | pipelined | process | e2e | backlog | payload | taskiq
-//! natask-bench fill <natask|raw> <url> <n>  queue n tasks on a running server (for profiling)
+//! natask-bench fill <natask|raw> <url> <n> [bytes]  queue n tasks on a running server (for profiling)
 //! natask-bench worker <natask|raw> <url> <n> <concurrency>   handle n of them, print rate and peak RSS
 //! ```
 //!
