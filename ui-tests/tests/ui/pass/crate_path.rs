@@ -5,6 +5,7 @@ mod platform {
 
 mod tasks {
     // a local `natask_runtime` that is not natask: only `crate = ..` is used
+    #[allow(unused_imports)]
     use std as natask_runtime;
 
     #[crate::platform::jobs::task(crate = crate::platform::jobs)]
