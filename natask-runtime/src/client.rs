@@ -11,7 +11,9 @@ use natask_core::name::{self, NameError};
 use natask_core::wire::{self, Names};
 use natask_core::{Task, TaskId};
 
+use crate::middleware::{self, Enqueue, Middleware, Rejected};
 use crate::provision::{self, ProvisionError};
+use tracing::Instrument;
 
 /// How long requests wait by default.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -33,6 +35,7 @@ struct Inner {
     js: jetstream::Context,
     names: Names,
     timeout: Duration,
+    middleware: Vec<Arc<dyn Middleware>>,
     /// Streams known to exist; provisioning is skipped for them.
     ensured: Mutex<HashSet<String>>,
 }
@@ -50,6 +53,14 @@ pub struct ConnectError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum EnqueueError {
+    /// A middleware refused the task.
+    #[error("task `{task}` was refused by a middleware: {reason}")]
+    Rejected {
+        /// The task's name.
+        task: &'static str,
+        /// The middleware's reason.
+        reason: String,
+    },
     /// The payload could not be serialised to JSON.
     #[error("task `{task}` could not be encoded as JSON")]
     Encode {
@@ -135,10 +146,20 @@ impl Client {
     /// Uses an existing async-nats connection (for custom TLS, auth or
     /// reconnect settings).
     pub fn from_nats(nats: async_nats::Client) -> Client {
-        Self::build(nats, Names::default(), DEFAULT_TIMEOUT)
+        Self::build(
+            nats,
+            Names::default(),
+            DEFAULT_TIMEOUT,
+            crate::runtime::builtin_middleware(),
+        )
     }
 
-    fn build(nats: async_nats::Client, names: Names, timeout: Duration) -> Client {
+    fn build(
+        nats: async_nats::Client,
+        names: Names,
+        timeout: Duration,
+        middleware: Vec<Arc<dyn Middleware>>,
+    ) -> Client {
         let mut js = jetstream::new(nats.clone());
         js.set_timeout(timeout);
         Client {
@@ -147,19 +168,29 @@ impl Client {
                 js,
                 names,
                 timeout,
+                middleware,
                 ensured: Mutex::new(HashSet::new()),
             }),
         }
+    }
+
+    fn rebuild(
+        &self,
+        names: Names,
+        timeout: Duration,
+        middleware: Vec<Arc<dyn Middleware>>,
+    ) -> Client {
+        Self::build(self.inner.nats.clone(), names, timeout, middleware)
     }
 
     /// Uses `prefix` instead of `natask` for every subject and stream, so
     /// that two applications can share one NATS account.
     pub fn with_prefix(self, prefix: &str) -> Result<Client, NameError> {
         name::check(prefix)?;
-        Ok(Self::build(
-            self.inner.nats.clone(),
+        Ok(self.rebuild(
             Names::new(prefix),
             self.inner.timeout,
+            self.inner.middleware.clone(),
         ))
     }
 
@@ -167,7 +198,24 @@ impl Client {
     /// (default 5 s). While NATS is unreachable, `enqueue` fails after this
     /// long with [`EnqueueError::Timeout`] instead of hanging.
     pub fn with_timeout(self, timeout: Duration) -> Client {
-        Self::build(self.inner.nats.clone(), self.inner.names.clone(), timeout)
+        self.rebuild(
+            self.inner.names.clone(),
+            timeout,
+            self.inner.middleware.clone(),
+        )
+    }
+
+    /// Adds middleware whose [`on_enqueue`](Middleware::on_enqueue) runs
+    /// before every task this client publishes, in the order added.
+    pub fn with_middleware(self, middleware: impl Middleware) -> Client {
+        let mut chain = self.inner.middleware.clone();
+        chain.push(Arc::new(middleware));
+        self.rebuild(self.inner.names.clone(), self.inner.timeout, chain)
+    }
+
+    /// Whether the connection to NATS is up. Cheap; no request is made.
+    pub fn is_ready(&self) -> bool {
+        self.inner.nats.connection_state() == async_nats::connection::State::Connected
     }
 
     /// The underlying NATS connection.
@@ -190,7 +238,8 @@ impl Client {
     /// The generated `SendEmail { .. }.enqueue(&client)` calls this.
     pub async fn enqueue<T: Task>(&self, task: &T) -> Result<TaskId, EnqueueError> {
         let timeout = self.inner.timeout;
-        tokio::time::timeout(timeout, self.enqueue_inner(task))
+        let span = tracing::info_span!("enqueue", task = T::NAME, queue = T::QUEUE);
+        tokio::time::timeout(timeout, self.enqueue_inner(task).instrument(span))
             .await
             .unwrap_or(Err(EnqueueError::Timeout {
                 task: T::NAME,
@@ -205,7 +254,20 @@ impl Client {
             source,
         })?;
         let id = TaskId::new();
-        let headers = task_headers(T::NAME, id);
+        let mut headers = task_headers(T::NAME, id);
+        let mut enqueue = Enqueue {
+            task: T::NAME,
+            queue: T::QUEUE,
+            id,
+            payload: &payload,
+            headers: &mut headers,
+        };
+        middleware::enqueue_chain(&self.inner.middleware, &mut enqueue).map_err(
+            |Rejected(reason)| EnqueueError::Rejected {
+                task: T::NAME,
+                reason,
+            },
+        )?;
         let size = payload.len() + header_len(&headers);
         let limit = self.inner.nats.server_info().max_payload;
         if limit > 0 && size > limit {
@@ -229,7 +291,9 @@ impl Client {
             .map_err(|e| publish_error(e.into()))?
             .await
             .map_err(|e| publish_error(e.into()))?;
-        tracing::debug!(task = T::NAME, queue = T::QUEUE, %id, "enqueued");
+        tracing::debug!(%id, "enqueued");
+        #[cfg(feature = "metrics")]
+        crate::metrics::enqueued(T::QUEUE, T::NAME);
         Ok(id)
     }
 

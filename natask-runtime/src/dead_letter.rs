@@ -102,6 +102,8 @@ pub(crate) async fn park(
         tracing::warn!(%id, error = %e, "dead letter stored but the original could not be removed yet");
     }
     tracing::error!(queue, task, %id, reason = reason.as_str(), attempts, error, "task moved to the dead letters");
+    #[cfg(feature = "metrics")]
+    crate::metrics::dead_lettered(queue, task, reason.as_str());
 }
 
 async fn hand_back(

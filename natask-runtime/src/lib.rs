@@ -77,14 +77,22 @@ mod batch;
 mod client;
 mod dead_letter;
 mod handback;
+mod http;
+#[cfg(feature = "metrics")]
+mod metrics;
+pub mod middleware;
+#[cfg(feature = "opentelemetry")]
+mod otel;
 mod provision;
 mod runtime;
 mod worker;
 
 pub use client::{Client, ConnectError, EnqueueError};
 pub use dead_letter::{DeadLetter, DeadLetterError};
+pub use http::Health;
 pub use natask_core::{
-    name, wire, Backoff, Headers, State, Task, TaskContext, TaskError, TaskErrorKind, TaskId,
+    name, wire, Backoff, HandlerFuture, Headers, State, Task, TaskContext, TaskError,
+    TaskErrorKind, TaskId,
 };
 pub use natask_macros::task;
 pub use provision::ProvisionError;

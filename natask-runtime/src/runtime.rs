@@ -13,6 +13,8 @@ use natask_core::{Backoff, StateMap, Task, TaskEntry};
 
 use crate::client::Client;
 use crate::handback::Handbacks;
+use crate::http::Health;
+use crate::middleware::{Middleware, Tracing};
 use crate::provision::{self, ConsumerSettings, ProvisionError};
 use crate::worker::{Config, QueueWorker, Shared};
 
@@ -42,6 +44,8 @@ pub struct RuntimeBuilder {
     use_linked: bool,
     concurrency: usize,
     config: Config,
+    middleware: Vec<Arc<dyn Middleware>>,
+    http: Option<std::net::SocketAddr>,
 }
 
 /// The runtime could not be built. Nothing is served.
@@ -112,6 +116,7 @@ pub enum RunError {
 pub struct Runtime {
     shared: Arc<Shared>,
     workers: Vec<Arc<QueueWorker>>,
+    http: Option<tokio::net::TcpListener>,
 }
 
 impl Runtime {
@@ -125,6 +130,8 @@ impl Runtime {
             use_linked: true,
             concurrency: DEFAULT_CONCURRENCY,
             config: Config::default(),
+            middleware: Vec::new(),
+            http: None,
         }
     }
 
@@ -140,6 +147,29 @@ impl Runtime {
             .collect()
     }
 
+    /// A readiness handle, usable from another task while the runtime runs.
+    pub fn health(&self) -> Health {
+        Health {
+            client: self.shared.client.clone(),
+            queues: self
+                .workers
+                .iter()
+                .map(|w| (w.queue, w.consumer.clone()))
+                .collect(),
+        }
+    }
+
+    /// Whether NATS is connected and every served queue's stream and
+    /// consumer exist.
+    pub async fn is_ready(&self) -> bool {
+        self.health().is_ready().await
+    }
+
+    /// The address of the HTTP endpoint, if [`RuntimeBuilder::http`] was set.
+    pub fn http_addr(&self) -> Option<std::net::SocketAddr> {
+        self.http.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// Serves until ctrl-c (SIGINT) or SIGTERM, then shuts down gracefully.
     pub async fn run(self) -> Result<(), RunError> {
         self.run_until(shutdown_signal()).await
@@ -149,7 +179,7 @@ impl Runtime {
     /// handlers finish within the shutdown grace, hands the rest back to the
     /// queue so another worker takes them at once, and returns.
     pub async fn run_until(
-        self,
+        mut self,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), RunError> {
         let stop = CancellationToken::new();
@@ -163,6 +193,20 @@ impl Runtime {
                 hand_back.clone(),
             ));
             names.insert(handle.id(), worker.queue);
+        }
+        if let Some(listener) = self.http.take() {
+            tokio::spawn(crate::http::serve(listener, self.health(), stop.clone()));
+        }
+        #[cfg(feature = "metrics")]
+        {
+            let health = self.health();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(Duration::from_secs(10));
+                while tokio::select! { _ = every.tick() => true, () = stop.cancelled() => false } {
+                    let _ = health.check().await;
+                }
+            });
         }
         let mut failed = None;
         tokio::select! {
@@ -213,6 +257,21 @@ impl RuntimeBuilder {
     /// as `State<T>`.
     pub fn state_arc<T: Send + Sync + 'static>(mut self, value: Arc<T>) -> Self {
         self.states.insert_arc(value);
+        self
+    }
+
+    /// Adds middleware around every handler call (see [`middleware`](crate::middleware)).
+    /// The first added runs outermost, after natask's built-in tracing.
+    pub fn middleware(mut self, middleware: impl Middleware) -> Self {
+        self.middleware.push(Arc::new(middleware));
+        self
+    }
+
+    /// Serves `/healthz`, `/readyz` and (with the `metrics` feature)
+    /// `/metrics` over HTTP on `addr` while the runtime runs; off by default.
+    /// Port 0 picks a free port, see [`Runtime::http_addr`].
+    pub fn http(mut self, addr: std::net::SocketAddr) -> Self {
+        self.http = Some(addr);
         self
     }
 
@@ -382,12 +441,27 @@ impl RuntimeBuilder {
                 queue: "(all)".to_owned(),
                 source,
             })?;
+        let http = match self.http {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+                BuildError::Config(format!("cannot listen for HTTP on {addr}: {e}"))
+            })?),
+            None => None,
+        };
+        #[cfg(feature = "metrics")]
+        if http.is_some() {
+            let _ = crate::metrics::prometheus();
+        }
         Ok(Runtime {
+            http,
             shared: Arc::new(Shared {
                 client: self.client,
                 states: self.states,
                 config: self.config,
                 handbacks,
+                middleware: builtin_middleware()
+                    .into_iter()
+                    .chain(self.middleware)
+                    .collect(),
             }),
             workers,
         })
@@ -414,4 +488,13 @@ async fn shutdown_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// natask's own middleware, always outermost.
+pub(crate) fn builtin_middleware() -> Vec<Arc<dyn Middleware>> {
+    #[allow(unused_mut)] // pushed to only with the `metrics` feature
+    let mut chain: Vec<Arc<dyn Middleware>> = vec![Arc::new(Tracing)];
+    #[cfg(feature = "metrics")]
+    chain.push(Arc::new(crate::metrics::Metrics));
+    chain
 }

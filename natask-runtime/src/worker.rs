@@ -9,7 +9,6 @@ use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
 use futures_util::{FutureExt, StreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use natask_core::wire;
 use natask_core::Backoff;
@@ -20,6 +19,7 @@ use natask_core::{
 use crate::client::Client;
 use crate::dead_letter::{self, Reason};
 use crate::handback::Handbacks;
+use crate::middleware::{Middleware, Next};
 use crate::provision::{self, ConsumerSettings};
 use crate::runtime::{DEFAULT_ACK_WAIT, DEFAULT_RETRIES, DEFAULT_SHUTDOWN_GRACE, DEFAULT_TIMEOUT};
 
@@ -61,6 +61,8 @@ pub(crate) struct Shared {
     pub(crate) states: StateMap,
     pub(crate) config: Config,
     pub(crate) handbacks: Handbacks,
+    /// Built-in middleware first, then the user's, outermost first.
+    pub(crate) middleware: Vec<Arc<dyn Middleware>>,
 }
 
 pub(crate) struct QueueWorker {
@@ -370,22 +372,22 @@ async fn handle(
         timeout,
         context_headers(&msg),
     );
-    let span = tracing::info_span!("task", task = entry.name, queue, %id, attempt);
     let outcome = run_handler(
         entry,
         &msg,
         &ctx,
-        &shared.states,
+        &shared,
         timeout,
         worker.settings.ack_wait,
         &hand_back,
     )
-    .instrument(span.clone())
     .await;
-    let _enter = span.enter();
+    // Settlement happens after the handler's span closed; its logs carry
+    // the same fields.
     let settled_for_good = match outcome {
         Outcome::LeaseLost => {
             tracing::warn!(
+                task = entry.name, queue, %id, attempt,
                 "the handler finished after its lease ran out; the task was redelivered and \
                  its outcome is left to the worker that holds it now"
             );
@@ -393,6 +395,7 @@ async fn handle(
         }
         Outcome::HandedBack => {
             tracing::info!(
+                task = entry.name, queue, %id, attempt,
                 "shutdown grace over; task handed back to the queue without spending an attempt"
             );
             shared.handbacks.record(id, handbacks).await;
@@ -401,9 +404,9 @@ async fn handle(
         }
         Outcome::Finished(Ok(_)) => {
             if let Err(e) = msg.ack().await {
-                tracing::warn!(error = %e, "task succeeded but the ack was not sent; it will run again");
+                tracing::warn!(task = entry.name, queue, %id, attempt, error = %e, "task succeeded but the ack was not sent; it will run again");
             } else {
-                tracing::debug!("task succeeded");
+                tracing::debug!(task = entry.name, queue, %id, attempt, "task succeeded");
             }
             true
         }
@@ -412,6 +415,7 @@ async fn handle(
             match error.kind() {
                 TaskErrorKind::Snooze(delay) => {
                     tracing::info!(
+                        task = entry.name, queue, %id, attempt,
                         ?delay,
                         "task snoozed; it runs again without spending an attempt"
                     );
@@ -420,7 +424,7 @@ async fn handle(
                     false
                 }
                 TaskErrorKind::Fatal => {
-                    tracing::warn!(error = %text, "task failed fatally");
+                    tracing::warn!(task = entry.name, queue, %id, attempt, error = %text, "task failed fatally");
                     dead_letter::park(
                         client,
                         queue,
@@ -447,7 +451,7 @@ async fn handle(
                     true
                 }
                 _ if ctx.is_last_attempt() => {
-                    tracing::warn!(error = %text, "task failed on its last attempt");
+                    tracing::warn!(task = entry.name, queue, %id, attempt, error = %text, "task failed on its last attempt");
                     dead_letter::park(
                         client,
                         queue,
@@ -466,7 +470,9 @@ async fn handle(
                         .backoff
                         .unwrap_or(config.default_backoff)
                         .delay(ctx.attempt(), seed);
-                    tracing::warn!(error = %text, retry_in = ?delay, "task failed; will retry");
+                    tracing::warn!(task = entry.name, queue, %id, attempt, error = %text, retry_in = ?delay, "task failed; will retry");
+                    #[cfg(feature = "metrics")]
+                    crate::metrics::retried(queue, entry.name);
                     let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
                     false
                 }
@@ -482,7 +488,7 @@ async fn run_handler(
     entry: &TaskEntry,
     msg: &jetstream::Message,
     ctx: &TaskContext,
-    states: &StateMap,
+    shared: &Shared,
     timeout: Duration,
     ack_wait: Duration,
     hand_back: &CancellationToken,
@@ -490,9 +496,14 @@ async fn run_handler(
     let invocation = Invocation {
         payload: &msg.payload,
         context: ctx,
-        states,
+        states: &shared.states,
     };
-    let handler = AssertUnwindSafe((entry.handler)(invocation)).catch_unwind();
+    let chain = Next {
+        rest: &shared.middleware,
+        ctx,
+        inner: (entry.handler)(invocation),
+    };
+    let handler = AssertUnwindSafe(chain.run()).catch_unwind();
     tokio::pin!(handler);
     let deadline = tokio::time::sleep(timeout);
     tokio::pin!(deadline);

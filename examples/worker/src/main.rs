@@ -27,6 +27,13 @@ async fn main() -> anyhow::Result<()> {
                 .map_err(|_| anyhow::anyhow!("NATASK_CONCURRENCY must be a number, got `{n}`"))?,
         );
     }
+    if let Ok(addr) = std::env::var("NATASK_HTTP") {
+        // e.g. NATASK_HTTP=127.0.0.1:9090, then curl 127.0.0.1:9090/metrics
+        builder = builder.http(
+            addr.parse()
+                .map_err(|_| anyhow::anyhow!("NATASK_HTTP must be host:port, got `{addr}`"))?,
+        );
+    }
     let runtime = builder.build().await?;
     println!("worker ready: serving {:?}", runtime.queues());
     runtime.run().await?;

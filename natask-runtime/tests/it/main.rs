@@ -8,6 +8,7 @@ mod build;
 mod delivery;
 mod enqueue;
 mod failures;
+mod observe;
 mod poison;
 mod queues;
 mod shutdown;
