@@ -423,31 +423,15 @@ async fn handle(
                     let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
                     false
                 }
-                TaskErrorKind::Fatal => {
-                    tracing::warn!(task = entry.name, queue, %id, attempt, error = %text, "task failed fatally");
-                    dead_letter::park(
-                        client,
-                        queue,
-                        entry.name,
-                        &msg,
-                        Reason::Fatal,
-                        &text,
-                        attempt,
-                    )
-                    .await;
-                    true
-                }
-                TaskErrorKind::Decode => {
-                    dead_letter::park(
-                        client,
-                        queue,
-                        entry.name,
-                        &msg,
-                        Reason::Decode,
-                        &text,
-                        attempt,
-                    )
-                    .await;
+                kind @ (TaskErrorKind::Fatal | TaskErrorKind::Decode) => {
+                    let reason = if kind == TaskErrorKind::Fatal {
+                        Reason::Fatal
+                    } else {
+                        Reason::Decode
+                    };
+                    tracing::warn!(task = entry.name, queue, %id, attempt, error = %text, "task cannot succeed; no retry");
+                    dead_letter::park(client, queue, entry.name, &msg, reason, &text, attempt)
+                        .await;
                     true
                 }
                 _ if ctx.is_last_attempt() => {

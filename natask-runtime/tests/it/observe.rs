@@ -8,7 +8,7 @@ use natask_runtime::{task, EnqueueError, HandlerFuture, State, TaskContext, Task
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use crate::{builder, connect, recv_n, within, Running};
+use crate::{builder, connect, within, Running};
 
 type Log = Arc<Mutex<Vec<String>>>;
 
@@ -218,7 +218,7 @@ async fn metrics_are_scraped_over_http_with_the_right_counts() {
         Observed::new(false).enqueue(&client).await.unwrap();
     }
     Observed::new(true).enqueue(&client).await.unwrap();
-    recv_n(&mut rx, 5).await; // 3 successes, 2 attempts of the failing one
+    crate::recv_n(&mut rx, 5).await; // 3 successes, 2 attempts of the failing one
     futures_util::StreamExt::next(&mut dead).await.unwrap();
     // the dead letter is visible to subscribers a moment before the worker
     // counts it: scrape until the count is there
