@@ -27,5 +27,5 @@ pub use error::{TaskError, TaskErrorKind};
 pub use handler::{HandlerFn, HandlerFuture, IntoTaskResult, TaskOutput};
 pub use registry::{RegistryError, TaskEntry};
 pub use retry::Backoff;
-pub use task::Task;
+pub use task::{PayloadField, Task};
 pub use wire::TaskId;

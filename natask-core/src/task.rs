@@ -42,13 +42,13 @@ pub trait PayloadField: Serialize + DeserializeOwned {}
 #[diagnostic::do_not_recommend]
 impl<T: Serialize + DeserializeOwned> PayloadField for T {}
 
-/// Compile-time check emitted by `#[task]` at each payload parameter's type.
-#[doc(hidden)]
+/// Compiles only if `T` is a [`PayloadField`]; does nothing at run time.
+///
+/// `#[task]` calls it once per payload parameter, spanned at the parameter's
+/// type, so that a type which cannot be serialised is reported where you
+/// wrote it. That error ends with the note ``required by a bound in
+/// `assert_payload_field` ``, which points here.
 pub const fn assert_payload_field<T: PayloadField>() {}
-
-/// Compile-time check emitted by `#[task]` at the return type.
-#[doc(hidden)]
-pub const fn assert_task_output<T: IntoTaskResult>() {}
 
 /// Dispatch on whether a bound holds ("autoref specialisation"), used by
 /// generated code so that a payload or return type that fails its assertion

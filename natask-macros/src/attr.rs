@@ -89,7 +89,14 @@ impl TaskArgs {
         let value = match meta.value() {
             Ok(stream) => {
                 if key == "crate" || key == "payload" {
-                    Value::Path(stream.parse::<syn::Path>())
+                    // A quoted path is the likely mistake (serde writes
+                    // `crate = "..."`); taking the literal whole also keeps
+                    // the rest of the arguments parseable.
+                    if stream.peek(Lit) {
+                        Value::Expr(stream.parse::<Expr>())
+                    } else {
+                        Value::Path(stream.parse::<syn::Path>())
+                    }
                 } else {
                     Value::Expr(stream.parse::<Expr>())
                 }
@@ -144,7 +151,7 @@ impl TaskArgs {
                     })
             }
             "payload" => {
-                self.payload = value.path(cx).and_then(|p| match p.get_ident() {
+                self.payload = value.path(cx, &key).and_then(|p| match p.get_ident() {
                     Some(i) => Some(i.clone()),
                     None => {
                         cx.error_spanned_by(
@@ -155,7 +162,7 @@ impl TaskArgs {
                     }
                 })
             }
-            "crate" => self.crate_path = value.path(cx),
+            "crate" => self.crate_path = value.path(cx, &key),
             _ => unreachable!("checked against KEYS above"),
         }
     }
@@ -183,6 +190,7 @@ fn spanned_string(s: LitStr) -> Spanned<String> {
 
 enum Value {
     Expr(syn::Result<Expr>),
+    /// `crate` and `payload`, unless the value is a literal (an `Expr`).
     Path(syn::Result<syn::Path>),
 }
 
@@ -270,14 +278,40 @@ impl Value {
         }
     }
 
-    fn path(self, cx: &mut Ctxt) -> Option<syn::Path> {
+    fn path(self, cx: &mut Ctxt, key: &str) -> Option<syn::Path> {
         match self {
             Value::Path(Ok(p)) => Some(p),
+            Value::Expr(Ok(Expr::Lit(ExprLit { lit, .. }))) => {
+                let what = if key == "payload" {
+                    "a plain name"
+                } else {
+                    "a path"
+                };
+                let kind = if matches!(lit, Lit::Str(_)) {
+                    "a string"
+                } else {
+                    "a literal"
+                };
+                // `crate = "my::natask"`: suggest the same path, unquoted
+                let unquoted = match &lit {
+                    Lit::Str(s) if key == "payload" => {
+                        s.parse::<syn::Ident>().is_ok().then(|| s.value())
+                    }
+                    Lit::Str(s) => s.parse::<syn::Path>().is_ok().then(|| s.value()),
+                    _ => None,
+                };
+                let example = unquoted.unwrap_or_else(|| example(key).to_owned());
+                cx.error_spanned_by(
+                    &lit,
+                    format!("`{key}` takes {what}, not {kind}; write `{key} = {example}`"),
+                );
+                None
+            }
             Value::Path(Err(e)) | Value::Expr(Err(e)) => {
                 cx.push(e);
                 None
             }
-            Value::Expr(Ok(_)) => unreachable!("`crate` and `payload` parse as paths"),
+            Value::Expr(Ok(_)) => unreachable!("`crate` and `payload` parse as paths or literals"),
         }
     }
 }
@@ -508,6 +542,26 @@ mod tests {
             errors.unwrap_err(),
             "`retries` needs a value; write `retries = 3` \
              | `payload` names the generated struct, not a path; write a plain name such as `payload = SendEmail`"
+        );
+    }
+
+    #[test]
+    fn quoted_paths_are_refused() {
+        let (_, errors) = parse(quote!(
+            crate = "::my::natask",
+            payload = "Mail",
+            queue = "emails"
+        ));
+        assert_eq!(
+            errors.unwrap_err(),
+            "`crate` takes a path, not a string; write `crate = ::my::natask` \
+             | `payload` takes a plain name, not a string; write `payload = Mail`"
+        );
+        let (_, errors) = parse(quote!(crate = 3, payload = "a::B"));
+        assert_eq!(
+            errors.unwrap_err(),
+            "`crate` takes a path, not a literal; write `crate = ::my_crate::natask` \
+             | `payload` takes a plain name, not a string; write `payload = SendEmail`"
         );
     }
 

@@ -161,9 +161,13 @@ pub(crate) fn expand(args: &TaskArgs, f: &TaskFn, names: &Names) -> TokenStream 
             #p::assert_payload_field::<#ty>();
         }
     });
+    // A qualified path rather than a generic fn with a bound: the error then
+    // has no "required by a bound in .." note naming natask's internals.
+    // (Payload types cannot do the same: `PayloadField` has no items, and an
+    // item on it would have rustc report its serde supertraits instead.)
     let output_assert = match &item.sig.output {
         syn::ReturnType::Type(_, ty) => quote_spanned! {ty.span()=>
-            #p::assert_task_output::<#ty>();
+            let _ = <#ty as #p::IntoTaskResult>::into_task_result;
         },
         syn::ReturnType::Default => quote!(),
     };
@@ -303,6 +307,10 @@ fn push_distinct<'a>(types: &mut Vec<&'a syn::Type>, ty: &'a syn::Type) {
 /// share one namespace at the crate root, so a second `#[task]` with the same
 /// name in the crate is a compile error at its name, with a label at the
 /// first. Spanned at the name so both point at the user's tokens.
+///
+/// That error's message is rustc's own (``the name `..` is defined multiple
+/// times``) and always shows the macro's name, so the name is written to be
+/// read there: `task_named_send_email`, not `__natask_..`.
 fn unique_name_guard(task_name: &str, span: Span) -> TokenStream {
     let ident = format_ident!("{}", guard_ident(task_name), span = span);
     quote_spanned! {span=>
@@ -313,20 +321,23 @@ fn unique_name_guard(task_name: &str, span: Span) -> TokenStream {
 }
 
 /// Injective from task names (`[A-Za-z0-9_-]{1,64}`) to identifiers: names
-/// without `-` keep their spelling; a `-` cannot be in an identifier, so
-/// names with one are spelled with `_` under a prefix no dash-free name can
-/// produce, after the positions of the dashes.
+/// without `-` keep their spelling after `task_named_`; a `-` cannot be in an
+/// identifier, so names with one are spelled with `_`, after the positions of
+/// the dashes, under a prefix no dash-free name can produce
+/// (`task_with_dashes_at_4_named_send_email`). Never the bare task name: a
+/// task called `test` or `format` would then clash with the attribute or the
+/// std macro.
 pub(crate) fn guard_ident(task_name: &str) -> String {
     if !task_name.contains('-') {
-        return format!("__natask_task_name_{task_name}");
+        return format!("task_named_{task_name}");
     }
     let positions: Vec<String> = task_name
         .match_indices('-')
         .map(|(i, _)| i.to_string())
         .collect();
     format!(
-        "__natask_dashed_task_name_{}_{}",
-        positions.join("x"),
+        "task_with_dashes_at_{}_named_{}",
+        positions.join("_and_"),
         task_name.replace('-', "_")
     )
 }
@@ -337,12 +348,28 @@ mod tests {
 
     #[test]
     fn guard_idents_are_injective() {
-        assert_eq!(guard_ident("send_email"), "__natask_task_name_send_email");
+        assert_eq!(guard_ident("send_email"), "task_named_send_email");
         assert_eq!(
             guard_ident("send-email"),
-            "__natask_dashed_task_name_4_send_email"
+            "task_with_dashes_at_4_named_send_email"
         );
-        let names = ["a-b", "a_b", "a-_", "a_-", "a--", "a__", "4_a_b", "a-b-c"];
+        assert_eq!(
+            guard_ident("a-b-c"),
+            "task_with_dashes_at_1_and_3_named_a_b_c"
+        );
+        let names = [
+            "a-b",
+            "a_b",
+            "a-_",
+            "a_-",
+            "a--",
+            "a__",
+            "4_a_b",
+            "a-b-c",
+            "with_dashes_at_1_named_a_b",
+            "a-b_named_c",
+            "a_b-named-c",
+        ];
         let idents: std::collections::HashSet<_> = names.iter().map(|n| guard_ident(n)).collect();
         assert_eq!(idents.len(), names.len());
     }

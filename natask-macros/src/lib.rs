@@ -103,11 +103,11 @@ mod valid;
 /// also when the name comes from the function's name.
 ///
 /// Two `#[task]`s with one name in a crate do not compile: the error, at the
-/// second name, reads ``the name `__natask_task_name_send_email` is defined
-/// multiple times`` and labels the first (each task exports a hidden macro
-/// named after its task name; names with `-` give
-/// `__natask_dashed_task_name_..`). Across crates, the runtime refuses to
-/// start and names both definitions; check it in a unit test:
+/// second name, reads ``the name `task_named_send_email` is defined multiple
+/// times`` and labels the first (each task exports a hidden macro named after
+/// its task name; names with `-` give `task_with_dashes_at_.._named_..`).
+/// Across crates, the runtime refuses to start and names both definitions;
+/// check it in a unit test:
 ///
 /// ```
 /// // in a `#[test]` of the binary that links every crate with tasks:

@@ -38,16 +38,17 @@
 //! the value registered with [`RuntimeBuilder::state`]; one written
 //! `&TaskContext` gets the attempt's [`TaskContext`]. Every other parameter
 //! is payload and becomes a field of the generated struct, in order, so it
-//! must be an owned `Serialize + Deserialize` type.
+//! must be an owned `Serialize + Deserialize` type (a [`PayloadField`]).
 //!
 //! # Handler results
 //!
 //! A handler returns `Result<T, E>` with `T: Serialize` and `E:
 //! Into<TaskError>` (any `std::error::Error + Send + Sync + 'static`), or
-//! `()`. `Err` is retried with exponential backoff until the task's attempts
-//! run out, then the task is moved to the dead-letter stream; return
-//! [`TaskError::fatal`] to skip the retries, [`TaskError::snooze`] to run
-//! again later. A panic or a timeout counts as a failed attempt.
+//! `()`: an [`IntoTaskResult`]. `Err` is retried with exponential backoff
+//! until the task's attempts run out, then the task is moved to the
+//! dead-letter stream; return [`TaskError::fatal`] to skip the retries,
+//! [`TaskError::snooze`] to run again later. A panic or a timeout counts as a
+//! failed attempt.
 //!
 //! # The linker pitfall
 //!
@@ -90,9 +91,10 @@ mod worker;
 pub use client::{Client, ConnectError, EnqueueError};
 pub use dead_letter::{DeadLetter, DeadLetterError};
 pub use http::Health;
+pub use natask_core::task::assert_payload_field;
 pub use natask_core::{
-    name, wire, Backoff, HandlerFuture, Headers, State, Task, TaskContext, TaskError,
-    TaskErrorKind, TaskId,
+    name, wire, Backoff, HandlerFuture, Headers, IntoTaskResult, PayloadField, State, Task,
+    TaskContext, TaskError, TaskErrorKind, TaskId,
 };
 pub use natask_macros::task;
 pub use provision::ProvisionError;
@@ -114,8 +116,8 @@ pub mod __private {
     pub use natask_core::handler::decode;
     pub use natask_core::registry::TASKS;
     pub use natask_core::task::{
-        assert_payload_field, assert_task_output, fail, DecodeFails, DecodeHolds, FinishFails,
-        FinishHolds, PayloadField, Probe,
+        assert_payload_field, fail, DecodeFails, DecodeHolds, FinishFails, FinishHolds,
+        PayloadField, Probe,
     };
     pub use natask_core::{
         Backoff, HandlerFuture, IntoTaskResult, Invocation, StateKey, Task, TaskEntry, TaskId,

@@ -77,7 +77,7 @@ where
 const _: () = {
     #[doc(hidden)]
     #[macro_export]
-    macro_rules! __natask_task_name_send_email {
+    macro_rules! task_named_send_email {
         () => {};
     }
     fn __natask_handler<'__natask>(
@@ -116,7 +116,10 @@ const _: () = {
     fn __natask_assertions() {
         ::natask_runtime::__private::assert_payload_field::<String>();
         ::natask_runtime::__private::assert_payload_field::<String>();
-        ::natask_runtime::__private::assert_task_output::<Result<(), TaskError>>();
+        let _ = <Result<
+            (),
+            TaskError,
+        > as ::natask_runtime::__private::IntoTaskResult>::into_task_result;
     }
     const __NATASK_ENTRY: ::natask_runtime::__private::TaskEntry = ::natask_runtime::__private::TaskEntry {
         name: "send_email",
