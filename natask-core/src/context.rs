@@ -119,7 +119,9 @@ impl TaskContext {
         self.deadline
     }
 
-    /// The message headers, including natask's own.
+    /// The message headers other than natask's own (`Natask-*` and
+    /// `Nats-Msg-Id`, which this context's accessors expose): those a
+    /// middleware or producer added, such as `traceparent`.
     pub fn headers(&self) -> &Headers {
         &self.headers
     }

@@ -85,6 +85,7 @@ pub mod middleware;
 #[cfg(feature = "opentelemetry")]
 mod otel;
 mod provision;
+mod pull;
 mod runtime;
 mod worker;
 

@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
-use futures_util::{FutureExt, StreamExt};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use async_nats::HeaderName;
+use futures_util::FutureExt;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use natask_core::wire;
@@ -21,10 +22,9 @@ use crate::dead_letter::{self, Reason};
 use crate::handback::Handbacks;
 use crate::middleware::{Middleware, Next};
 use crate::provision::{self, ConsumerSettings};
+use crate::pull::{self, Pulled, Puller};
 use crate::runtime::{DEFAULT_ACK_WAIT, DEFAULT_RETRIES, DEFAULT_SHUTDOWN_GRACE, DEFAULT_TIMEOUT};
 
-/// How long one pull request waits on the server for tasks.
-const FETCH_EXPIRY: Duration = Duration::from_secs(3);
 /// How long a stopping worker waits for tasks already sent to it.
 const STOP_DRAIN: Duration = Duration::from_millis(100);
 
@@ -65,6 +65,18 @@ pub(crate) struct Shared {
     pub(crate) middleware: Vec<Arc<dyn Middleware>>,
 }
 
+/// A handler slot; freeing it wakes the fetch loop to ask for more tasks.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    freed: Arc<Notify>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.freed.notify_one();
+    }
+}
+
 pub(crate) struct QueueWorker {
     pub(crate) queue: &'static str,
     pub(crate) consumer: PullConsumer,
@@ -74,7 +86,7 @@ pub(crate) struct QueueWorker {
 }
 
 impl QueueWorker {
-    /// Pulls exactly as many tasks as there are free handler slots, starts
+    /// Asks for exactly as many tasks as there are free handler slots, starts
     /// each as soon as it arrives, and on `stop` waits for the handlers.
     pub(crate) async fn run(
         self: Arc<Self>,
@@ -83,97 +95,126 @@ impl QueueWorker {
         hand_back: CancellationToken,
     ) {
         let slots = Arc::new(Semaphore::new(self.concurrency));
-        let mut consumer = self.consumer.clone();
+        let freed = Arc::new(Notify::new());
+        // Below this many missing tasks a new pull waits for more free slots,
+        // unless nothing is asked for at all; at one handler it is one.
+        let refill_at = (self.concurrency / 4).max(1);
         let mut failures: u32 = 0;
-        'fetch: while !stop.is_cancelled() {
-            if !self.connected(&shared.client, &stop).await {
+        let mut puller = loop {
+            match Puller::new(
+                shared.client.nats(),
+                shared.client.jetstream().clone(),
+                self.consumer.clone(),
+            )
+            .await
+            {
+                Ok(puller) => break puller,
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(queue = self.queue, error = %e, failures, "cannot subscribe for tasks; retrying");
+                    if !pause(&stop, failures).await {
+                        return;
+                    }
+                }
+            }
+        };
+        while !stop.is_cancelled() {
+            if !self.connected(&shared.client, &stop, &mut puller).await {
                 break;
             }
-            let first = tokio::select! {
-                permit = Arc::clone(&slots).acquire_owned() => permit.expect("the semaphore is never closed"),
-                () = stop.cancelled() => break,
-            };
-            let want = 1 + slots.available_permits();
-            let batch = consumer
-                .batch()
-                .max_messages(want)
-                .expires(FETCH_EXPIRY)
-                .messages()
-                .await;
-            let mut batch = match batch {
-                Ok(batch) => batch,
-                Err(e) => {
-                    drop(first);
+            let free = slots.available_permits();
+            let want = free.saturating_sub(puller.owed());
+            if want > 0
+                && (puller.owed() == 0 || want >= refill_at)
+                && puller.requests() < pull::MAX_REQUESTS
+            {
+                if let Err(e) = puller.request(want).await {
                     failures += 1;
                     tracing::warn!(queue = self.queue, error = %e, failures, "cannot fetch tasks; retrying");
                     if !pause(&stop, failures).await {
                         break;
                     }
                     if let Some(fresh) = self.reprovision(&shared.client).await {
-                        consumer = fresh;
+                        puller.set_consumer(fresh);
                     }
                     continue;
                 }
-            };
-            let mut first = Some(first);
-            loop {
-                let next = tokio::select! {
-                    next = batch.next() => next,
-                    () = stop.cancelled() => {
-                        // Dropping the batch unsubscribes, and the server then
-                        // forgets the pull request. Tasks already on the wire
-                        // would wait out the ack wait; hand them straight back.
-                        let _ = tokio::time::timeout(STOP_DRAIN, async {
-                            while let Some(Ok(msg)) = batch.next().await {
-                                hand_back_unstarted(&shared, &msg).await;
-                            }
-                        }).await;
-                        break 'fetch;
-                    }
-                };
-                match next {
-                    None => break,
-                    Some(Ok(msg)) => {
-                        if failures > 0 {
-                            tracing::info!(queue = self.queue, "fetching tasks again");
-                            failures = 0;
-                        }
-                        let permit = match first.take() {
-                            Some(p) => p,
-                            None => match Arc::clone(&slots).try_acquire_owned() {
-                                Ok(p) => p,
-                                // Cannot happen (the batch never exceeds the free
-                                // slots), but waiting is always safe.
-                                Err(_) => Arc::clone(&slots)
-                                    .acquire_owned()
-                                    .await
-                                    .expect("the semaphore is never closed"),
-                            },
-                        };
-                        tokio::spawn(handle(
-                            Arc::clone(&self),
-                            Arc::clone(&shared),
-                            msg,
-                            hand_back.clone(),
-                            permit,
-                        ));
-                    }
-                    Some(Err(e)) => {
-                        tracing::debug!(queue = self.queue, error = %e, "pull request ended");
-                        break;
-                    }
-                }
             }
+            let msg = tokio::select! {
+                pulled = puller.next() => match pulled {
+                    Pulled::Task(msg) => msg,
+                    Pulled::Ended => continue,
+                    Pulled::Failed(e) => {
+                        failures += 1;
+                        tracing::warn!(queue = self.queue, error = %e, failures, "pulling tasks failed; retrying");
+                        if !pause(&stop, failures).await {
+                            break;
+                        }
+                        if let Some(fresh) = self.reprovision(&shared.client).await {
+                            puller.set_consumer(fresh);
+                        }
+                        continue;
+                    }
+                },
+                () = freed.notified() => continue,
+                () = stop.cancelled() => break,
+            };
+            if failures > 0 {
+                tracing::info!(queue = self.queue, "fetching tasks again");
+                failures = 0;
+            }
+            let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+                // More came than was asked for: a pull request thought lost
+                // (sent just before a reconnect) was served after all. A
+                // worker never holds a task it cannot start; hand it back.
+                tracing::debug!(
+                    queue = self.queue,
+                    "a task arrived with no free handler; handing it back"
+                );
+                hand_back_unstarted(&shared, &msg).await;
+                continue;
+            };
+            let slot = Slot {
+                _permit: permit,
+                freed: Arc::clone(&freed),
+            };
+            tokio::spawn(handle(
+                Arc::clone(&self),
+                Arc::clone(&shared),
+                msg,
+                hand_back.clone(),
+                slot,
+            ));
+        }
+        // Tasks already on the wire would wait out the ack wait; hand them
+        // straight back.
+        for msg in puller.close(STOP_DRAIN).await {
+            hand_back_unstarted(&shared, &msg).await;
         }
         let all = u32::try_from(self.concurrency).unwrap_or(u32::MAX);
         let _ = slots.acquire_many(all).await;
     }
 
     /// Waits while NATS is unreachable (fetching is paused meanwhile), then
-    /// re-checks the queue's stream and consumer. False if stopped.
-    async fn connected(&self, client: &Client, stop: &CancellationToken) -> bool {
+    /// forgets the pull requests the server forgot and re-checks the
+    /// queue's stream and consumer. False if stopped.
+    async fn connected(
+        &self,
+        client: &Client,
+        stop: &CancellationToken,
+        puller: &mut Puller,
+    ) -> bool {
         use async_nats::connection::State;
         if client.nats().connection_state() == State::Connected {
+            if puller.reconnected() {
+                tracing::info!(
+                    queue = self.queue,
+                    "reconnected to NATS; re-checking the queue"
+                );
+                if let Some(fresh) = self.reprovision(client).await {
+                    puller.set_consumer(fresh);
+                }
+            }
             return true;
         }
         tracing::warn!(
@@ -190,7 +231,10 @@ impl QueueWorker {
             queue = self.queue,
             "NATS is back; re-checking the queue and resuming"
         );
-        let _ = self.reprovision(client).await;
+        puller.reconnected();
+        if let Some(fresh) = self.reprovision(client).await {
+            puller.set_consumer(fresh);
+        }
         true
     }
 
@@ -231,15 +275,19 @@ enum Outcome {
     LeaseLost,
 }
 
-fn header(msg: &jetstream::Message, name: &str) -> Option<String> {
+const TASK: HeaderName = HeaderName::from_static(wire::HEADER_TASK);
+const ID: HeaderName = HeaderName::from_static(wire::HEADER_ID);
+const ENQUEUED_AT: HeaderName = HeaderName::from_static(wire::HEADER_ENQUEUED_AT);
+
+fn header(msg: &jetstream::Message, name: HeaderName) -> Option<&str> {
     msg.headers
         .as_ref()
         .and_then(|h| h.get(name))
-        .map(|v| v.as_str().to_owned())
+        .map(|v| v.as_str())
 }
 
 fn task_id(msg: &jetstream::Message) -> Option<TaskId> {
-    header(msg, wire::HEADER_ID).and_then(|v| v.parse().ok())
+    header(msg, ID).and_then(|v| v.parse().ok())
 }
 
 fn delivered(msg: &jetstream::Message) -> u64 {
@@ -254,13 +302,13 @@ fn delivered(msg: &jetstream::Message) -> u64 {
 async fn hand_back_unstarted(shared: &Shared, msg: &jetstream::Message) {
     if let Some(id) = task_id(msg) {
         let known = if delivered(msg) > 1 {
-            shared.handbacks.count(id).await
+            Box::pin(shared.handbacks.count(id)).await
         } else {
             0
         };
         shared.handbacks.record(id, known).await;
     }
-    let _ = msg.ack_with(AckKind::Nak(None)).await;
+    let _ = Box::pin(msg.ack_with(AckKind::Nak(None))).await;
 }
 
 async fn handle(
@@ -268,27 +316,35 @@ async fn handle(
     shared: Arc<Shared>,
     msg: jetstream::Message,
     hand_back: CancellationToken,
-    _permit: OwnedSemaphorePermit,
+    _slot: Slot,
 ) {
     let queue = worker.queue;
     let client = &shared.client;
     let config = &shared.config;
     let delivered = delivered(&msg);
 
-    let Some(name) = header(&msg, wire::HEADER_TASK) else {
+    let Some(name) = header(&msg, TASK) else {
         let error = format!(
             "the message has no `{}` header, so no handler can be chosen; publish tasks with natask's headers (docs/wire-format.md)",
             wire::HEADER_TASK
         );
-        return dead_letter::park(client, queue, "", &msg, Reason::NotATask, &error, delivered)
-            .await;
+        return Box::pin(dead_letter::park(
+            client,
+            queue,
+            "",
+            &msg,
+            Reason::NotATask,
+            &error,
+            delivered,
+        ))
+        .await;
     };
     let Some(id) = task_id(&msg) else {
         let error = format!(
             "the message has no valid `{}` header (a UUID); producers must set it (docs/wire-format.md)",
             wire::HEADER_ID
         );
-        return dead_letter::park(
+        return Box::pin(dead_letter::park(
             client,
             queue,
             &name,
@@ -296,21 +352,19 @@ async fn handle(
             Reason::NotATask,
             &error,
             delivered,
-        )
+        ))
         .await;
     };
     let handbacks = if delivered > 1 {
-        shared.handbacks.count(id).await
+        Box::pin(shared.handbacks.count(id)).await
     } else {
         0
     };
-    let Some(entry) = worker.handlers.get(name.as_str()) else {
+    let Some(entry) = worker.handlers.get(name) else {
         if delivered < u64::from(config.unknown_task_deliveries) {
             tracing::warn!(queue, task = %name, %id, delivered, "no handler for this task here; handing it back for another worker");
-            shared.handbacks.record(id, handbacks).await;
-            let _ = msg
-                .ack_with(AckKind::Nak(Some(config.unknown_task_delay)))
-                .await;
+            Box::pin(shared.handbacks.record(id, handbacks)).await;
+            let _ = Box::pin(msg.ack_with(AckKind::Nak(Some(config.unknown_task_delay)))).await;
             return;
         }
         let mut known: Vec<_> = worker.handlers.keys().copied().collect();
@@ -320,7 +374,7 @@ async fn handle(
              deploy a worker that registers it, then replay the dead letter",
             known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ")
         );
-        dead_letter::park(
+        Box::pin(dead_letter::park(
             client,
             queue,
             &name,
@@ -328,9 +382,9 @@ async fn handle(
             Reason::UnknownTask,
             &error,
             delivered - handbacks,
-        )
+        ))
         .await;
-        return shared.handbacks.clear(id).await;
+        return Box::pin(shared.handbacks.clear(id)).await;
     };
     let attempt = delivered.saturating_sub(handbacks).max(1);
     let max_attempts = entry
@@ -343,7 +397,7 @@ async fn handle(
              a worker probably crashed or lost its lease while running it"
         );
         // The delivery now in hand never ran: attempt - 1 attempts were spent.
-        dead_letter::park(
+        Box::pin(dead_letter::park(
             client,
             queue,
             entry.name,
@@ -351,15 +405,15 @@ async fn handle(
             Reason::Exhausted,
             &error,
             attempt - 1,
-        )
+        ))
         .await;
-        return shared.handbacks.clear(id).await;
+        return Box::pin(shared.handbacks.clear(id)).await;
     }
 
     let timeout = entry
         .timeout_ms
         .map_or(config.default_timeout, Duration::from_millis);
-    let enqueued_at = header(&msg, wire::HEADER_ENQUEUED_AT)
+    let enqueued_at = header(&msg, ENQUEUED_AT)
         .and_then(|v| v.parse::<u64>().ok())
         .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
     let ctx = TaskContext::new(
@@ -398,8 +452,8 @@ async fn handle(
                 task = entry.name, queue, %id, attempt,
                 "shutdown grace over; task handed back to the queue without spending an attempt"
             );
-            shared.handbacks.record(id, handbacks).await;
-            let _ = msg.ack_with(AckKind::Nak(None)).await;
+            Box::pin(shared.handbacks.record(id, handbacks)).await;
+            let _ = Box::pin(msg.ack_with(AckKind::Nak(None))).await;
             false
         }
         Outcome::Finished(Ok(_)) => {
@@ -419,8 +473,8 @@ async fn handle(
                         ?delay,
                         "task snoozed; it runs again without spending an attempt"
                     );
-                    shared.handbacks.record(id, handbacks).await;
-                    let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
+                    Box::pin(shared.handbacks.record(id, handbacks)).await;
+                    let _ = Box::pin(msg.ack_with(AckKind::Nak(Some(delay)))).await;
                     false
                 }
                 kind @ (TaskErrorKind::Fatal | TaskErrorKind::Decode) => {
@@ -430,13 +484,15 @@ async fn handle(
                         Reason::Decode
                     };
                     tracing::warn!(task = entry.name, queue, %id, attempt, error = %text, "task cannot succeed; no retry");
-                    dead_letter::park(client, queue, entry.name, &msg, reason, &text, attempt)
-                        .await;
+                    Box::pin(dead_letter::park(
+                        client, queue, entry.name, &msg, reason, &text, attempt,
+                    ))
+                    .await;
                     true
                 }
                 _ if ctx.is_last_attempt() => {
                     tracing::warn!(task = entry.name, queue, %id, attempt, error = %text, "task failed on its last attempt");
-                    dead_letter::park(
+                    Box::pin(dead_letter::park(
                         client,
                         queue,
                         entry.name,
@@ -444,7 +500,7 @@ async fn handle(
                         Reason::Exhausted,
                         &text,
                         attempt,
-                    )
+                    ))
                     .await;
                     true
                 }
@@ -457,14 +513,14 @@ async fn handle(
                     tracing::warn!(task = entry.name, queue, %id, attempt, error = %text, retry_in = ?delay, "task failed; will retry");
                     #[cfg(feature = "metrics")]
                     crate::metrics::retried(queue, entry.name);
-                    let _ = msg.ack_with(AckKind::Nak(Some(delay))).await;
+                    let _ = Box::pin(msg.ack_with(AckKind::Nak(Some(delay)))).await;
                     false
                 }
             }
         }
     };
     if settled_for_good && handbacks > 0 {
-        shared.handbacks.clear(id).await;
+        Box::pin(shared.handbacks.clear(id)).await;
     }
 }
 
@@ -489,31 +545,44 @@ async fn run_handler(
     };
     let handler = AssertUnwindSafe(chain.run()).catch_unwind();
     tokio::pin!(handler);
-    let deadline = tokio::time::sleep(timeout);
-    tokio::pin!(deadline);
-    // Renewing the lease three times per ack wait survives one lost renewal.
-    // Renewal stops with the timeout, so a hung handler cannot hold a task forever.
+    // One timer serves the lease renewals and the timeout. Renewing three
+    // times per ack wait survives one lost renewal; renewal stops with the
+    // timeout, so a hung handler cannot hold a task forever.
+    let started = tokio::time::Instant::now();
+    let deadline = started + timeout;
     let period = ack_wait / 3;
-    let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    let mut next_renewal = started + period;
+    let timer = tokio::time::sleep_until(next_renewal.min(deadline));
+    tokio::pin!(timer);
     // The lease runs from the delivery; each renewal the server confirms
     // extends it by the ack wait.
-    let mut leased_since = tokio::time::Instant::now();
+    let mut leased_since = started;
     loop {
         tokio::select! {
+            // The handler first: one that finishes on its first poll then
+            // never registers the timer or the shutdown waiter.
+            biased;
             result = &mut handler => {
                 let result = result.unwrap_or_else(|panic| Err(TaskError::panic(panic_message(&*panic))));
                 return settled(result, leased_since, ack_wait);
             }
-            () = &mut deadline => return settled(Err(TaskError::timeout(timeout)), leased_since, ack_wait),
-            () = hand_back.cancelled() => return Outcome::HandedBack,
-            _ = renew.tick() => {
-                let sent = tokio::time::Instant::now();
-                match tokio::time::timeout(period, msg.double_ack_with(AckKind::Progress)).await {
-                    Ok(Ok(())) => leased_since = sent,
+            () = &mut timer => {
+                let now = tokio::time::Instant::now();
+                if now >= deadline {
+                    return settled(Err(TaskError::timeout(timeout)), leased_since, ack_wait);
+                }
+                // Boxed: the renewal is rare, and inline it would double the
+                // size of every spawned task.
+                let renewal = Box::pin(tokio::time::timeout(period, msg.double_ack_with(AckKind::Progress)));
+                match renewal.await {
+                    Ok(Ok(())) => leased_since = now,
                     Ok(Err(e)) => tracing::warn!(error = %e, "could not renew the task's lease"),
                     Err(_) => tracing::warn!("the server did not confirm the lease renewal in time"),
                 }
+                next_renewal += period;
+                timer.as_mut().reset(next_renewal.min(deadline));
             }
+            () = hand_back.cancelled() => return Outcome::HandedBack,
         }
     }
 }
@@ -540,16 +609,29 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
+/// The message's headers for [`TaskContext::headers`], without natask's
+/// own (`Natask-*`, `Nats-Msg-Id`): the context carries those already, and
+/// most tasks then need no allocation here.
 fn context_headers(msg: &jetstream::Message) -> Headers {
     let mut out = Headers::new();
     if let Some(headers) = &msg.headers {
         for (name, values) in headers.iter() {
+            let name: &str = name.as_ref();
+            if is_natask_header(name) {
+                continue;
+            }
             for value in values {
-                out.push(name.as_ref() as &str, value.as_str());
+                out.push(name, value.as_str());
             }
         }
     }
     out
+}
+
+fn is_natask_header(name: &str) -> bool {
+    name.get(..7)
+        .is_some_and(|p| p.eq_ignore_ascii_case("Natask-"))
+        || name.eq_ignore_ascii_case(wire::HEADER_MSG_ID)
 }
 
 #[cfg(test)]
@@ -561,5 +643,15 @@ mod tests {
         assert_eq!(panic_message(&"boom"), "boom");
         assert_eq!(panic_message(&String::from("bang")), "bang");
         assert_eq!(panic_message(&7_u8), "a non-string panic payload");
+    }
+
+    #[test]
+    fn natask_headers_stay_out_of_the_context() {
+        assert!(is_natask_header("Natask-Task"));
+        assert!(is_natask_header("natask-id"));
+        assert!(is_natask_header("Nats-Msg-Id"));
+        assert!(!is_natask_header("traceparent"));
+        assert!(!is_natask_header("Natas"));
+        assert!(!is_natask_header("X-Tenant"));
     }
 }

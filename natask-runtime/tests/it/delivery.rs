@@ -396,9 +396,18 @@ async fn a_server_killed_and_restarted_mid_run_loses_no_task_and_the_worker_resu
     while seen.len() < TASKS {
         seen.insert(within(rx.recv()).await.unwrap());
     }
-    running.stop().await;
     assert_eq!(seen, ids, "every task ran after the restart");
-    assert_eq!(queued(&client, "it_restart").await, 0);
+    // Tasks that ran just before the kill can run again (their acks died
+    // with the server); the queue drains once those have run.
+    let deadline = Instant::now() + crate::EVENT_DEADLINE;
+    while queued(&client, "it_restart").await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the queue did not drain after the restart"
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(50), rx.recv()).await;
+    }
+    running.stop().await;
 }
 
 #[task(queue = "it_outage")]

@@ -225,7 +225,8 @@ async fn metrics_are_scraped_over_http_with_the_right_counts() {
     let deadline = std::time::Instant::now() + crate::EVENT_DEADLINE;
     let (status, body) = loop {
         let (status, body) = http_get(addr, "/metrics").await;
-        if body.contains("natask_tasks_dead_lettered_total{")
+        // (metrics are process-wide: other tests dead-letter on other queues)
+        if body.contains(r#"natask_tasks_dead_lettered_total{queue="it_observe""#)
             || std::time::Instant::now() > deadline
         {
             break (status, body);
