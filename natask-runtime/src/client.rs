@@ -1,11 +1,12 @@
 //! The producer side: connecting and enqueueing.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream;
-use async_nats::HeaderMap;
+use async_nats::{HeaderMap, HeaderName, Subject};
 
 use natask_core::name::{self, NameError};
 use natask_core::wire::{self, Names};
@@ -38,6 +39,10 @@ struct Inner {
     middleware: Vec<Arc<dyn Middleware>>,
     /// Streams known to exist; provisioning is skipped for them.
     ensured: Mutex<HashSet<String>>,
+    /// The subject of each (queue, task) whose stream is known to exist.
+    subjects: Mutex<HashMap<(&'static str, &'static str), Subject>>,
+    /// The server's `max_payload`, once known (0 before).
+    max_payload: AtomicUsize,
 }
 
 /// Connecting to NATS failed.
@@ -170,6 +175,8 @@ impl Client {
                 timeout,
                 middleware,
                 ensured: Mutex::new(HashSet::new()),
+                subjects: Mutex::new(HashMap::new()),
+                max_payload: AtomicUsize::new(0),
             }),
         }
     }
@@ -228,6 +235,11 @@ impl Client {
         &self.inner.js
     }
 
+    /// How long enqueueing waits for JetStream's confirmation.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
     /// The subject and stream names in use.
     pub fn names(&self) -> &Names {
         &self.inner.names
@@ -249,6 +261,27 @@ impl Client {
     }
 
     async fn enqueue_inner<T: Task>(&self, task: &T) -> Result<TaskId, EnqueueError> {
+        let (id, headers, payload) = self.prepare(task)?;
+        let subject = self.subject_of::<T>().await?;
+        self.inner
+            .js
+            .publish_with_headers(subject, headers, payload.into())
+            .await
+            .map_err(|e| publish_error::<T>(e.into()))?
+            .await
+            .map_err(|e| publish_error::<T>(e.into()))?;
+        tracing::debug!(%id, "enqueued");
+        #[cfg(feature = "metrics")]
+        crate::metrics::enqueued(T::QUEUE, T::NAME);
+        Ok(id)
+    }
+
+    /// Everything before the publish: the body, the headers, the
+    /// middleware and the size check.
+    pub(crate) fn prepare<T: Task>(
+        &self,
+        task: &T,
+    ) -> Result<(TaskId, HeaderMap, Vec<u8>), EnqueueError> {
         let payload = serde_json::to_vec(task).map_err(|source| EnqueueError::Encode {
             task: T::NAME,
             source,
@@ -269,7 +302,7 @@ impl Client {
             },
         )?;
         let size = payload.len() + header_len(&headers);
-        let limit = self.inner.nats.server_info().max_payload;
+        let limit = self.max_payload();
         if limit > 0 && size > limit {
             return Err(EnqueueError::TooLarge {
                 task: T::NAME,
@@ -277,24 +310,40 @@ impl Client {
                 limit,
             });
         }
+        Ok((id, headers, payload))
+    }
+
+    fn max_payload(&self) -> usize {
+        let known = self.inner.max_payload.load(Ordering::Relaxed);
+        if known > 0 {
+            return known;
+        }
+        // Unknown until the first connection has been made.
+        let limit = self.inner.nats.server_info().max_payload;
+        self.inner.max_payload.store(limit, Ordering::Relaxed);
+        limit
+    }
+
+    /// The subject of task `T`, once its queue's stream is known to exist.
+    pub(crate) async fn subject_of<T: Task>(&self) -> Result<Subject, EnqueueError> {
+        let key = (T::QUEUE, T::NAME);
+        if let Some(subject) = self
+            .inner
+            .subjects
+            .lock()
+            .expect("subject cache poisoned")
+            .get(&key)
+        {
+            return Ok(subject.clone());
+        }
         self.ensure_queue(T::QUEUE).await?;
-        let subject = self.inner.names.task_subject(T::QUEUE, T::NAME);
-        let publish_error = |source: async_nats::Error| EnqueueError::Publish {
-            task: T::NAME,
-            queue: T::QUEUE,
-            source,
-        };
+        let subject = Subject::from(self.inner.names.task_subject(T::QUEUE, T::NAME));
         self.inner
-            .js
-            .publish_with_headers(subject, headers, payload.into())
-            .await
-            .map_err(|e| publish_error(e.into()))?
-            .await
-            .map_err(|e| publish_error(e.into()))?;
-        tracing::debug!(%id, "enqueued");
-        #[cfg(feature = "metrics")]
-        crate::metrics::enqueued(T::QUEUE, T::NAME);
-        Ok(id)
+            .subjects
+            .lock()
+            .expect("subject cache poisoned")
+            .insert(key, subject.clone());
+        Ok(subject)
     }
 
     async fn ensure_queue(&self, queue: &'static str) -> Result<(), EnqueueError> {
@@ -339,19 +388,35 @@ impl std::fmt::Debug for Client {
     }
 }
 
+const MSG_ID: HeaderName = HeaderName::from_static(wire::HEADER_MSG_ID);
+const ID: HeaderName = HeaderName::from_static(wire::HEADER_ID);
+const TASK: HeaderName = HeaderName::from_static(wire::HEADER_TASK);
+const FORMAT: HeaderName = HeaderName::from_static(wire::HEADER_FORMAT);
+const ENQUEUED_AT: HeaderName = HeaderName::from_static(wire::HEADER_ENQUEUED_AT);
+const CONTENT_TYPE: HeaderName = HeaderName::from_static(wire::HEADER_CONTENT_TYPE);
+
 fn task_headers(task: &str, id: TaskId) -> HeaderMap {
-    let id = id.to_string();
+    let mut buffer = uuid::Uuid::encode_buffer();
+    let id = &*id.as_uuid().hyphenated().encode_lower(&mut buffer);
     let mut headers = HeaderMap::new();
-    headers.insert(wire::HEADER_MSG_ID, id.as_str());
-    headers.insert(wire::HEADER_ID, id.as_str());
-    headers.insert(wire::HEADER_TASK, task);
-    headers.insert(wire::HEADER_FORMAT, wire::FORMAT_VERSION);
+    headers.insert(MSG_ID, id);
+    headers.insert(ID, id);
+    headers.insert(TASK, task);
+    headers.insert(FORMAT, wire::FORMAT_VERSION);
     headers.insert(
-        wire::HEADER_ENQUEUED_AT,
+        ENQUEUED_AT,
         unix_millis(SystemTime::now()).to_string().as_str(),
     );
-    headers.insert(wire::HEADER_CONTENT_TYPE, wire::CONTENT_TYPE_JSON);
+    headers.insert(CONTENT_TYPE, wire::CONTENT_TYPE_JSON);
     headers
+}
+
+pub(crate) fn publish_error<T: Task>(source: async_nats::Error) -> EnqueueError {
+    EnqueueError::Publish {
+        task: T::NAME,
+        queue: T::QUEUE,
+        source,
+    }
 }
 
 /// Bytes the headers take on the wire (`NATS/1.0\r\n`, `Name: value\r\n`, `\r\n`).
