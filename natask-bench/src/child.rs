@@ -30,20 +30,33 @@ pub(crate) fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// `natask-bench worker <natask|raw> <url> <count> <concurrency>`: handles
-/// `count` tasks of a queue filled by the parent, then reports.
+/// `natask-bench worker <natask|natask-observed|raw> <url> <count>
+/// <concurrency>`: handles `count` tasks of a queue filled by the parent,
+/// then reports. `natask-observed` first installs a tracing subscriber
+/// (INFO, formatted, written to a sink) and serves `/metrics`.
 pub(crate) async fn run(args: &[String]) -> anyhow::Result<()> {
     let [mode, url, count, concurrency] = args else {
-        anyhow::bail!("usage: natask-bench worker <natask|raw> <url> <count> <concurrency>");
+        anyhow::bail!(
+            "usage: natask-bench worker <natask|natask-observed|raw> <url> <count> <concurrency>"
+        );
     };
     let count: u64 = count.parse()?;
     let concurrency: usize = concurrency.parse()?;
     let deadline = Duration::from_secs(120);
     let probe = Arc::new(Probe::new(Instant::now(), count, false));
     match mode.as_str() {
-        "natask" => {
+        "natask" | "natask-observed" => {
+            let observed = mode == "natask-observed";
+            if observed {
+                tracing_subscriber::fmt()
+                    .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
+                    .with_writer(std::io::sink)
+                    .init();
+            }
             let client = natask_runtime::Client::connect(url).await?;
-            let worker = side::Worker::start(&client, Arc::clone(&probe), concurrency).await?;
+            let worker =
+                side::Worker::start_with(&client, Arc::clone(&probe), concurrency, observed)
+                    .await?;
             probe.wait(deadline).await;
             worker.stop().await?;
         }

@@ -4,9 +4,9 @@
 //!
 //! ```text
 //! natask-bench all [--smoke] [--out DIR]    every scenario (BENCHMARKS.md)
-//! natask-bench <scenario> [--smoke]         enqueue | pipelined | process | e2e | backlog | payload | taskiq
+//! natask-bench <scenario> [--smoke]         enqueue | pipelined | process | e2e | backlog | payload | observe | taskiq
 //! natask-bench fill <natask|raw> <url> <n> [bytes]  queue n tasks on a running server (for profiling)
-//! natask-bench worker <natask|raw> <url> <n> <concurrency>   handle n of them, print rate and peak RSS
+//! natask-bench worker <natask|natask-observed|raw> <url> <n> <concurrency>   handle n of them, print rate and peak RSS
 //! ```
 //!
 //! `--smoke` shrinks every count (N = 1,000) and skips taskiq: the
@@ -44,6 +44,7 @@ const SCENARIOS: &[&str] = &[
     "e2e",
     "backlog",
     "payload",
+    "observe",
     "taskiq",
 ];
 
@@ -97,6 +98,7 @@ async fn run(which: &[&str], flags: &[String]) -> anyhow::Result<()> {
             "e2e" => scenarios::e2e(&sizes, &mut plots).await?,
             "backlog" => scenarios::backlog(&sizes).await?,
             "payload" => scenarios::payload(&sizes).await?,
+            "observe" => scenarios::observe(&sizes).await?,
             "taskiq" if smoke => {
                 report
                     .skipped

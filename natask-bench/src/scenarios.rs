@@ -31,6 +31,7 @@ pub(crate) struct Sizes {
     pub(crate) backlog_window: u64,
     pub(crate) payloads: Vec<(usize, u64)>,
     pub(crate) taskiq: u64,
+    pub(crate) observe: u64,
     /// Longest any one measurement may run.
     pub(crate) cap: Duration,
 }
@@ -49,6 +50,7 @@ impl Sizes {
             backlog_window: 100_000,
             payloads: vec![(100, 50_000), (10 * 1024, 20_000), (512 * 1024, 500)],
             taskiq: 10_000,
+            observe: 100_000,
             cap: Duration::from_secs(60),
         }
     }
@@ -66,6 +68,7 @@ impl Sizes {
             backlog_window: 1_000,
             payloads: vec![(100, 1_000), (10 * 1024, 200), (512 * 1024, 10)],
             taskiq: 1_000,
+            observe: 1_000,
             cap: Duration::from_secs(20),
         }
     }
@@ -385,6 +388,51 @@ async fn wait_for(probe: &Probe, n: u64, cap: Duration) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     Ok(())
+}
+
+/// 8: what tracing and metrics cost: natask processing with a tracing
+/// subscriber and the Prometheus recorder against natask with neither, each
+/// in a worker process of its own (both are process-wide), alternating,
+/// `rounds` times each; the mean rates.
+pub(crate) async fn observe(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
+    let s = Setup::new().await?;
+    let pad = pad(DEFAULT_SIZE);
+    let (n, concurrency, rounds) = (sizes.observe, 256, 3);
+    let (mut plain, mut observed) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        for (mode, rates) in [("natask", &mut plain), ("natask-observed", &mut observed)] {
+            s.purge().await?;
+            side::enqueue_many(&s.client, natask_jobs(n, &pad)).await?;
+            let result = child::spawn(mode, &s.url, n, concurrency).await?;
+            anyhow::ensure!(
+                result.handled == n,
+                "{mode} handled {} of {n}",
+                result.handled
+            );
+            rates.push(result.rate);
+        }
+    }
+    s.purge().await?;
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let spread = |v: &[f64]| {
+        v.iter()
+            .map(|r| format!("{}", crate::report::number(*r)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Ok(vec![Row::new(
+        "8 tracing + metrics on, against off",
+        format!("N = {n}, concurrency {concurrency}, mean of {rounds}"),
+        "tasks/s",
+        mean(&observed),
+        mean(&plain),
+    )
+    .target(Target::AtLeast(0.90))
+    .note(format!(
+        "baseline: natask with no subscriber or recorder; on: {}; off: {}",
+        spread(&observed),
+        spread(&plain)
+    ))])
 }
 
 /// 5: processing rate and worker memory with a small and a large backlog.

@@ -53,13 +53,27 @@ impl Worker {
         probe: Arc<Probe>,
         concurrency: usize,
     ) -> anyhow::Result<Worker> {
-        let runtime = Runtime::builder(client.clone())
+        Self::start_with(client, probe, concurrency, false).await
+    }
+
+    /// `observed`: also serve `/metrics` (which installs the Prometheus
+    /// recorder), as an operator would; the caller installs a tracing
+    /// subscriber.
+    pub(crate) async fn start_with(
+        client: &Client,
+        probe: Arc<Probe>,
+        concurrency: usize,
+        observed: bool,
+    ) -> anyhow::Result<Worker> {
+        let mut builder = Runtime::builder(client.clone())
             .queues([QUEUE])
             .state_arc(probe)
             .concurrency(concurrency)
-            .shutdown_grace(Duration::from_secs(5))
-            .build()
-            .await?;
+            .shutdown_grace(Duration::from_secs(5));
+        if observed {
+            builder = builder.http("127.0.0.1:0".parse()?);
+        }
+        let runtime = builder.build().await?;
         let (stop, stopped) = oneshot::channel::<()>();
         let done = tokio::spawn(runtime.run_until(async {
             let _ = stopped.await;

@@ -41,6 +41,10 @@ pub(crate) fn inject(headers: &mut async_nats::HeaderMap) {
 
 /// Makes `span` a child of the context the producer sent, if any.
 pub(crate) fn set_parent(span: &tracing::Span, headers: &Headers) {
+    if headers.get("traceparent").is_none() {
+        // The producer sent no trace context: nothing to attach.
+        return;
+    }
     let cx =
         opentelemetry::global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(headers)));
     if let Err(e) = span.set_parent(cx) {

@@ -1,6 +1,7 @@
 //! Serves every task of `natask-example-tasks` until ctrl-c or SIGTERM.
 //! Connects to `$NATS_URL` (default `nats://127.0.0.1:4222`); `$NATASK_CONCURRENCY`
-//! sets the handlers per queue.
+//! sets the handlers per queue; `$NATASK_HTTP` (e.g. `127.0.0.1:9090`) serves
+//! `/metrics`, `/healthz` and `/readyz` there.
 
 // The one line that links the tasks crate. This binary mentions nothing
 // else from it, and a crate that is never mentioned is not linked, so its
@@ -29,12 +30,16 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Ok(addr) = std::env::var("NATASK_HTTP") {
         // e.g. NATASK_HTTP=127.0.0.1:9090, then curl 127.0.0.1:9090/metrics
+        // (port 0 picks a free one; the line below says which)
         builder = builder.http(
             addr.parse()
                 .map_err(|_| anyhow::anyhow!("NATASK_HTTP must be host:port, got `{addr}`"))?,
         );
     }
     let runtime = builder.build().await?;
+    if let Some(addr) = runtime.http_addr() {
+        println!("metrics at http://{addr}/metrics (health: /healthz, /readyz)");
+    }
     println!("worker ready: serving {:?}", runtime.queues());
     runtime.run().await?;
     println!("worker stopped");
