@@ -84,7 +84,17 @@ pub(crate) async fn spawn(
     count: u64,
     concurrency: usize,
 ) -> anyhow::Result<ChildResult> {
-    let exe = std::env::current_exe()?;
+    spawn_exe(&std::env::current_exe()?, mode, url, count, concurrency).await
+}
+
+/// Runs a worker child of the bench binary `exe` and reads its result.
+pub(crate) async fn spawn_exe(
+    exe: &std::path::Path,
+    mode: &str,
+    url: &str,
+    count: u64,
+    concurrency: usize,
+) -> anyhow::Result<ChildResult> {
     let output = tokio::process::Command::new(exe)
         .args([
             "worker",

@@ -98,7 +98,12 @@ async fn run(which: &[&str], flags: &[String]) -> anyhow::Result<()> {
             "e2e" => scenarios::e2e(&sizes, &mut plots).await?,
             "backlog" => scenarios::backlog(&sizes).await?,
             "payload" => scenarios::payload(&sizes).await?,
-            "observe" => scenarios::observe(&sizes).await?,
+            "observe" => {
+                let rows = scenarios::observe(&sizes).await?;
+                print_rows(&rows);
+                report.observed.extend(rows);
+                continue;
+            }
             "taskiq" if smoke => {
                 report
                     .skipped

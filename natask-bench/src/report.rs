@@ -96,6 +96,8 @@ pub(crate) struct Report {
     pub(crate) raw: Vec<Row>,
     /// natask against taskiq-nats.
     pub(crate) peers: Vec<Row>,
+    /// natask with tracing and metrics on against natask with them off.
+    pub(crate) observed: Vec<Row>,
     /// Lines printed above the tables (machine, versions, load).
     pub(crate) preamble: Vec<String>,
     /// Scenarios that could not run, and why.
@@ -160,6 +162,12 @@ impl Report {
         if !self.peers.is_empty() {
             out.push_str("\n### natask against taskiq-nats (same server, same run)\n\n");
             table(&mut out, &self.peers, "taskiq");
+        }
+        if !self.observed.is_empty() {
+            out.push_str(
+                "\n### natask with tracing and metrics on, against off (same server, same run)\n\n",
+            );
+            table(&mut out, &self.observed, "off");
         }
         for s in &self.skipped {
             let _ = writeln!(out, "\nskipped: {s}");

@@ -391,19 +391,34 @@ async fn wait_for(probe: &Probe, n: u64, cap: Duration) -> anyhow::Result<()> {
 }
 
 /// 8: what tracing and metrics cost: natask processing with a tracing
-/// subscriber and the Prometheus recorder against natask with neither, each
-/// in a worker process of its own (both are process-wide), alternating,
-/// `rounds` times each; the mean rates.
+/// subscriber and the Prometheus recorder (the `natask-bench-observed`
+/// binary, built with natask's `metrics` feature, next to this one) against
+/// natask with neither (this binary, without the feature), each worker in a
+/// process of its own, alternating, three times each; the mean rates.
 pub(crate) async fn observe(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
     let s = Setup::new().await?;
     let pad = pad(DEFAULT_SIZE);
     let (n, concurrency, rounds) = (sizes.observe, 256, 3);
+    let plain_exe = std::env::current_exe()?;
+    let observed_exe = plain_exe.with_file_name("natask-bench-observed");
+    let (observed_exe, what) = if observed_exe.exists() {
+        (observed_exe, "tracing subscriber + Prometheus recorder")
+    } else {
+        // e.g. `cargo test`: no second build; tracing alone.
+        (
+            plain_exe.clone(),
+            "tracing subscriber only (no natask-bench-observed binary)",
+        )
+    };
     let (mut plain, mut observed) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
-        for (mode, rates) in [("natask", &mut plain), ("natask-observed", &mut observed)] {
+        for (exe, mode, rates) in [
+            (&plain_exe, "natask", &mut plain),
+            (&observed_exe, "natask-observed", &mut observed),
+        ] {
             s.purge().await?;
             side::enqueue_many(&s.client, natask_jobs(n, &pad)).await?;
-            let result = child::spawn(mode, &s.url, n, concurrency).await?;
+            let result = child::spawn_exe(exe, mode, &s.url, n, concurrency).await?;
             anyhow::ensure!(
                 result.handled == n,
                 "{mode} handled {} of {n}",
@@ -416,7 +431,7 @@ pub(crate) async fn observe(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let spread = |v: &[f64]| {
         v.iter()
-            .map(|r| format!("{}", crate::report::number(*r)))
+            .map(|r| crate::report::number(*r))
             .collect::<Vec<_>>()
             .join(", ")
     };
@@ -429,7 +444,7 @@ pub(crate) async fn observe(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
     )
     .target(Target::AtLeast(0.90))
     .note(format!(
-        "baseline: natask with no subscriber or recorder; on: {}; off: {}",
+        "on: {what}: {}; off (no subscriber, no `metrics` feature): {}",
         spread(&observed),
         spread(&plain)
     ))])

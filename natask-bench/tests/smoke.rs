@@ -2,7 +2,7 @@
 //! Timings are printed, never asserted.
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 #[test]
 fn every_scenario_runs_at_smoke_size() {
@@ -26,6 +26,7 @@ fn every_scenario_runs_at_smoke_size() {
         "4 end to end",
         "5 backlog",
         "6 payload",
+        "8 tracing + metrics",
     ] {
         assert!(
             stdout.contains(scenario),
@@ -37,8 +38,4 @@ fn every_scenario_runs_at_smoke_size() {
         std::fs::read_to_string(out.path().join("results.md")).expect("results.md written");
     assert!(results.contains("| natask |"), "{results}");
     eprintln!("smoke run took {:?}", started.elapsed());
-    assert!(
-        started.elapsed() < Duration::from_secs(120),
-        "the smoke run is meant to be short"
-    );
 }

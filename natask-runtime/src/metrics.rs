@@ -24,10 +24,11 @@
 //! | `natask_queue_ack_pending` | gauge | queue (tasks delivered, not yet settled) |
 //! | `natask_queue_redelivered` | gauge | queue |
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
-use metrics::{counter, gauge, histogram};
+use metrics::{counter, gauge, histogram, Counter, Gauge, Histogram};
 use metrics_exporter_prometheus::PrometheusHandle;
 
 use natask_core::{HandlerFuture, TaskContext};
@@ -35,35 +36,79 @@ use natask_core::{HandlerFuture, TaskContext};
 use crate::middleware::{Middleware, Next};
 
 /// The built-in metrics middleware.
-pub(crate) struct Metrics;
-
-struct InFlight {
-    queue: &'static str,
-    task: &'static str,
+///
+/// Each (queue, task) pair's handles are registered with the recorder once,
+/// on its first task, and kept: updating a handle is an atomic operation,
+/// while every `counter!(..)` call would hash its labels and look them up
+/// in the recorder's registry again.
+#[derive(Default)]
+pub(crate) struct Metrics {
+    handles: RwLock<HashMap<(&'static str, &'static str), Arc<Handles>>>,
 }
+
+struct Handles {
+    started: Counter,
+    succeeded: Counter,
+    failed: Counter,
+    in_flight: Gauge,
+    duration: Histogram,
+}
+
+impl Handles {
+    fn new(queue: &'static str, task: &'static str) -> Handles {
+        let labels = [("queue", queue), ("task", task)];
+        Handles {
+            started: counter!("natask_tasks_started_total", &labels),
+            succeeded: counter!("natask_tasks_succeeded_total", &labels),
+            failed: counter!("natask_tasks_failed_total", &labels),
+            in_flight: gauge!("natask_tasks_in_flight", &labels),
+            duration: histogram!("natask_task_duration_seconds", &labels),
+        }
+    }
+}
+
+impl Metrics {
+    fn handles(&self, queue: &'static str, task: &'static str) -> Arc<Handles> {
+        let known = self
+            .handles
+            .read()
+            .expect("metric handles poisoned")
+            .get(&(queue, task))
+            .cloned();
+        known.unwrap_or_else(|| {
+            Arc::clone(
+                self.handles
+                    .write()
+                    .expect("metric handles poisoned")
+                    .entry((queue, task))
+                    .or_insert_with(|| Arc::new(Handles::new(queue, task))),
+            )
+        })
+    }
+}
+
+struct InFlight(Arc<Handles>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        gauge!("natask_tasks_in_flight", "queue" => self.queue, "task" => self.task).decrement(1.0);
+        self.0.in_flight.decrement(1.0);
     }
 }
 
 impl Middleware for Metrics {
     fn around<'a>(&'a self, ctx: &'a TaskContext, next: Next<'a>) -> HandlerFuture<'a> {
-        let (queue, task) = (ctx.queue(), ctx.task_name());
+        let handles = self.handles(ctx.queue(), ctx.task_name());
         Box::pin(async move {
-            counter!("natask_tasks_started_total", "queue" => queue, "task" => task).increment(1);
-            gauge!("natask_tasks_in_flight", "queue" => queue, "task" => task).increment(1.0);
-            let _in_flight = InFlight { queue, task };
+            handles.started.increment(1);
+            handles.in_flight.increment(1.0);
+            let in_flight = InFlight(handles);
             let started = Instant::now();
             let result = next.run().await;
-            histogram!("natask_task_duration_seconds", "queue" => queue, "task" => task)
-                .record(started.elapsed().as_secs_f64());
+            let handles = &in_flight.0;
+            handles.duration.record(started.elapsed().as_secs_f64());
             match &result {
-                Ok(_) => counter!("natask_tasks_succeeded_total", "queue" => queue, "task" => task)
-                    .increment(1),
-                Err(_) => counter!("natask_tasks_failed_total", "queue" => queue, "task" => task)
-                    .increment(1),
+                Ok(_) => handles.succeeded.increment(1),
+                Err(_) => handles.failed.increment(1),
             }
             result
         })

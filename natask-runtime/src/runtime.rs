@@ -495,6 +495,6 @@ pub(crate) fn builtin_middleware() -> Vec<Arc<dyn Middleware>> {
     #[allow(unused_mut)] // pushed to only with the `metrics` feature
     let mut chain: Vec<Arc<dyn Middleware>> = vec![Arc::new(Tracing)];
     #[cfg(feature = "metrics")]
-    chain.push(Arc::new(crate::metrics::Metrics));
+    chain.push(Arc::new(crate::metrics::Metrics::default()));
     chain
 }
