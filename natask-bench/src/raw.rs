@@ -141,6 +141,9 @@ pub(crate) async fn consume(
         .stream()
         // async-nats pulls 200 per request by default; never fewer than the handlers.
         .max_messages_per_batch(concurrency.max(200))
+        // The byte bound natask's pull requests have: without it, 256 pulls
+        // of 512 KiB overflow the server's per-client buffer (slow consumer).
+        .max_bytes_per_batch(8 << 20)
         .messages()
         .await?;
     messages
