@@ -347,7 +347,7 @@ async fn handle(
         return Box::pin(dead_letter::park(
             client,
             queue,
-            &name,
+            name,
             &msg,
             Reason::NotATask,
             &error,
@@ -377,7 +377,7 @@ async fn handle(
         Box::pin(dead_letter::park(
             client,
             queue,
-            &name,
+            name,
             &msg,
             Reason::UnknownTask,
             &error,
