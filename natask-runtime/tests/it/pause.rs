@@ -1,12 +1,14 @@
 //! Pausing and resuming a queue fleet-wide, and `Client::queue_info`.
 
-use std::sync::Arc;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use futures_util::StreamExt;
 use natask_runtime::{task, Client, QueueError, QueueInfo, State, TaskError};
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::{builder, connect, recv_n, Running, EVENT_DEADLINE};
+use crate::{builder, connect, recv_n, within, Running, EVENT_DEADLINE};
 
 pub(crate) struct Ran(mpsc::UnboundedSender<u32>);
 
@@ -37,6 +39,11 @@ async fn doomed_job() -> Result<(), TaskError> {
 
 #[task(queue = "it_pause_orphan")]
 async fn orphan_job() -> Result<(), TaskError> {
+    Ok(())
+}
+
+#[task(queue = "it_pause_idle")]
+async fn idle_job() -> Result<(), TaskError> {
     Ok(())
 }
 
@@ -242,4 +249,104 @@ async fn pausing_an_unknown_queue_says_it_has_no_stream_or_consumer_yet() {
     let err = client.pause_queue("it.pause", None).await.unwrap_err();
     assert!(matches!(err, QueueError::InvalidName { .. }), "{err:?}");
     assert_eq!(err.to_string(), "`it.pause` is not a valid queue name");
+}
+
+/// Log lines of the current thread (the test's runtime is single-threaded,
+/// so that is every task it spawns).
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    fn lines_with(&self, text: &str) -> Vec<String> {
+        String::from_utf8_lossy(&self.0.lock().unwrap())
+            .lines()
+            .filter(|l| l.contains(text))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn a_worker_of_a_paused_queue_waits_quietly_and_logs_the_pause_once() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let server = natask_testing::NatsServer::start();
+    let client = connect(&server).await;
+    let queue = "it_pause_idle";
+    let running = Running::start(builder(&client, &[queue])).await;
+    // Once the worker asks for tasks, it follows the queue's pauses.
+    eventually(&client, queue, |i| i.waiting_pulls >= 1).await;
+    client.pause_queue(queue, None).await.unwrap();
+    within(async {
+        while logs.lines_with("no new ones are fetched").is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    running.stop().await;
+
+    // A worker starting on a paused queue says so, too.
+    let mut pulls = client
+        .nats()
+        .subscribe(format!(
+            "$JS.API.CONSUMER.MSG.NEXT.NATASK_Q_{queue}.workers"
+        ))
+        .await
+        .unwrap();
+    client.nats().flush().await.unwrap();
+    let running = Running::start(builder(&client, &[queue])).await;
+    // Pull requests sent over a bounded window longer than one request's
+    // life (5 s): the server holds a request to a paused consumer until it
+    // expires, and the worker then renews it, so two, or a few more if a
+    // slow machine delays heartbeats past the worker's patience. A worker
+    // retrying on an error, or treating the wait as one, would send dozens.
+    let mut sent = 0;
+    let window = tokio::time::sleep(Duration::from_secs(6));
+    tokio::pin!(window);
+    loop {
+        tokio::select! {
+            pull = pulls.next() => { pull.expect("subscribed"); sent += 1; }
+            () = &mut window => break,
+        }
+    }
+    running.stop().await;
+    assert!((1..=5).contains(&sent), "{sent} pull requests in 6 s");
+
+    assert_eq!(
+        logs.lines_with("no new ones are fetched").len(),
+        1,
+        "one line per pause"
+    );
+    assert_eq!(
+        logs.lines_with("queue is paused; its workers fetch no tasks")
+            .len(),
+        1,
+        "one line at start"
+    );
+    let warnings = logs.lines_with(" WARN ");
+    assert!(warnings.is_empty(), "{warnings:#?}");
+
+    // A pause "until" a time already past is a resume.
+    client
+        .pause_queue(queue, Some(SystemTime::now() - Duration::from_secs(1)))
+        .await
+        .unwrap();
+    assert_eq!(client.queue_info(queue).await.unwrap().paused_until, None);
 }
