@@ -86,6 +86,7 @@ pub mod middleware;
 mod otel;
 mod provision;
 mod pull;
+mod queue;
 mod runtime;
 mod worker;
 
@@ -99,6 +100,7 @@ pub use natask_core::{
 };
 pub use natask_macros::task;
 pub use provision::ProvisionError;
+pub use queue::{QueueError, QueueInfo};
 pub use runtime::{
     BuildError, RunError, Runtime, RuntimeBuilder, DEFAULT_ACK_WAIT, DEFAULT_CONCURRENCY,
     DEFAULT_RETRIES, DEFAULT_SHUTDOWN_GRACE, DEFAULT_TIMEOUT,

@@ -23,6 +23,7 @@ use crate::handback::Handbacks;
 use crate::middleware::{Middleware, Next};
 use crate::provision::{self, ConsumerSettings};
 use crate::pull::{self, Pulled, Puller};
+use crate::queue;
 use crate::runtime::{DEFAULT_ACK_WAIT, DEFAULT_RETRIES, DEFAULT_SHUTDOWN_GRACE, DEFAULT_TIMEOUT};
 
 /// How long a stopping worker waits for tasks already sent to it.
@@ -118,6 +119,13 @@ impl QueueWorker {
                 }
             }
         };
+        // Subscribed before the first pull request, so that a pause seen
+        // by the server after a worker asked for tasks is always logged.
+        let pauses = queue::follow_pauses(&shared.client, self.queue, self.consumer.cached_info())
+            .await
+            .map(|advisories| {
+                tokio::spawn(queue::log_pauses(self.queue, advisories, stop.clone()))
+            });
         while !stop.is_cancelled() {
             if !self.connected(&shared.client, &stop, &mut puller).await {
                 break;
@@ -190,6 +198,9 @@ impl QueueWorker {
         // straight back.
         for msg in puller.close(STOP_DRAIN).await {
             hand_back_unstarted(&shared, &msg).await;
+        }
+        if let Some(pauses) = pauses {
+            pauses.abort();
         }
         let all = u32::try_from(self.concurrency).unwrap_or(u32::MAX);
         let _ = slots.acquire_many(all).await;

@@ -9,6 +9,7 @@ mod delivery;
 mod enqueue;
 mod failures;
 mod observe;
+mod pause;
 mod poison;
 mod queues;
 mod shutdown;
