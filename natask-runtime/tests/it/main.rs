@@ -11,6 +11,7 @@ mod failures;
 mod observe;
 mod poison;
 mod queues;
+mod schedule;
 mod shutdown;
 
 use std::future::Future;
