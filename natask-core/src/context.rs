@@ -50,6 +50,7 @@ pub struct TaskContext {
     attempt: u32,
     max_attempts: u32,
     enqueued_at: Option<SystemTime>,
+    due_at: Option<SystemTime>,
     deadline: Instant,
     headers: Headers,
 }
@@ -74,6 +75,7 @@ impl TaskContext {
             attempt,
             max_attempts,
             enqueued_at,
+            due_at: None,
             deadline: Instant::now() + timeout,
             headers,
         }
@@ -112,6 +114,18 @@ impl TaskContext {
     /// When the task was enqueued, if the producer said so.
     pub fn enqueued_at(&self) -> Option<SystemTime> {
         self.enqueued_at
+    }
+
+    /// Sets [`due_at`](Self::due_at).
+    pub fn with_due_at(mut self, due_at: Option<SystemTime>) -> Self {
+        self.due_at = due_at;
+        self
+    }
+
+    /// When a delayed task was due (`enqueue_in`/`enqueue_at`); `None` for
+    /// a task enqueued to run at once.
+    pub fn due_at(&self) -> Option<SystemTime> {
+        self.due_at
     }
 
     /// When this attempt times out.

@@ -16,6 +16,8 @@ pub const HEADER_TASK: &str = "Natask-Task";
 pub const HEADER_ID: &str = "Natask-Id";
 /// Header carrying the enqueue time, in milliseconds since the Unix epoch.
 pub const HEADER_ENQUEUED_AT: &str = "Natask-Enqueued-At";
+/// Delayed tasks: when the task is due, in milliseconds since the Unix epoch.
+pub const HEADER_DUE_AT: &str = "Natask-Due-At";
 /// Header carrying [`FORMAT_VERSION`].
 pub const HEADER_FORMAT: &str = "Natask-Format";
 /// JetStream's publish deduplication header; natask sets it to the task id.
@@ -50,6 +52,7 @@ pub const DEFAULT_PREFIX: &str = "natask";
 /// assert_eq!(n.queue_stream("emails"), "NATASK_Q_emails");
 /// assert_eq!(n.task_subject("emails", "send_email"), "natask.q.emails.send_email");
 /// assert_eq!(n.queue_filter("emails"), "natask.q.emails.>");
+/// assert_eq!(n.schedule_subject("emails", "send_email", "42"), "natask.s.emails.send_email.42");
 /// assert_eq!(n.dead_letter_stream(), "NATASK_DLQ");
 /// assert_eq!(n.dead_letter_subject("emails", "send_email", "42"), "natask.dlq.emails.send_email.42");
 /// ```
@@ -86,6 +89,18 @@ impl Names {
     /// The subject a task of `task` on `queue` is published to.
     pub fn task_subject(&self, queue: &str, task: &str) -> String {
         format!("{}.q.{queue}.{task}", self.prefix)
+    }
+
+    /// The schedule subjects of `queue`'s delayed tasks; the queue's stream
+    /// captures them too, but the consumer's filter does not.
+    pub fn schedule_filter(&self, queue: &str) -> String {
+        format!("{}.s.{queue}.>", self.prefix)
+    }
+
+    /// The schedule subject of delayed task `id`. One per task: the server
+    /// keeps only the newest schedule of a subject.
+    pub fn schedule_subject(&self, queue: &str, task: &str, id: &str) -> String {
+        format!("{}.s.{queue}.{task}.{id}", self.prefix)
     }
 
     /// The dead-letter stream, shared by all queues.
@@ -223,5 +238,7 @@ mod tests {
         assert_eq!(n.dead_letter_queue_filter("q"), "app1.dlq.q.>");
         assert_eq!(n.dead_letter_id_filter("x"), "app1.dlq.*.*.x");
         assert_eq!(n.handback_bucket(), "APP1_HANDBACKS");
+        assert_eq!(n.schedule_filter("q"), "app1.s.q.>");
+        assert_eq!(n.schedule_subject("q", "t", "x"), "app1.s.q.t.x");
     }
 }

@@ -202,6 +202,16 @@ pub(crate) fn expand(args: &TaskArgs, f: &TaskFn, names: &Names) -> TokenStream 
     let enqueue_doc = format!(
         " Enqueues this task on queue `{queue}`; returns its id once JetStream has stored it."
     );
+    let enqueue_in_doc = format!(
+        " Enqueues this task on queue `{queue}` to run once `delay` has passed (a JetStream \
+         message schedule, nats-server 2.12+; a zero delay enqueues at once); returns its id \
+         once JetStream has stored it."
+    );
+    let enqueue_at_doc = format!(
+        " Enqueues this task on queue `{queue}` to run at `due` (a JetStream message \
+         schedule, nats-server 2.12+; a time not in the future enqueues at once); returns its \
+         id once JetStream has stored it."
+    );
     let unique = unique_name_guard(task_name, names.task_span);
 
     quote! {
@@ -228,6 +238,28 @@ pub(crate) fn expand(args: &TaskArgs, f: &TaskFn, names: &Names) -> TokenStream 
                 #[allow(unused_imports)]
                 use #p::{EnqueueFails as _, EnqueueHolds as _};
                 (&#p::Probe::<Self>::NEW).enqueue_task(client, self).await
+            }
+
+            #[doc = #enqueue_in_doc]
+            #vis async fn enqueue_in(
+                &self,
+                client: &#p::Client,
+                delay: ::core::time::Duration,
+            ) -> ::core::result::Result<#p::TaskId, #p::EnqueueError> {
+                #[allow(unused_imports)]
+                use #p::{EnqueueFails as _, EnqueueHolds as _};
+                (&#p::Probe::<Self>::NEW).enqueue_task_in(client, self, delay).await
+            }
+
+            #[doc = #enqueue_at_doc]
+            #vis async fn enqueue_at(
+                &self,
+                client: &#p::Client,
+                due: ::std::time::SystemTime,
+            ) -> ::core::result::Result<#p::TaskId, #p::EnqueueError> {
+                #[allow(unused_imports)]
+                use #p::{EnqueueFails as _, EnqueueHolds as _};
+                (&#p::Probe::<Self>::NEW).enqueue_task_at(client, self, due).await
             }
         }
 

@@ -39,6 +39,8 @@ struct Inner {
     middleware: Vec<Arc<dyn Middleware>>,
     /// Streams known to exist; provisioning is skipped for them.
     ensured: Mutex<HashSet<String>>,
+    /// Queues whose stream is known to accept message schedules.
+    schedulable: Mutex<HashSet<&'static str>>,
     /// The subject of each (queue, task) whose stream is known to exist.
     subjects: Mutex<HashMap<(&'static str, &'static str), Subject>>,
     /// The server's `max_payload`, once known (0 before).
@@ -96,6 +98,25 @@ pub enum EnqueueError {
         /// What went wrong.
         #[source]
         source: ProvisionError,
+    },
+    /// A delayed task was enqueued on a server without message schedules.
+    /// Nothing was stored.
+    #[error(
+        "queue `{queue}` cannot hold delayed tasks: nats-server {server_version} ignores message \
+         schedules, which need nats-server 2.12 or newer; upgrade the server, or enqueue without a delay"
+    )]
+    SchedulesUnsupported {
+        /// The queue.
+        queue: &'static str,
+        /// The version the server reported.
+        server_version: String,
+    },
+    /// A delayed task is due later than the year 9999, which JetStream's
+    /// schedules cannot express. Nothing was stored.
+    #[error("task `{task}` is due after the year 9999; use a shorter delay")]
+    TooFarAhead {
+        /// The task's name.
+        task: &'static str,
     },
     /// No answer within the client's timeout, e.g. while NATS is
     /// unreachable. The task may or may not have been stored.
@@ -175,6 +196,7 @@ impl Client {
                 timeout,
                 middleware,
                 ensured: Mutex::new(HashSet::new()),
+                schedulable: Mutex::new(HashSet::new()),
                 subjects: Mutex::new(HashMap::new()),
                 max_payload: AtomicUsize::new(0),
             }),
@@ -282,12 +304,23 @@ impl Client {
         &self,
         task: &T,
     ) -> Result<(TaskId, HeaderMap, Vec<u8>), EnqueueError> {
+        self.prepare_with(task, |_| {})
+    }
+
+    /// [`prepare`](Self::prepare), with `extra` adding headers before the
+    /// middleware runs and the size is checked.
+    pub(crate) fn prepare_with<T: Task>(
+        &self,
+        task: &T,
+        extra: impl FnOnce(&mut HeaderMap),
+    ) -> Result<(TaskId, HeaderMap, Vec<u8>), EnqueueError> {
         let payload = serde_json::to_vec(task).map_err(|source| EnqueueError::Encode {
             task: T::NAME,
             source,
         })?;
         let id = TaskId::new();
         let mut headers = task_headers(T::NAME, id);
+        extra(&mut headers);
         let mut enqueue = Enqueue {
             task: T::NAME,
             queue: T::QUEUE,
@@ -359,6 +392,36 @@ impl Client {
         }
         provision::queue_stream(&self.inner.js, &self.inner.names, queue).await?;
         self.mark_ensured(stream);
+        Ok(())
+    }
+
+    /// Makes sure the stream of `queue` accepts delayed tasks (once per
+    /// client and queue).
+    pub(crate) async fn ensure_schedules(&self, queue: &'static str) -> Result<(), EnqueueError> {
+        if self
+            .inner
+            .schedulable
+            .lock()
+            .expect("schedulable set poisoned")
+            .contains(queue)
+        {
+            return Ok(());
+        }
+        let honoured = provision::schedules(&self.inner.js, &self.inner.names, queue)
+            .await
+            .map_err(|source| EnqueueError::Provision { queue, source })?;
+        if !honoured {
+            return Err(EnqueueError::SchedulesUnsupported {
+                queue,
+                server_version: self.inner.nats.server_info().version,
+            });
+        }
+        self.mark_ensured(self.inner.names.queue_stream(queue));
+        self.inner
+            .schedulable
+            .lock()
+            .expect("schedulable set poisoned")
+            .insert(queue);
         Ok(())
     }
 

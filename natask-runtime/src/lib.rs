@@ -32,6 +32,15 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Delayed tasks
+//!
+//! `SendEmail { .. }.enqueue_in(&client, delay)` and `.enqueue_at(&client,
+//! due)` ([`Client::enqueue_in`], [`Client::enqueue_at`]) store the task as a
+//! JetStream message schedule (nats-server 2.12+) that the server turns into
+//! an ordinary task when it is due, 0–250 ms late; no natask process holds
+//! it meanwhile. [`Client::cancel_scheduled`] removes a waiting one.
+//! `docs/scheduling.md` in the repository has the details.
+//!
 //! # Parameters: payload and injected
 //!
 //! The rule is syntactic: a parameter whose type is written `State<T>` gets
@@ -69,7 +78,8 @@
 //! # JetStream layout
 //!
 //! One work-queue stream per queue (`NATASK_Q_<queue>`, subjects
-//! `natask.q.<queue>.<task>`), one durable pull consumer `workers` per
+//! `natask.q.<queue>.<task>`, and `natask.s.<queue>.<task>.<id>` for the
+//! schedules of delayed tasks), one durable pull consumer `workers` per
 //! queue shared by every worker process, and a dead-letter stream
 //! `NATASK_DLQ`. `docs/wire-format.md` documents headers and payloads for
 //! producers in other languages.
@@ -88,6 +98,7 @@ mod provision;
 mod pull;
 mod queue;
 mod runtime;
+mod schedule;
 mod worker;
 
 pub use client::{Client, ConnectError, EnqueueError};
@@ -105,6 +116,7 @@ pub use runtime::{
     BuildError, RunError, Runtime, RuntimeBuilder, DEFAULT_ACK_WAIT, DEFAULT_CONCURRENCY,
     DEFAULT_RETRIES, DEFAULT_SHUTDOWN_GRACE, DEFAULT_TIMEOUT,
 };
+pub use schedule::CancelError;
 
 /// The link-time task registry.
 pub mod registry {
@@ -128,14 +140,33 @@ pub mod __private {
     pub use serde;
 
     use core::future::Future;
+    use core::time::Duration;
+    use std::time::SystemTime;
 
-    /// `enqueue` on a generated struct, when it is a [`Task`] (see [`Probe`]).
+    /// `enqueue`, `enqueue_in` and `enqueue_at` on a generated struct, when
+    /// it is a [`Task`] (see [`Probe`]).
     pub trait EnqueueHolds<T> {
         /// Enqueues `task`.
         fn enqueue_task<'a>(
             &self,
             client: &'a Client,
             task: &'a T,
+        ) -> impl Future<Output = Result<TaskId, EnqueueError>> + Send + 'a;
+
+        /// Enqueues `task` to run after `delay`.
+        fn enqueue_task_in<'a>(
+            &self,
+            client: &'a Client,
+            task: &'a T,
+            delay: Duration,
+        ) -> impl Future<Output = Result<TaskId, EnqueueError>> + Send + 'a;
+
+        /// Enqueues `task` to run at `due`.
+        fn enqueue_task_at<'a>(
+            &self,
+            client: &'a Client,
+            task: &'a T,
+            due: SystemTime,
         ) -> impl Future<Output = Result<TaskId, EnqueueError>> + Send + 'a;
     }
 
@@ -147,6 +178,24 @@ pub mod __private {
         ) -> impl Future<Output = Result<TaskId, EnqueueError>> + Send + 'a {
             client.enqueue(task)
         }
+
+        fn enqueue_task_in<'a>(
+            &self,
+            client: &'a Client,
+            task: &'a T,
+            delay: Duration,
+        ) -> impl Future<Output = Result<TaskId, EnqueueError>> + Send + 'a {
+            client.enqueue_in(task, delay)
+        }
+
+        fn enqueue_task_at<'a>(
+            &self,
+            client: &'a Client,
+            task: &'a T,
+            due: SystemTime,
+        ) -> impl Future<Output = Result<TaskId, EnqueueError>> + Send + 'a {
+            client.enqueue_at(task, due)
+        }
     }
 
     /// The fallback, picked only when a payload assertion fails (never run).
@@ -157,6 +206,22 @@ pub mod __private {
             client: &'a Client,
             task: &'a T,
         ) -> impl Future<Output = Result<TaskId, EnqueueError>> + Send + 'a;
+
+        /// Never completes.
+        fn enqueue_task_in<'a>(
+            &self,
+            client: &'a Client,
+            task: &'a T,
+            delay: Duration,
+        ) -> impl Future<Output = Result<TaskId, EnqueueError>> + Send + 'a;
+
+        /// Never completes.
+        fn enqueue_task_at<'a>(
+            &self,
+            client: &'a Client,
+            task: &'a T,
+            due: SystemTime,
+        ) -> impl Future<Output = Result<TaskId, EnqueueError>> + Send + 'a;
     }
 
     impl<T> EnqueueFails<T> for &Probe<T> {
@@ -164,6 +229,24 @@ pub mod __private {
             &self,
             _: &'a Client,
             _: &'a T,
+        ) -> impl Future<Output = Result<TaskId, EnqueueError>> + Send + 'a {
+            core::future::pending()
+        }
+
+        fn enqueue_task_in<'a>(
+            &self,
+            _: &'a Client,
+            _: &'a T,
+            _: Duration,
+        ) -> impl Future<Output = Result<TaskId, EnqueueError>> + Send + 'a {
+            core::future::pending()
+        }
+
+        fn enqueue_task_at<'a>(
+            &self,
+            _: &'a Client,
+            _: &'a T,
+            _: SystemTime,
         ) -> impl Future<Output = Result<TaskId, EnqueueError>> + Send + 'a {
             core::future::pending()
         }

@@ -42,11 +42,16 @@ pub(crate) fn queue_stream_config(names: &Names, queue: &str) -> stream::Config 
     stream::Config {
         name: names.queue_stream(queue),
         description: Some(format!("natask work queue `{queue}`")),
-        subjects: vec![names.queue_filter(queue)],
+        // Delayed tasks wait as schedule messages in the queue's own stream:
+        // the server only produces into the stream holding the schedule
+        // (error 10190 otherwise). The consumer's filter leaves them out.
+        subjects: vec![names.queue_filter(queue), names.schedule_filter(queue)],
         retention: stream::RetentionPolicy::WorkQueue,
         storage: stream::StorageType::File,
         duplicate_window: Duration::from_secs(120),
         allow_direct: true,
+        // Servers before 2.12 ignore the flag; `schedules` detects that.
+        allow_message_schedules: true,
         ..Default::default()
     }
 }
@@ -64,6 +69,36 @@ pub(crate) async fn queue_stream(
             stream: name,
             source: e.into(),
         })
+}
+
+/// Makes the stream of `queue` hold delayed tasks: creates it, or turns on
+/// message schedules and adds the schedule subjects to a stream created
+/// before natask had delayed tasks (the server cannot turn the flag off
+/// again). Returns whether the server honours the flag: servers before 2.12
+/// silently drop it and would store schedules as plain messages.
+pub(crate) async fn schedules(
+    js: &jetstream::Context,
+    names: &Names,
+    queue: &str,
+) -> Result<bool, ProvisionError> {
+    let stream = queue_stream(js, names, queue).await?;
+    let mut config = stream.cached_info().config.clone();
+    let subject = names.schedule_filter(queue);
+    if config.allow_message_schedules && config.subjects.contains(&subject) {
+        return Ok(true);
+    }
+    config.allow_message_schedules = true;
+    if !config.subjects.contains(&subject) {
+        config.subjects.push(subject);
+    }
+    let info = js
+        .update_stream(&config)
+        .await
+        .map_err(|e| ProvisionError::Stream {
+            stream: config.name.clone(),
+            source: e.into(),
+        })?;
+    Ok(info.config.allow_message_schedules)
 }
 
 pub(crate) async fn dead_letter_stream(

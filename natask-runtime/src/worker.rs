@@ -289,6 +289,7 @@ enum Outcome {
 const TASK: HeaderName = HeaderName::from_static(wire::HEADER_TASK);
 const ID: HeaderName = HeaderName::from_static(wire::HEADER_ID);
 const ENQUEUED_AT: HeaderName = HeaderName::from_static(wire::HEADER_ENQUEUED_AT);
+const DUE_AT: HeaderName = HeaderName::from_static(wire::HEADER_DUE_AT);
 
 fn header(msg: &jetstream::Message, name: HeaderName) -> Option<&str> {
     msg.headers
@@ -424,19 +425,22 @@ async fn handle(
     let timeout = entry
         .timeout_ms
         .map_or(config.default_timeout, Duration::from_millis);
-    let enqueued_at = header(&msg, ENQUEUED_AT)
-        .and_then(|v| v.parse::<u64>().ok())
-        .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
+    let millis_header = |name| {
+        header(&msg, name)
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
+    };
     let ctx = TaskContext::new(
         id,
         entry.name,
         entry.queue,
         u32::try_from(attempt).unwrap_or(u32::MAX),
         max_attempts,
-        enqueued_at,
+        millis_header(ENQUEUED_AT),
         timeout,
         context_headers(&msg),
-    );
+    )
+    .with_due_at(millis_header(DUE_AT));
     let outcome = run_handler(
         entry,
         &msg,

@@ -23,6 +23,7 @@ pub struct NatsServer {
     store: tempfile::TempDir,
     port: u16,
     extra: Vec<String>,
+    bin: PathBuf,
 }
 
 impl NatsServer {
@@ -33,6 +34,12 @@ impl NatsServer {
 
     /// Starts a server with extra command-line arguments (e.g. `--user`).
     pub fn start_with(extra: &[&str]) -> NatsServer {
+        Self::start_binary(binary(), extra)
+    }
+
+    /// Starts the server binary at `bin` (e.g. an older release, to test
+    /// version checks) with extra command-line arguments.
+    pub fn start_binary(bin: impl Into<PathBuf>, extra: &[&str]) -> NatsServer {
         let store = tempfile::Builder::new()
             .prefix("natask-nats-")
             .tempdir()
@@ -42,6 +49,7 @@ impl NatsServer {
             store,
             port: 0,
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+            bin: bin.into(),
         };
         server.spawn(None);
         server
@@ -82,12 +90,12 @@ impl NatsServer {
     }
 
     fn spawn(&mut self, port: Option<u16>) {
-        let bin = binary();
+        let bin = &self.bin;
         let ports_dir = self.store.path().join("ports");
         let _ = std::fs::remove_dir_all(&ports_dir);
         std::fs::create_dir_all(&ports_dir).expect("cannot create the ports directory");
         let port_arg = port.map_or_else(|| "-1".to_owned(), |p| p.to_string());
-        let child = Command::new(&bin)
+        let child = Command::new(bin)
             .args(["-js", "-a", "127.0.0.1", "-p", &port_arg, "-sd"])
             .arg(self.store.path().join("js"))
             .arg("--ports_file_dir")

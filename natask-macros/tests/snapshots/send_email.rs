@@ -50,6 +50,36 @@ impl SendEmail {
             .enqueue_task(client, self)
             .await
     }
+    /// Enqueues this task on queue `emails` to run once `delay` has passed (a JetStream message schedule, nats-server 2.12+; a zero delay enqueues at once); returns its id once JetStream has stored it.
+    pub async fn enqueue_in(
+        &self,
+        client: &::natask_runtime::__private::Client,
+        delay: ::core::time::Duration,
+    ) -> ::core::result::Result<
+        ::natask_runtime::__private::TaskId,
+        ::natask_runtime::__private::EnqueueError,
+    > {
+        #[allow(unused_imports)]
+        use ::natask_runtime::__private::{EnqueueFails as _, EnqueueHolds as _};
+        (&::natask_runtime::__private::Probe::<Self>::NEW)
+            .enqueue_task_in(client, self, delay)
+            .await
+    }
+    /// Enqueues this task on queue `emails` to run at `due` (a JetStream message schedule, nats-server 2.12+; a time not in the future enqueues at once); returns its id once JetStream has stored it.
+    pub async fn enqueue_at(
+        &self,
+        client: &::natask_runtime::__private::Client,
+        due: ::std::time::SystemTime,
+    ) -> ::core::result::Result<
+        ::natask_runtime::__private::TaskId,
+        ::natask_runtime::__private::EnqueueError,
+    > {
+        #[allow(unused_imports)]
+        use ::natask_runtime::__private::{EnqueueFails as _, EnqueueHolds as _};
+        (&::natask_runtime::__private::Probe::<Self>::NEW)
+            .enqueue_task_at(client, self, due)
+            .await
+    }
 }
 impl ::core::fmt::Debug for SendEmail
 where

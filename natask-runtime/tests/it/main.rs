@@ -12,6 +12,7 @@ mod observe;
 mod pause;
 mod poison;
 mod queues;
+mod schedule;
 mod shutdown;
 
 use std::future::Future;

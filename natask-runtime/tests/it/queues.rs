@@ -92,7 +92,11 @@ async fn the_runtime_reports_what_it_serves_and_provisions_streams_and_consumers
             info.config.retention,
             async_nats::jetstream::stream::RetentionPolicy::WorkQueue
         );
-        assert_eq!(info.config.subjects, [format!("natask.q.{queue}.>")]);
+        assert_eq!(
+            info.config.subjects,
+            [format!("natask.q.{queue}.>"), format!("natask.s.{queue}.>")]
+        );
+        assert!(info.config.allow_message_schedules);
         let consumer: async_nats::jetstream::consumer::PullConsumer =
             stream.get_consumer("workers").await.unwrap();
         let config = &consumer.cached_info().config;
