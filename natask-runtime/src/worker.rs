@@ -139,11 +139,11 @@ impl QueueWorker {
                 if let Err(e) = puller.request(want).await {
                     failures += 1;
                     tracing::warn!(queue = self.queue, error = %e, failures, "cannot fetch tasks; retrying");
-                    if !pause(&stop, failures).await {
+                    if !self
+                        .recover(&shared.client, &stop, &mut puller, failures)
+                        .await
+                    {
                         break;
-                    }
-                    if let Some(fresh) = self.reprovision(&shared.client).await {
-                        puller.set_consumer(fresh);
                     }
                     continue;
                 }
@@ -155,11 +155,8 @@ impl QueueWorker {
                     Pulled::Failed(e) => {
                         failures += 1;
                         tracing::warn!(queue = self.queue, error = %e, failures, "pulling tasks failed; retrying");
-                        if !pause(&stop, failures).await {
+                        if !self.recover(&shared.client, &stop, &mut puller, failures).await {
                             break;
-                        }
-                        if let Some(fresh) = self.reprovision(&shared.client).await {
-                            puller.set_consumer(fresh);
                         }
                         continue;
                     }
@@ -243,6 +240,25 @@ impl QueueWorker {
             "NATS is back; re-checking the queue and resuming"
         );
         puller.reconnected();
+        if let Some(fresh) = self.reprovision(client).await {
+            puller.set_consumer(fresh);
+        }
+        true
+    }
+
+    /// After `failures` failed pulls in a row: waits a little longer each
+    /// time, then re-checks the queue's stream and consumer. False if
+    /// stopped meanwhile.
+    async fn recover(
+        &self,
+        client: &Client,
+        stop: &CancellationToken,
+        puller: &mut Puller,
+        failures: u32,
+    ) -> bool {
+        if !pause(stop, failures).await {
+            return false;
+        }
         if let Some(fresh) = self.reprovision(client).await {
             puller.set_consumer(fresh);
         }
