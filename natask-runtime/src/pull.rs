@@ -6,9 +6,13 @@
 //! every request (`batch()`: a SUB, a PUB and an UNSUB per pull, which made
 //! one handler at a time cost a millisecond per task) or keep a fixed batch
 //! in flight whatever the handlers are doing (`stream()`: prefetch). This
-//! keeps one inbox for the queue's whole life and counts what each pull
-//! request still owes, from the tasks that arrive and the server's status
-//! messages (`408` and `409` carry `Nats-Pending-Messages`).
+//! keeps one wildcard inbox subscription for the queue's whole life, gives
+//! every pull request its own reply subject below it, and counts the tasks
+//! still owed over all requests together: each task that arrives is one
+//! fewer, and a request that ends (`408` expired, `409` out of bytes) says
+//! in `Nats-Pending-Messages` how many it leaves unserved. (Per request the
+//! count cannot be kept: the server serves its waiting requests round
+//! robin, and a task does not say which request it answers.)
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -53,18 +57,23 @@ pub(crate) enum Pulled {
 }
 
 struct Request {
-    owed: usize,
+    /// The last token of its reply subject.
+    seq: u64,
     forget_at: Instant,
 }
 
 pub(crate) struct Puller {
     consumer: PullConsumer,
     context: jetstream::Context,
-    inbox: Subject,
+    /// `<inbox>.` : each request replies to `<inbox>.<seq>`.
+    inbox: String,
+    seq: u64,
     subscription: Subscriber,
-    /// Requests the server may still be serving, oldest first. The server
-    /// serves and expires a consumer's requests in the order they came.
+    /// Requests the server may still be serving, oldest first (they expire
+    /// in that order). A request served in full leaves no trace; it is
+    /// dropped when nothing is owed any more, or once it would have expired.
     requests: VecDeque<Request>,
+    /// Tasks asked for and not yet arrived, over all requests.
     owed: usize,
     max_bytes: usize,
     /// When the server last sent anything, or a request was made.
@@ -79,8 +88,8 @@ impl Puller {
         context: jetstream::Context,
         consumer: PullConsumer,
     ) -> Result<Puller, async_nats::SubscribeError> {
-        let inbox = Subject::from(nats.new_inbox());
-        let subscription = nats.subscribe(inbox.clone()).await?;
+        let inbox = format!("{}.", nats.new_inbox());
+        let subscription = nats.subscribe(format!("{inbox}*")).await?;
         let max_payload = nats.server_info().max_payload;
         let statistics = nats.statistics();
         let connects = statistics.connects.load(Ordering::Relaxed);
@@ -88,6 +97,7 @@ impl Puller {
             consumer,
             context,
             inbox,
+            seq: 0,
             subscription,
             requests: VecDeque::new(),
             owed: 0,
@@ -142,12 +152,14 @@ impl Puller {
             idle_heartbeat: HEARTBEAT,
             ..Default::default()
         };
+        self.seq += 1;
+        let reply = Subject::from(format!("{}{}", self.inbox, self.seq));
         self.consumer
-            .request_batch(batch, self.inbox.clone())
+            .request_batch(batch, reply)
             .await
             .map_err(|e| e.to_string())?;
         self.requests.push_back(Request {
-            owed: n,
+            seq: self.seq,
             forget_at: Instant::now() + EXPIRES + GRACE,
         });
         self.owed += n;
@@ -157,19 +169,25 @@ impl Puller {
 
     /// Waits for the next task or status. Cancel-safe.
     pub(crate) async fn next(&mut self) -> Pulled {
-        let give_up_at = self
-            .requests
-            .front()
-            .map(|r| r.forget_at.min(self.heard_at + 2 * HEARTBEAT));
+        // While anything is owed some request waits at the server, which
+        // then sends a heartbeat every second.
+        let silent_at = (self.owed > 0).then(|| self.heard_at + 2 * HEARTBEAT);
+        let forget_at = self.requests.front().map(|r| r.forget_at);
+        let give_up_at = match (silent_at, forget_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         let message = match give_up_at {
             Some(at) => tokio::select! {
                 message = self.subscription.next() => message,
                 () = tokio::time::sleep_until(at) => {
-                    if self.heard_at + 2 * HEARTBEAT <= at {
+                    if silent_at.is_some_and(|silent| silent <= at) {
                         tracing::debug!("no heartbeat from the server; its pull requests are taken for lost");
                         self.forget();
                     } else {
-                        self.end_oldest();
+                        // Served in full long ago, or its end was lost; the
+                        // heartbeat check above covers what it may still owe.
+                        self.requests.pop_front();
                     }
                     return Pulled::Ended;
                 }
@@ -189,15 +207,26 @@ impl Puller {
                 })
             }
             Some(StatusCode::IDLE_HEARTBEAT) => Pulled::Ended,
-            Some(StatusCode::TIMEOUT | StatusCode::REQUEST_TERMINATED)
-                if message
+            Some(StatusCode::TIMEOUT | StatusCode::REQUEST_TERMINATED) => {
+                match message
                     .headers
                     .as_ref()
-                    .is_some_and(|h| h.get(PENDING_MESSAGES).is_some()) =>
-            {
-                // Expired, or out of bytes: the oldest request is over.
-                self.end_oldest();
-                Pulled::Ended
+                    .and_then(|h| h.get(PENDING_MESSAGES))
+                {
+                    // Expired, or out of bytes: that request is over.
+                    Some(unserved) => {
+                        let unserved = unserved.as_str().parse().unwrap_or(0);
+                        self.ended(request_seq(&message.subject), unserved);
+                        Pulled::Ended
+                    }
+                    None => {
+                        self.forget();
+                        Pulled::Failed(format!(
+                            "409 {}",
+                            message.description.as_deref().unwrap_or("")
+                        ))
+                    }
+                }
             }
             Some(status) => {
                 self.forget();
@@ -210,18 +239,23 @@ impl Puller {
     }
 
     fn arrived(&mut self) {
+        // A task for a request no longer counted (forgotten, then served
+        // after all) finds nothing owed; the worker hands it back if it has
+        // no free slot.
         self.owed = self.owed.saturating_sub(1);
-        if let Some(oldest) = self.requests.front_mut() {
-            oldest.owed = oldest.owed.saturating_sub(1);
-            if oldest.owed == 0 {
-                self.requests.pop_front();
-            }
+        if self.owed == 0 {
+            self.requests.clear();
         }
     }
 
-    fn end_oldest(&mut self) {
-        if let Some(oldest) = self.requests.pop_front() {
-            self.owed = self.owed.saturating_sub(oldest.owed);
+    /// Request `seq` ended with `unserved` tasks it will not bring.
+    fn ended(&mut self, seq: Option<u64>, unserved: usize) {
+        self.owed = self.owed.saturating_sub(unserved);
+        if let Some(at) = seq.and_then(|seq| self.requests.iter().position(|r| r.seq == seq)) {
+            self.requests.remove(at);
+        }
+        if self.owed == 0 {
+            self.requests.clear();
         }
     }
 
@@ -242,5 +276,21 @@ impl Puller {
         })
         .await;
         late
+    }
+}
+
+/// The request a message answers, from the last token of its subject.
+fn request_seq(subject: &Subject) -> Option<u64> {
+    subject.rsplit('.').next().and_then(|seq| seq.parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_is_read_from_the_reply_subject() {
+        assert_eq!(request_seq(&Subject::from("_INBOX.abc.17")), Some(17));
+        assert_eq!(request_seq(&Subject::from("_INBOX.abc.x")), None);
     }
 }

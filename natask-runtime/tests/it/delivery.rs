@@ -454,3 +454,51 @@ async fn enqueue_while_nats_is_down_fails_after_the_timeout_instead_of_hanging()
         }
     }
 }
+
+pub(crate) struct Busy(mpsc::UnboundedSender<u32>);
+
+#[task(queue = "it_no_overdelivery")]
+async fn busy_job(busy: State<Busy>, n: u32) -> Result<(), TaskError> {
+    // Yield a few times, so that handlers overlap and slots free up out of
+    // order while pull requests are outstanding.
+    for _ in 0..3 {
+        tokio::task::yield_now().await;
+    }
+    let _ = busy.0.send(n);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_worker_is_never_sent_more_tasks_than_it_has_free_handlers() {
+    const TASKS: u32 = 10_000;
+    let server = natask_testing::NatsServer::start();
+    let client = connect(&server).await;
+    for result in client.enqueue_many((0..TASKS).map(BusyJob::new)).await {
+        result.unwrap();
+    }
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let running = Running::start(
+        builder(&client, &["it_no_overdelivery"])
+            .state(Busy(tx))
+            .concurrency(256),
+    )
+    .await;
+    let mut seen = HashSet::new();
+    while seen.len() < TASKS as usize {
+        seen.insert(within(rx.recv()).await.unwrap());
+    }
+    running.stop().await;
+    // A task sent beyond the free handlers is handed back (a nak), and
+    // JetStream counts its next delivery as a redelivery.
+    let stream = client
+        .jetstream()
+        .get_stream(client.names().queue_stream("it_no_overdelivery"))
+        .await
+        .unwrap();
+    let mut consumer: async_nats::jetstream::consumer::PullConsumer =
+        stream.get_consumer("workers").await.unwrap();
+    let info = consumer.info().await.unwrap();
+    assert_eq!(info.num_redelivered, 0, "{info:?}");
+    assert_eq!(info.num_ack_pending, 0);
+    assert_eq!(queued(&client, "it_no_overdelivery").await, 0);
+}
