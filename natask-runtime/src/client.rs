@@ -285,6 +285,19 @@ impl Client {
     async fn enqueue_inner<T: Task>(&self, task: &T) -> Result<TaskId, EnqueueError> {
         let (id, headers, payload) = self.prepare(task)?;
         let subject = self.subject_of::<T>().await?;
+        self.publish_stored::<T>(subject, headers, payload).await?;
+        tracing::debug!(%id, "enqueued");
+        Ok(id)
+    }
+
+    /// Publishes one prepared task of type `T` on `subject` and waits until
+    /// JetStream has stored it.
+    pub(crate) async fn publish_stored<T: Task>(
+        &self,
+        subject: Subject,
+        headers: HeaderMap,
+        payload: Vec<u8>,
+    ) -> Result<(), EnqueueError> {
         self.inner
             .js
             .publish_with_headers(subject, headers, payload.into())
@@ -292,10 +305,9 @@ impl Client {
             .map_err(|e| publish_error::<T>(e.into()))?
             .await
             .map_err(|e| publish_error::<T>(e.into()))?;
-        tracing::debug!(%id, "enqueued");
         #[cfg(feature = "metrics")]
         crate::metrics::enqueued(T::QUEUE, T::NAME);
-        Ok(id)
+        Ok(())
     }
 
     /// Everything before the publish: the body, the headers, the

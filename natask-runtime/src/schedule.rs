@@ -17,7 +17,7 @@ use tracing::Instrument;
 use natask_core::wire;
 use natask_core::{Task, TaskId};
 
-use crate::client::{publish_error, unix_millis, Client, EnqueueError};
+use crate::client::{unix_millis, Client, EnqueueError};
 
 const SCHEDULE: HeaderName = HeaderName::from_static("Nats-Schedule");
 const SCHEDULE_TARGET: HeaderName = HeaderName::from_static("Nats-Schedule-Target");
@@ -127,15 +127,9 @@ impl Client {
         let subject = self
             .names()
             .schedule_subject(T::QUEUE, T::NAME, &id.to_string());
-        self.jetstream()
-            .publish_with_headers(subject, headers, payload.into())
-            .await
-            .map_err(|e| publish_error::<T>(e.into()))?
-            .await
-            .map_err(|e| publish_error::<T>(e.into()))?;
+        self.publish_stored::<T>(subject.into(), headers, payload)
+            .await?;
         tracing::debug!(%id, "scheduled");
-        #[cfg(feature = "metrics")]
-        crate::metrics::enqueued(T::QUEUE, T::NAME);
         Ok(id)
     }
 
