@@ -262,6 +262,19 @@ async fn needs_fix(ev: State<Events>, ctx: &TaskContext, n: u32) -> Result<u32, 
     }
 }
 
+/// Waits until `queue` has `n` dead letters stored. A subscriber of
+/// `natask.dlq.>` sees a dead letter a moment before the stream serves it.
+async fn stored_dead_letters(client: &natask_runtime::Client, queue: &str, n: usize) {
+    let deadline = Instant::now() + crate::EVENT_DEADLINE;
+    while client.dead_letters(queue, 0, n + 1).await.unwrap().len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "{n} dead letters were not stored in time"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[tokio::test]
 async fn dead_letters_are_listed_replayed_with_attempts_reset_and_purged() {
     let server = natask_testing::NatsServer::start();
@@ -282,6 +295,7 @@ async fn dead_letters_are_listed_replayed_with_attempts_reset_and_purged() {
         within(dead.next()).await.unwrap();
     }
     assert_eq!(recv_n(&mut rx, 6).await.len(), 6, "two attempts each");
+    stored_dead_letters(&client, "it_replay", 3).await;
 
     let page1 = client.dead_letters("it_replay", 0, 2).await.unwrap();
     let page2 = client
@@ -353,6 +367,7 @@ async fn dead_letters_are_listed_replayed_with_attempts_reset_and_purged() {
     within(dead.next()).await.unwrap();
     recv_n(&mut rx, 2).await;
     running.stop().await;
+    stored_dead_letters(&client, "it_replay", 1).await;
     assert_eq!(client.purge_dead_letters("it_replay").await.unwrap(), 1);
     assert!(client
         .dead_letters("it_replay", 0, 10)
