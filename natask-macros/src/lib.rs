@@ -181,7 +181,7 @@ mod valid;
 ///     const QUEUE: &'static str = "emails";
 ///     const ENTRY: TaskEntry = TaskEntry {
 ///         name: "send_email", queue: "emails", retries: Some(3), timeout_ms: None,
-///         backoff: None, handler, states: &[StateKey::of::<Mailer>()], ..
+///         backoff: None, cron: None, handler, states: &[StateKey::of::<Mailer>()], ..
 ///     };
 /// }
 ///
