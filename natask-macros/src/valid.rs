@@ -428,7 +428,7 @@ fn go_duration_ns(text: &str) -> Option<u128> {
         total += number * ns;
         rest = tail;
     }
-    (total.is_finite() && total < 9.3e18).then(|| total as u128)
+    (total.is_finite() && total < 9.3e18).then_some(total as u128)
 }
 
 /// The rules of `natask_core::name::check`, applied to a literal (or to the
