@@ -1,12 +1,12 @@
 //! Cron tasks: one server-side schedule per task, one run per tick for the
 //! whole fleet, replaced when the expression changes, removed with the task.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
 use futures_util::TryStreamExt;
-use natask_runtime::{task, Client, Runtime, State, TaskContext, TaskId};
+use natask_runtime::{task, Client, Runtime, State, TaskContext, TaskError, TaskId};
 use tokio::sync::mpsc;
 
 use crate::{builder, connect, queued, within, Running};
@@ -34,6 +34,23 @@ async fn cron_tick(ticks: State<Ticks>, ctx: &TaskContext) {
 /// Another task of the same queue, served alone to drop the cron task.
 #[task(queue = "it_cron")]
 async fn cron_other() {}
+
+pub(crate) struct Attempts(mpsc::UnboundedSender<(TaskId, u32)>);
+
+/// Fails the first attempt of every tick.
+#[task(
+    queue = "it_cron_retry",
+    cron = "@every 1s",
+    retries = 1,
+    backoff = "fixed(0s)"
+)]
+async fn cron_flaky(attempts: State<Attempts>, ctx: &TaskContext) -> Result<(), TaskError> {
+    let _ = attempts.0.send((ctx.id(), ctx.attempt()));
+    if ctx.attempt() == 1 {
+        return Err(TaskError::retry("the first attempt fails"));
+    }
+    Ok(())
+}
 
 /// The cron schedule subjects stored in the queue's stream, with their
 /// message counts.
@@ -99,10 +116,10 @@ async fn three_runtimes_run_an_every_second_cron_task_once_per_tick_until_it_is_
 
     // Start counting at a tick, so the window holds whole intervals.
     let first = within(rx.recv()).await.expect("sender alive");
-    let window = Duration::from_secs(5);
+    let window = Duration::from_secs(10);
     let ticks = count_for(&mut rx, window).await;
     assert!(
-        (4..=6).contains(&ticks.len()),
+        (9..=11).contains(&ticks.len()),
         "{} runs in {window:?} of `@every 1s` across 3 runtimes",
         ticks.len()
     );
@@ -194,4 +211,30 @@ fn natask_runtime_stream_config() -> async_nats::jetstream::stream::Config {
         allow_message_schedules: true,
         ..Default::default()
     }
+}
+
+#[tokio::test]
+async fn a_retried_tick_keeps_its_id() {
+    let server = natask_testing::NatsServer::start();
+    let client = connect(&server).await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let running = Running::start(builder(&client, &["it_cron_retry"]).state(Attempts(tx))).await;
+    let (first, attempt) = within(rx.recv()).await.expect("sender alive");
+    assert_eq!(attempt, 1);
+    // Other ticks interleave; wait for the retry of the first one.
+    let mut seen: HashMap<TaskId, Vec<u32>> = HashMap::from([(first, vec![1])]);
+    while seen[&first].len() < 2 {
+        let (id, attempt) = within(rx.recv()).await.expect("sender alive");
+        seen.entry(id).or_default().push(attempt);
+    }
+    assert_eq!(
+        seen[&first],
+        [1, 2],
+        "the retry of a tick has the tick's id"
+    );
+    assert!(
+        seen.values().all(|a| a[0] == 1),
+        "every other id is a new tick: {seen:?}"
+    );
+    running.stop().await;
 }
