@@ -46,9 +46,26 @@ pub enum CronError {
         #[source]
         source: crate::EnqueueError,
     },
+    /// The server refused the expression (error 10189, "message schedules
+    /// pattern is invalid"): nats-server 2.12 and 2.13 know only `@at`
+    /// (measured on 2.12.0), and every version refuses a date that never
+    /// occurs, such as `0 0 0 30 2 *`.
+    #[error(
+        "nats-server {server_version} refuses the schedule `{cron}` of cron task `{task}` on queue `{queue}`; \
+         cron and `@every` schedules need nats-server 2.14 or newer, and a date that never occurs is refused by all"
+    )]
+    Refused {
+        /// The queue.
+        queue: &'static str,
+        /// The cron task.
+        task: &'static str,
+        /// Its expression.
+        cron: &'static str,
+        /// The version the server reports.
+        server_version: String,
+    },
     /// JetStream refused or did not answer a read, publish or purge of a
-    /// schedule; a server before 2.14 refuses cron expressions this way
-    /// ("message schedules pattern is invalid", error 10189).
+    /// schedule.
     #[error("the schedule of cron task `{task}` on queue `{queue}` could not be read, published or removed")]
     Schedule {
         /// The queue.
@@ -138,13 +155,26 @@ pub(crate) async fn sync(
             tracing::debug!(queue, task = entry.name, cron, "cron schedule in place");
             continue;
         }
-        client
+        let published = match client
             .jetstream()
             .publish_with_headers(subject, headers, BODY.into())
             .await
-            .map_err(|e| error(entry.name)(e.into()))?
-            .await
-            .map_err(|e| error(entry.name)(e.into()))?;
+        {
+            Ok(ack) => ack.await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = published {
+            let e: async_nats::Error = e.into();
+            if is_pattern_invalid(&*e) {
+                return Err(CronError::Refused {
+                    queue,
+                    task: entry.name,
+                    cron,
+                    server_version: client.nats().server_info().version,
+                });
+            }
+            return Err(error(entry.name)(e));
+        }
         tracing::info!(queue, task = entry.name, cron, "cron schedule published");
     }
     let subjects: Vec<(String, usize)> = stream
@@ -177,6 +207,22 @@ pub(crate) async fn sync(
         );
     }
     Ok(())
+}
+
+/// Whether `e` (or an error it wraps) is JetStream's "message schedules
+/// pattern is invalid".
+fn is_pattern_invalid(e: &(dyn std::error::Error + 'static)) -> bool {
+    const PATTERN_INVALID: u64 = 10189;
+    let mut next = Some(e);
+    while let Some(e) = next {
+        if e.downcast_ref::<async_nats::jetstream::Error>()
+            .is_some_and(|js| js.error_code() == async_nats::jetstream::ErrorCode(PATTERN_INVALID))
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
 }
 
 #[cfg(test)]

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
 use futures_util::TryStreamExt;
-use natask_runtime::{task, Client, Runtime, State, TaskContext, TaskError, TaskId};
+use natask_runtime::{
+    task, BuildError, Client, CronError, Runtime, State, TaskContext, TaskError, TaskId,
+};
 use tokio::sync::mpsc;
 
 use crate::{builder, connect, queued, within, Running};
@@ -237,4 +239,49 @@ async fn a_retried_tick_keeps_its_id() {
         "every other id is a new tick: {seen:?}"
     );
     running.stop().await;
+}
+
+/// Needs `NATS_SERVER_2_12_BIN`, a nats-server 2.12 binary (schedules, but
+/// only `@at`): `scripts/dev test` installs one into `target/` with pip and
+/// sets it. A bare `cargo test` without it prints "skipped" here.
+#[tokio::test]
+async fn a_server_before_2_14_refuses_cron_and_the_build_says_why() {
+    let Some(bin) = std::env::var_os("NATS_SERVER_2_12_BIN") else {
+        eprintln!("skipped: NATS_SERVER_2_12_BIN is not set");
+        return;
+    };
+    let server = natask_testing::NatsServer::start_binary(bin, &[]);
+    let client = connect(&server).await;
+    let version = client.nats().server_info().version;
+    assert!(version.starts_with("2.12."), "{version}");
+    let (tx, _rx) = mpsc::unbounded_channel();
+    let err = builder(&client, &[QUEUE])
+        .state(Ticks(tx))
+        .build()
+        .await
+        .err()
+        .expect("the build fails");
+    assert!(
+        matches!(
+            &err,
+            BuildError::Cron(CronError::Refused {
+                task: "cron_tick",
+                cron: "@every 1s",
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "nats-server {version} refuses the schedule `@every 1s` of cron task `cron_tick` on queue \
+             `it_cron`; cron and `@every` schedules need nats-server 2.14 or newer, and a date that \
+             never occurs is refused by all"
+        )
+    );
+    assert!(
+        cron_schedules(&client).await.is_empty(),
+        "nothing was stored"
+    );
 }
