@@ -259,8 +259,7 @@ async fn a_server_before_2_14_refuses_cron_and_the_build_says_why() {
         .state(Ticks(tx))
         .build()
         .await
-        .err()
-        .expect("the build fails");
+        .expect_err("the build fails");
     assert!(
         matches!(
             &err,
