@@ -31,6 +31,10 @@ pub struct TaskEntry {
     pub timeout_ms: Option<u64>,
     /// Delay before each retry; `None` takes the runtime's default.
     pub backoff: Option<Backoff>,
+    /// `#[task(cron = "...")]`: the server-side schedule (a `Nats-Schedule`
+    /// value such as `0 */5 * * * *` or `@every 1m`) a runtime serving the
+    /// queue keeps in place; `None` for ordinary tasks.
+    pub cron: Option<&'static str>,
     /// The erased handler.
     pub handler: HandlerFn,
     /// The `State<T>` types the handler needs.
@@ -70,6 +74,7 @@ impl fmt::Debug for TaskEntry {
             .field("retries", &self.retries)
             .field("timeout_ms", &self.timeout_ms)
             .field("backoff", &self.backoff)
+            .field("cron", &self.cron)
             .field("states", &self.states)
             .field("location", &self.location())
             .finish()
@@ -171,6 +176,7 @@ mod tests {
             retries: None,
             timeout_ms: None,
             backoff: None,
+            cron: None,
             handler: noop,
             states: &[],
             crate_name: "app",

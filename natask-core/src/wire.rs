@@ -53,6 +53,7 @@ pub const DEFAULT_PREFIX: &str = "natask";
 /// assert_eq!(n.task_subject("emails", "send_email"), "natask.q.emails.send_email");
 /// assert_eq!(n.queue_filter("emails"), "natask.q.emails.>");
 /// assert_eq!(n.schedule_subject("emails", "send_email", "42"), "natask.s.emails.send_email.42");
+/// assert_eq!(n.cron_subject("emails", "digest"), "natask.s.emails.digest.cron");
 /// assert_eq!(n.dead_letter_stream(), "NATASK_DLQ");
 /// assert_eq!(n.dead_letter_subject("emails", "send_email", "42"), "natask.dlq.emails.send_email.42");
 /// ```
@@ -101,6 +102,18 @@ impl Names {
     /// keeps only the newest schedule of a subject.
     pub fn schedule_subject(&self, queue: &str, task: &str, id: &str) -> String {
         format!("{}.s.{queue}.{task}.{id}", self.prefix)
+    }
+
+    /// The schedule subject of cron task `task`: one per task, so publishing
+    /// it again replaces the previous expression.
+    pub fn cron_subject(&self, queue: &str, task: &str) -> String {
+        format!("{}.s.{queue}.{task}.cron", self.prefix)
+    }
+
+    /// The schedule subjects of every cron task of `queue` (a delayed task's
+    /// schedule subject ends in its UUID, never in `cron`).
+    pub fn cron_filter(&self, queue: &str) -> String {
+        format!("{}.s.{queue}.*.cron", self.prefix)
     }
 
     /// The dead-letter stream, shared by all queues.

@@ -9,7 +9,7 @@ use crate::ctxt::Ctxt;
 
 /// Every key `#[task]` accepts, in the order the docs list them.
 pub(crate) const KEYS: &[&str] = &[
-    "queue", "name", "retries", "timeout", "backoff", "payload", "crate",
+    "queue", "name", "retries", "timeout", "backoff", "cron", "payload", "crate",
 ];
 
 /// A value together with the tokens it came from, for spans.
@@ -33,6 +33,8 @@ pub(crate) struct TaskArgs {
     pub(crate) retries: Option<Spanned<u64>>,
     pub(crate) timeout_ms: Option<Spanned<u64>>,
     pub(crate) backoff: Option<Spanned<BackoffSpec>>,
+    /// The literal, kept whole: `valid` checks its syntax on its span.
+    pub(crate) cron: Option<LitStr>,
     pub(crate) payload: Option<syn::Ident>,
     pub(crate) crate_path: Option<syn::Path>,
 }
@@ -150,6 +152,7 @@ impl TaskArgs {
                         }
                     })
             }
+            "cron" => self.cron = value.lit_str(cx, &key),
             "payload" => {
                 self.payload = value.path(cx, &key).and_then(|p| match p.get_ident() {
                     Some(i) => Some(i.clone()),
@@ -325,6 +328,7 @@ fn example(key: &str) -> &'static str {
         "queue" => "\"emails\"",
         "retries" => "3",
         "backoff" => "\"exponential(1s, x2, max 5m)\"",
+        "cron" => "\"0 */5 * * * *\"",
         "payload" => "SendEmail",
         "crate" => "::my_crate::natask",
         _ => "\"send_email\"",
@@ -512,7 +516,7 @@ mod tests {
         ));
         assert_eq!(
             errors.unwrap_err(),
-            "unknown `#[task]` argument `qeue`; expected one of `queue`, `name`, `retries`, `timeout`, `backoff`, `payload`, `crate`; did you mean `queue`? \
+            "unknown `#[task]` argument `qeue`; expected one of `queue`, `name`, `retries`, `timeout`, `backoff`, `cron`, `payload`, `crate`; did you mean `queue`? \
              | `retries` takes an integer, not a string; write `retries = 3` \
              | `30x` is not a duration; write a whole number followed by `ms`, `s`, `m`, `h` or `d`, e.g. `30s` \
              | `fixd` is not a backoff policy (did you mean `fixed`?); write `fixed(5s)`, `exponential(500ms, x2, max 1m)` or `list(1s, 5s, 30s)`"
@@ -526,7 +530,7 @@ mod tests {
             errors.unwrap_err(),
             "`queue` takes a string literal; write `queue = \"emails\"` \
              | `retries` cannot be negative; write `retries = 0` for a task that is never retried \
-             | unknown `#[task]` argument `retries2`; expected one of `queue`, `name`, `retries`, `timeout`, `backoff`, `payload`, `crate`; did you mean `retries`? \
+             | unknown `#[task]` argument `retries2`; expected one of `queue`, `name`, `retries`, `timeout`, `backoff`, `cron`, `payload`, `crate`; did you mean `retries`? \
              | `name` takes a string literal; write `name = \"send_email\"`"
         );
         let (_, errors) = parse(quote!(retries = 99999999999999999999999));

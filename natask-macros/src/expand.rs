@@ -154,6 +154,14 @@ pub(crate) fn expand(args: &TaskArgs, f: &TaskFn, names: &Names) -> TokenStream 
         },
     );
 
+    let cron = args.cron.as_ref().map_or_else(
+        || none.clone(),
+        |c| {
+            let text = c.value();
+            quote!(::core::option::Option::Some(#text))
+        },
+    );
+
     // Payload types are asserted where the user wrote them, so a missing
     // `Serialize` points at the parameter, not at the derive.
     let type_asserts = asserted_types.iter().map(|ty| {
@@ -306,6 +314,7 @@ pub(crate) fn expand(args: &TaskArgs, f: &TaskFn, names: &Names) -> TokenStream 
                 retries: #retries,
                 timeout_ms: #timeout,
                 backoff: #backoff,
+                cron: #cron,
                 handler: __natask_handler,
                 states: &[#(#state_keys),*],
                 crate_name: ::core::env!("CARGO_PKG_NAME"),

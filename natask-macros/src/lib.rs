@@ -132,6 +132,24 @@ mod valid;
 /// | `"exponential(500ms, x2, max 1m)"` | 500 ms, then ×2 per retry (a factor from `x1` to `x100`, e.g. `x1.5`), at most 1 min (not less than the first delay); ±20 % jitter |
 /// | `"list(1s, 5s, 30s)"` | 1 s, 5 s, then 30 s for every later retry (at least one delay) |
 ///
+/// ## `cron = "0 */5 * * * *"`
+/// Runs the task on a repeating server-side schedule (nats-server 2.14+):
+/// once per tick for the whole fleet, however many workers serve its queue.
+/// The task takes no payload parameters (`&TaskContext` and `State<T>` are
+/// fine). The expression is what nats-server accepts as a `Nats-Schedule`,
+/// checked at compile time:
+///
+/// | form | example |
+/// |---|---|
+/// | six fields `sec min hour day-of-month month day-of-week` (`*`, `?`, `a-b`, `a,b`, `/step`, `JAN`–`DEC`, `SUN`–`SAT`) | `"0 */5 * * * *"`, `"0 0 9 * * MON-FRI"` |
+/// | `@every` and a Go duration of at least `1s` | `"@every 30s"`, `"@every 1h30m"` |
+/// | a predefined name | `"@hourly"`, `"@daily"`/`"@midnight"`, `"@weekly"`, `"@monthly"`, `"@yearly"`/`"@annually"` |
+///
+/// natask sends no `Nats-Schedule-Time-Zone`, so the server's default (UTC)
+/// applies. A runtime serving the queue puts the schedule in place as
+/// it builds, and removes the schedules of cron tasks it does not serve;
+/// see `docs/scheduling.md`.
+///
 /// ## `payload = SendMail`
 /// Name of the generated struct, instead of the function's name in CamelCase.
 ///
@@ -181,7 +199,7 @@ mod valid;
 ///     const QUEUE: &'static str = "emails";
 ///     const ENTRY: TaskEntry = TaskEntry {
 ///         name: "send_email", queue: "emails", retries: Some(3), timeout_ms: None,
-///         backoff: None, handler, states: &[StateKey::of::<Mailer>()], ..
+///         backoff: None, cron: None, handler, states: &[StateKey::of::<Mailer>()], ..
 ///     };
 /// }
 ///

@@ -60,11 +60,17 @@ pub(crate) async fn park(
         .info()
         .map(|i| (i.stream.to_owned(), i.stream_sequence))
         .unwrap_or_default();
-    let id = headers
-        .get(wire::HEADER_ID)
-        .map(|v| v.as_str().to_owned())
-        .filter(|id| id.parse::<natask_core::TaskId>().is_ok())
-        .unwrap_or_else(|| format!("{stream}-{seq}"));
+    let id = match crate::worker::task_id(msg) {
+        Some(id) => {
+            // A cron tick has no `Natask-Id`; its dead letter gets the id the
+            // worker gave it, so it can be found and replayed like any task.
+            if headers.get(wire::HEADER_ID).is_none() {
+                headers.insert(wire::HEADER_ID, id.to_string().as_str());
+            }
+            id.to_string()
+        }
+        None => format!("{stream}-{seq}"),
+    };
     headers.insert(wire::HEADER_MSG_ID, format!("{id}:dlq").as_str());
     headers.insert(wire::HEADER_QUEUE, queue);
     headers.insert(wire::HEADER_REASON, reason.as_str());

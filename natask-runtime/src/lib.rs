@@ -86,6 +86,7 @@
 
 mod batch;
 mod client;
+mod cron;
 mod dead_letter;
 mod handback;
 mod http;
@@ -102,6 +103,7 @@ mod schedule;
 mod worker;
 
 pub use client::{Client, ConnectError, EnqueueError};
+pub use cron::CronError;
 pub use dead_letter::{DeadLetter, DeadLetterError};
 pub use http::Health;
 pub use natask_core::task::assert_payload_field;

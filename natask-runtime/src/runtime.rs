@@ -77,6 +77,10 @@ pub enum BuildError {
     /// A setting is out of range.
     #[error("invalid runtime setting: {0}")]
     Config(String),
+    /// The schedule of a cron task could not be put in place (or a stale
+    /// one removed).
+    #[error(transparent)]
+    Cron(#[from] crate::cron::CronError),
     /// A queue's stream or consumer could not be set up.
     #[error("could not provision queue `{queue}`")]
     Provision {
@@ -424,6 +428,7 @@ impl RuntimeBuilder {
             })?;
             self.client
                 .mark_ensured(self.client.names().queue_stream(queue));
+            crate::cron::sync(&self.client, queue, &handlers).await?;
             let mut tasks: Vec<_> = handlers.keys().copied().collect();
             tasks.sort_unstable();
             tracing::info!(queue, tasks = ?tasks, concurrency = self.concurrency, "serving queue");

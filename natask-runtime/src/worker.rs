@@ -306,6 +306,7 @@ const TASK: HeaderName = HeaderName::from_static(wire::HEADER_TASK);
 const ID: HeaderName = HeaderName::from_static(wire::HEADER_ID);
 const ENQUEUED_AT: HeaderName = HeaderName::from_static(wire::HEADER_ENQUEUED_AT);
 const DUE_AT: HeaderName = HeaderName::from_static(wire::HEADER_DUE_AT);
+const SCHEDULER: HeaderName = HeaderName::from_static("Nats-Scheduler");
 
 fn header(msg: &jetstream::Message, name: HeaderName) -> Option<&str> {
     msg.headers
@@ -314,8 +315,33 @@ fn header(msg: &jetstream::Message, name: HeaderName) -> Option<&str> {
         .map(|v| v.as_str())
 }
 
-fn task_id(msg: &jetstream::Message) -> Option<TaskId> {
-    header(msg, ID).and_then(|v| v.parse().ok())
+/// The task's id: its `Natask-Id` header or, for a tick of a cron task
+/// (produced by a schedule, `Nats-Scheduler` set, and no `Natask-Id` since
+/// it would be the same on every tick), an id derived from the message: a
+/// UUIDv7 with the time it was stored and its stream sequence, so every
+/// delivery of one tick has the same id and no two ticks of a queue share one.
+pub(crate) fn task_id(msg: &jetstream::Message) -> Option<TaskId> {
+    match header(msg, ID) {
+        Some(v) => v.parse().ok(),
+        None => tick_id(msg),
+    }
+}
+
+fn tick_id(msg: &jetstream::Message) -> Option<TaskId> {
+    header(msg, SCHEDULER)?;
+    let info = msg.info().ok()?;
+    let millis = u64::try_from(info.published.unix_timestamp_nanos() / 1_000_000).ok()?;
+    let mut rest = [0u8; 10];
+    rest[..8].copy_from_slice(&info.stream_sequence.to_be_bytes());
+    // Two queues' streams can store a tick at the same millisecond and
+    // sequence; the stream name's hash keeps their ids apart.
+    let hash = info
+        .stream
+        .bytes()
+        .fold(0u16, |h, b| h.wrapping_mul(31).wrapping_add(u16::from(b)));
+    rest[8..].copy_from_slice(&hash.to_be_bytes());
+    let uuid = uuid::Builder::from_unix_timestamp_millis(millis, &rest).into_uuid();
+    uuid.hyphenated().to_string().parse().ok()
 }
 
 fn delivered(msg: &jetstream::Message) -> u64 {

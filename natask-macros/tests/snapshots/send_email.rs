@@ -161,6 +161,7 @@ const _: () = {
             factor: 2f64,
             max_ms: 300000u64,
         }),
+        cron: ::core::option::Option::None,
         handler: __natask_handler,
         states: &[::natask_runtime::__private::StateKey::of::<Mailer>()],
         crate_name: ::core::env!("CARGO_PKG_NAME"),
