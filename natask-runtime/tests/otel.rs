@@ -1,0 +1,85 @@
+//! The OpenTelemetry test, in a process of its own: tracing decides once
+//! per call site, process-wide, whether anyone listens, and test threads of
+//! a shared binary registering call sites at the same moment can leave the
+//! handler's span switched off for this test's subscriber (it failed so
+//! once in the shared binary under load). Here the subscriber is the
+//! process's global default, set before any span exists.
+#![cfg(feature = "opentelemetry")]
+
+use std::time::Duration;
+
+use natask_runtime::{task, Client, Runtime, State, TaskError};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+use tokio::sync::{mpsc, oneshot};
+use tracing_subscriber::layer::SubscriberExt;
+
+/// How long any single expected event may take before the test fails.
+const EVENT_DEADLINE: Duration = Duration::from_secs(20);
+
+struct TraceTick(mpsc::UnboundedSender<()>);
+
+#[task(queue = "it_trace")]
+async fn traced(tick: State<TraceTick>, n: u32) -> Result<(), TaskError> {
+    let _ = (n, tick.0.send(()));
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_handler_span_is_a_child_of_the_enqueue_span_across_processes() {
+    let exporter = InMemorySpanExporter::default();
+    let provider = SdkTracerProvider::builder()
+        .with_simple_exporter(exporter.clone())
+        .build();
+    let subscriber = tracing_subscriber::registry()
+        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("natask-test")));
+    tracing::subscriber::set_global_default(subscriber).expect("the only subscriber here");
+    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+
+    let server = natask_testing::NatsServer::start();
+    let client = Client::connect(&server.url()).await.expect("connect");
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let runtime = Runtime::builder(client.clone())
+        .queues(["it_trace"])
+        .state(TraceTick(tx))
+        .build()
+        .await
+        .expect("runtime builds");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let done = tokio::spawn(runtime.run_until(async {
+        let _ = stopped.await;
+    }));
+    Traced::new(7).enqueue(&client).await.unwrap();
+    tokio::time::timeout(EVENT_DEADLINE, rx.recv())
+        .await
+        .expect("the task ran in time")
+        .unwrap();
+    let _ = stop.send(());
+    tokio::time::timeout(EVENT_DEADLINE, done)
+        .await
+        .expect("the runtime stopped in time")
+        .unwrap()
+        .unwrap();
+    provider.force_flush().unwrap();
+
+    let spans = exporter.get_finished_spans().unwrap();
+    let enqueue = spans
+        .iter()
+        .find(|s| s.name == "enqueue")
+        .expect("an enqueue span");
+    let handler = spans
+        .iter()
+        .find(|s| s.name == "task")
+        .expect("a handler span");
+    assert_eq!(
+        handler.span_context.trace_id(),
+        enqueue.span_context.trace_id(),
+        "one trace"
+    );
+    assert_eq!(
+        handler.parent_span_id,
+        enqueue.span_context.span_id(),
+        "handler span is the enqueue span's child"
+    );
+}
