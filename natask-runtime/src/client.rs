@@ -6,12 +6,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream;
-use async_nats::{HeaderMap, HeaderName, Subject};
+use async_nats::{HeaderMap, Subject};
 
 use natask_core::name::{self, NameError};
 use natask_core::wire::{self, Names};
 use natask_core::{Task, TaskId};
 
+use crate::headers::{CONTENT_TYPE, ENQUEUED_AT, FORMAT, ID, MSG_ID, TASK};
 use crate::middleware::{self, Enqueue, Middleware, Rejected};
 use crate::provision::{self, ProvisionError};
 use tracing::Instrument;
@@ -463,26 +464,28 @@ impl std::fmt::Debug for Client {
     }
 }
 
-const MSG_ID: HeaderName = HeaderName::from_static(wire::HEADER_MSG_ID);
-const ID: HeaderName = HeaderName::from_static(wire::HEADER_ID);
-const TASK: HeaderName = HeaderName::from_static(wire::HEADER_TASK);
-const FORMAT: HeaderName = HeaderName::from_static(wire::HEADER_FORMAT);
-const ENQUEUED_AT: HeaderName = HeaderName::from_static(wire::HEADER_ENQUEUED_AT);
-const CONTENT_TYPE: HeaderName = HeaderName::from_static(wire::HEADER_CONTENT_TYPE);
+/// The headers every message of task `task` carries, whoever publishes it
+/// (see `docs/wire-format.md`).
+pub(crate) fn kind_headers(task: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(TASK, task);
+    headers.insert(FORMAT, wire::FORMAT_VERSION);
+    headers.insert(CONTENT_TYPE, wire::CONTENT_TYPE_JSON);
+    headers
+}
 
+/// A task's headers as a producer sends them: the kind's, plus its id
+/// (also the deduplication id) and the enqueue time.
 fn task_headers(task: &str, id: TaskId) -> HeaderMap {
     let mut buffer = uuid::Uuid::encode_buffer();
     let id = &*id.as_uuid().hyphenated().encode_lower(&mut buffer);
-    let mut headers = HeaderMap::new();
+    let mut headers = kind_headers(task);
     headers.insert(MSG_ID, id);
     headers.insert(ID, id);
-    headers.insert(TASK, task);
-    headers.insert(FORMAT, wire::FORMAT_VERSION);
     headers.insert(
         ENQUEUED_AT,
         unix_millis(SystemTime::now()).to_string().as_str(),
     );
-    headers.insert(CONTENT_TYPE, wire::CONTENT_TYPE_JSON);
     headers
 }
 

@@ -12,19 +12,13 @@
 
 use std::collections::HashMap;
 
-use async_nats::{HeaderMap, HeaderName};
+use async_nats::HeaderMap;
 use futures_util::TryStreamExt;
 
 use natask_core::registry::TaskEntry;
-use natask_core::wire;
 
-use crate::client::Client;
-
-const SCHEDULE: HeaderName = HeaderName::from_static("Nats-Schedule");
-const SCHEDULE_TARGET: HeaderName = HeaderName::from_static("Nats-Schedule-Target");
-const TASK: HeaderName = HeaderName::from_static(wire::HEADER_TASK);
-const FORMAT: HeaderName = HeaderName::from_static(wire::HEADER_FORMAT);
-const CONTENT_TYPE: HeaderName = HeaderName::from_static(wire::HEADER_CONTENT_TYPE);
+use crate::client::{kind_headers, Client};
+use crate::headers::{CONTENT_TYPE, FORMAT, NATS_SCHEDULE, NATS_SCHEDULE_TARGET, TASK};
 
 /// The body of every tick: a cron task has no payload, and its generated
 /// unit struct is serialised as `null`.
@@ -84,12 +78,9 @@ pub enum CronError {
 /// `worker::task_id`), plus the schedule itself. Enqueue middleware does not
 /// run: no producer publishes the ticks.
 fn schedule_headers(entry: &TaskEntry, cron: &str, target: &str) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    headers.insert(TASK, entry.name);
-    headers.insert(FORMAT, wire::FORMAT_VERSION);
-    headers.insert(CONTENT_TYPE, wire::CONTENT_TYPE_JSON);
-    headers.insert(SCHEDULE, cron);
-    headers.insert(SCHEDULE_TARGET, target);
+    let mut headers = kind_headers(entry.name);
+    headers.insert(NATS_SCHEDULE, cron);
+    headers.insert(NATS_SCHEDULE_TARGET, target);
     headers
 }
 
@@ -99,11 +90,17 @@ fn schedule_headers(entry: &TaskEntry, cron: &str, target: &str) -> HeaderMap {
 /// interval would never tick.
 fn unchanged(stored: Option<&HeaderMap>, wanted: &HeaderMap) -> bool {
     let Some(stored) = stored else { return false };
-    [SCHEDULE, SCHEDULE_TARGET, TASK, FORMAT, CONTENT_TYPE]
-        .into_iter()
-        .all(|name| {
-            stored.get(name.clone()).map(|v| v.as_str()) == wanted.get(name).map(|v| v.as_str())
-        })
+    [
+        NATS_SCHEDULE,
+        NATS_SCHEDULE_TARGET,
+        TASK,
+        FORMAT,
+        CONTENT_TYPE,
+    ]
+    .into_iter()
+    .all(|name| {
+        stored.get(name.clone()).map(|v| v.as_str()) == wanted.get(name).map(|v| v.as_str())
+    })
 }
 
 /// Puts the schedule of every cron task in `tasks` (all of `queue`'s tasks
@@ -228,6 +225,7 @@ fn is_pattern_invalid(e: &(dyn std::error::Error + 'static)) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use natask_core::wire;
 
     #[test]
     fn only_a_changed_schedule_is_republished() {

@@ -89,6 +89,7 @@ mod client;
 mod cron;
 mod dead_letter;
 mod handback;
+mod headers;
 mod http;
 #[cfg(feature = "metrics")]
 mod metrics;

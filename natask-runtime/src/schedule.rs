@@ -11,17 +11,13 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use async_nats::{HeaderMap, HeaderName};
+use async_nats::HeaderMap;
 use tracing::Instrument;
 
-use natask_core::wire;
 use natask_core::{Task, TaskId};
 
 use crate::client::{unix_millis, Client, EnqueueError};
-
-const SCHEDULE: HeaderName = HeaderName::from_static("Nats-Schedule");
-const SCHEDULE_TARGET: HeaderName = HeaderName::from_static("Nats-Schedule-Target");
-const DUE_AT: HeaderName = HeaderName::from_static(wire::HEADER_DUE_AT);
+use crate::headers::{DUE_AT, NATS_SCHEDULE, NATS_SCHEDULE_TARGET};
 
 /// A scheduled task could not be cancelled.
 #[derive(Debug, thiserror::Error)]
@@ -120,8 +116,8 @@ impl Client {
         self.ensure_schedules(T::QUEUE).await?;
         let target = self.subject_of::<T>().await?;
         let (id, headers, payload) = self.prepare_with(task, |headers: &mut HeaderMap| {
-            headers.insert(SCHEDULE, format!("@at {at}").as_str());
-            headers.insert(SCHEDULE_TARGET, target.as_str());
+            headers.insert(NATS_SCHEDULE, format!("@at {at}").as_str());
+            headers.insert(NATS_SCHEDULE_TARGET, target.as_str());
             headers.insert(DUE_AT, unix_millis(due).to_string().as_str());
         })?;
         let subject = self

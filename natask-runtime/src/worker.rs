@@ -20,6 +20,7 @@ use natask_core::{
 use crate::client::Client;
 use crate::dead_letter::{self, Reason};
 use crate::handback::Handbacks;
+use crate::headers::{DUE_AT, ENQUEUED_AT, ID, NATS_SCHEDULER, TASK};
 use crate::middleware::{Middleware, Next};
 use crate::provision::{self, ConsumerSettings};
 use crate::pull::{self, Pulled, Puller};
@@ -302,12 +303,6 @@ enum Outcome {
     LeaseLost,
 }
 
-const TASK: HeaderName = HeaderName::from_static(wire::HEADER_TASK);
-const ID: HeaderName = HeaderName::from_static(wire::HEADER_ID);
-const ENQUEUED_AT: HeaderName = HeaderName::from_static(wire::HEADER_ENQUEUED_AT);
-const DUE_AT: HeaderName = HeaderName::from_static(wire::HEADER_DUE_AT);
-const SCHEDULER: HeaderName = HeaderName::from_static("Nats-Scheduler");
-
 fn header(msg: &jetstream::Message, name: HeaderName) -> Option<&str> {
     msg.headers
         .as_ref()
@@ -328,7 +323,7 @@ pub(crate) fn task_id(msg: &jetstream::Message) -> Option<TaskId> {
 }
 
 fn tick_id(msg: &jetstream::Message) -> Option<TaskId> {
-    header(msg, SCHEDULER)?;
+    header(msg, NATS_SCHEDULER)?;
     let info = msg.info().ok()?;
     let millis = u64::try_from(info.published.unix_timestamp_nanos() / 1_000_000).ok()?;
     let mut rest = [0u8; 10];
