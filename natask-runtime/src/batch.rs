@@ -78,11 +78,6 @@ impl Client {
         subject: Subject,
     ) -> Vec<Result<TaskId, EnqueueError>> {
         let timeout = self.timeout();
-        let timed_out = || EnqueueError::Timeout {
-            task: T::NAME,
-            queue: T::QUEUE,
-            timeout,
-        };
         let mut results: Vec<Option<Result<TaskId, EnqueueError>>> =
             Vec::with_capacity(tasks.size_hint().0);
         let mut in_flight: VecDeque<InFlight> = VecDeque::with_capacity(IN_FLIGHT);
@@ -113,7 +108,7 @@ impl Client {
                     ack,
                 }),
                 Ok(Err(e)) => results[index] = Some(Err(publish_error::<T>(e.into()))),
-                Err(_) => results[index] = Some(Err(timed_out())),
+                Err(_) => results[index] = Some(Err(self.timed_out::<T>())),
             }
         }
         while let Some(oldest) = in_flight.pop_front() {
@@ -134,11 +129,7 @@ impl Client {
                 Ok(task.id)
             }
             Ok(Err(e)) => Err(publish_error::<T>(e.into())),
-            Err(_) => Err(EnqueueError::Timeout {
-                task: T::NAME,
-                queue: T::QUEUE,
-                timeout: self.timeout(),
-            }),
+            Err(_) => Err(self.timed_out::<T>()),
         }
     }
 }

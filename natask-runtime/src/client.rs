@@ -272,15 +272,28 @@ impl Client {
     ///
     /// The generated `SendEmail { .. }.enqueue(&client)` calls this.
     pub async fn enqueue<T: Task>(&self, task: &T) -> Result<TaskId, EnqueueError> {
-        let timeout = self.inner.timeout;
         let span = tracing::info_span!("enqueue", task = T::NAME, queue = T::QUEUE);
-        tokio::time::timeout(timeout, self.enqueue_inner(task).instrument(span))
+        self.bounded::<T>(self.enqueue_inner(task).instrument(span))
             .await
-            .unwrap_or(Err(EnqueueError::Timeout {
-                task: T::NAME,
-                queue: T::QUEUE,
-                timeout,
-            }))
+    }
+
+    /// Runs one enqueue of a `T` within the client's timeout.
+    pub(crate) async fn bounded<T: Task>(
+        &self,
+        enqueue: impl std::future::Future<Output = Result<TaskId, EnqueueError>>,
+    ) -> Result<TaskId, EnqueueError> {
+        tokio::time::timeout(self.inner.timeout, enqueue)
+            .await
+            .unwrap_or_else(|_| Err(self.timed_out::<T>()))
+    }
+
+    /// A `T` was not confirmed within the client's timeout.
+    pub(crate) fn timed_out<T: Task>(&self) -> EnqueueError {
+        EnqueueError::Timeout {
+            task: T::NAME,
+            queue: T::QUEUE,
+            timeout: self.inner.timeout,
+        }
     }
 
     async fn enqueue_inner<T: Task>(&self, task: &T) -> Result<TaskId, EnqueueError> {

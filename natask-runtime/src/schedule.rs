@@ -96,15 +96,9 @@ impl Client {
         let Some(at) = rfc3339(due) else {
             return Err(EnqueueError::TooFarAhead { task: T::NAME });
         };
-        let timeout = self.timeout();
         let span = tracing::info_span!("enqueue", task = T::NAME, queue = T::QUEUE, due = %at);
-        tokio::time::timeout(timeout, self.schedule(task, due, at).instrument(span))
+        self.bounded::<T>(self.schedule(task, due, at).instrument(span))
             .await
-            .unwrap_or(Err(EnqueueError::Timeout {
-                task: T::NAME,
-                queue: T::QUEUE,
-                timeout,
-            }))
     }
 
     async fn schedule<T: Task>(
