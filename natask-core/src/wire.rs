@@ -179,6 +179,13 @@ impl TaskId {
     }
 }
 
+impl From<uuid::Uuid> for TaskId {
+    /// Any UUID, as [`FromStr`] accepts any; natask's own are UUIDv7.
+    fn from(uuid: uuid::Uuid) -> Self {
+        TaskId(uuid)
+    }
+}
+
 impl fmt::Display for TaskId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&self.0.hyphenated(), f)

@@ -335,8 +335,11 @@ fn tick_id(msg: &jetstream::Message) -> Option<TaskId> {
         .bytes()
         .fold(0u16, |h, b| h.wrapping_mul(31).wrapping_add(u16::from(b)));
     rest[8..].copy_from_slice(&hash.to_be_bytes());
-    let uuid = uuid::Builder::from_unix_timestamp_millis(millis, &rest).into_uuid();
-    uuid.hyphenated().to_string().parse().ok()
+    Some(
+        uuid::Builder::from_unix_timestamp_millis(millis, &rest)
+            .into_uuid()
+            .into(),
+    )
 }
 
 fn delivered(msg: &jetstream::Message) -> u64 {
