@@ -220,9 +220,7 @@ impl QueueWorker {
                     queue = self.queue,
                     "reconnected to NATS; re-checking the queue"
                 );
-                if let Some(fresh) = self.reprovision(client).await {
-                    puller.set_consumer(fresh);
-                }
+                self.reprovision(client, puller).await;
             }
             return true;
         }
@@ -241,9 +239,7 @@ impl QueueWorker {
             "NATS is back; re-checking the queue and resuming"
         );
         puller.reconnected();
-        if let Some(fresh) = self.reprovision(client).await {
-            puller.set_consumer(fresh);
-        }
+        self.reprovision(client, puller).await;
         true
     }
 
@@ -260,13 +256,13 @@ impl QueueWorker {
         if !pause(stop, failures).await {
             return false;
         }
-        if let Some(fresh) = self.reprovision(client).await {
-            puller.set_consumer(fresh);
-        }
+        self.reprovision(client, puller).await;
         true
     }
 
-    async fn reprovision(&self, client: &Client) -> Option<PullConsumer> {
+    /// Re-checks the queue's stream and consumer (creating them again if
+    /// they were deleted) and pulls from the consumer found.
+    async fn reprovision(&self, client: &Client, puller: &mut Puller) {
         match provision::queue_consumer(
             client.jetstream(),
             client.names(),
@@ -275,10 +271,9 @@ impl QueueWorker {
         )
         .await
         {
-            Ok(c) => Some(c),
+            Ok(consumer) => puller.set_consumer(consumer),
             Err(e) => {
                 tracing::debug!(queue = self.queue, error = %e, "queue not provisioned yet");
-                None
             }
         }
     }
@@ -354,13 +349,13 @@ fn delivered(msg: &jetstream::Message) -> u64 {
 async fn hand_back_unstarted(shared: &Shared, msg: &jetstream::Message) {
     if let Some(id) = task_id(msg) {
         let known = if delivered(msg) > 1 {
-            Box::pin(shared.handbacks.count(id)).await
+            shared.handbacks.count(id).await
         } else {
             0
         };
         shared.handbacks.record(id, known).await;
     }
-    let _ = Box::pin(msg.ack_with(AckKind::Nak(None))).await;
+    let _ = msg.ack_with(AckKind::Nak(None)).await;
 }
 
 async fn handle(
