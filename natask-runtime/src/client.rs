@@ -14,6 +14,7 @@ use natask_core::{Task, TaskId};
 
 use crate::headers::{CONTENT_TYPE, ENQUEUED_AT, FORMAT, ID, MSG_ID, TASK};
 use crate::middleware::{self, Enqueue, Middleware, Rejected};
+use crate::policy::QueuePolicy;
 use crate::provision::{self, ProvisionError};
 use tracing::Instrument;
 
@@ -46,6 +47,8 @@ struct Inner {
     subjects: Mutex<HashMap<(&'static str, &'static str), Subject>>,
     /// The server's `max_payload`, once known (0 before).
     max_payload: AtomicUsize,
+    /// Policies registered with [`Client::with_queue`], by queue name.
+    policies: Arc<HashMap<String, Arc<QueuePolicy>>>,
 }
 
 /// Connecting to NATS failed.
@@ -178,6 +181,7 @@ impl Client {
             Names::default(),
             DEFAULT_TIMEOUT,
             crate::runtime::builtin_middleware(),
+            Arc::default(),
         )
     }
 
@@ -186,6 +190,7 @@ impl Client {
         names: Names,
         timeout: Duration,
         middleware: Vec<Arc<dyn Middleware>>,
+        policies: Arc<HashMap<String, Arc<QueuePolicy>>>,
     ) -> Client {
         let mut js = jetstream::new(nats.clone());
         js.set_timeout(timeout);
@@ -200,6 +205,7 @@ impl Client {
                 schedulable: Mutex::new(HashSet::new()),
                 subjects: Mutex::new(HashMap::new()),
                 max_payload: AtomicUsize::new(0),
+                policies,
             }),
         }
     }
@@ -210,7 +216,44 @@ impl Client {
         timeout: Duration,
         middleware: Vec<Arc<dyn Middleware>>,
     ) -> Client {
-        Self::build(self.inner.nats.clone(), names, timeout, middleware)
+        Self::build(
+            self.inner.nats.clone(),
+            names,
+            timeout,
+            middleware,
+            Arc::clone(&self.inner.policies),
+        )
+    }
+
+    /// Registers the policy of one queue (see [`QueuePolicy`]); a second
+    /// policy for the same queue replaces the first. Every producer and
+    /// runtime built from the returned client provisions the queue with it.
+    pub fn with_queue(self, policy: QueuePolicy) -> Result<Client, NameError> {
+        name::check(&policy.name)?;
+        let mut policies = (*self.inner.policies).clone();
+        policies.insert(policy.name.clone(), Arc::new(policy));
+        Ok(Self::build(
+            self.inner.nats.clone(),
+            self.inner.names.clone(),
+            self.inner.timeout,
+            self.inner.middleware.clone(),
+            Arc::new(policies),
+        ))
+    }
+
+    /// The policy of `queue`: the one registered with
+    /// [`with_queue`](Self::with_queue), or the defaults.
+    pub fn queue_policy(&self, queue: &str) -> Arc<QueuePolicy> {
+        self.inner
+            .policies
+            .get(queue)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(QueuePolicy::new(queue)))
+    }
+
+    /// Whether tasks of `queue` have their state tracked (cheap).
+    pub(crate) fn tracks(&self, queue: &str) -> bool {
+        self.inner.policies.get(queue).is_none_or(|p| p.tracking)
     }
 
     /// Uses `prefix` instead of `natask` for every subject and stream, so

@@ -96,6 +96,7 @@ mod metrics;
 pub mod middleware;
 #[cfg(feature = "opentelemetry")]
 mod otel;
+mod policy;
 mod provision;
 mod pull;
 mod queue;
@@ -113,6 +114,7 @@ pub use natask_core::{
     TaskContext, TaskError, TaskErrorKind, TaskId,
 };
 pub use natask_macros::task;
+pub use policy::{QueuePolicy, Storage, WhenFull, DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_IN_FLIGHT};
 pub use provision::ProvisionError;
 pub use queue::{QueueError, QueueInfo};
 pub use runtime::{

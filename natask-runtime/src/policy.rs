@@ -1,0 +1,172 @@
+//! A queue's policy, declared once in code and applied wherever the queue
+//! is provisioned (by a [`Client`](crate::Client) or a
+//! [`Runtime`](crate::Runtime)).
+
+use std::time::Duration;
+
+/// Fleet-wide in-flight limit when [`QueuePolicy::max_in_flight`] is not set.
+pub const DEFAULT_MAX_IN_FLIGHT: i64 = 10_000;
+/// Publish deduplication window when [`QueuePolicy::dedup_window`] is not set.
+pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(120);
+
+/// Where a queue's stream keeps its tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Storage {
+    /// On disk: tasks survive a server restart (the default).
+    #[default]
+    File,
+    /// In memory: faster, but a server restart loses every queued task.
+    Memory,
+}
+
+/// What a full queue (see [`QueuePolicy::max_tasks`] and
+/// [`QueuePolicy::max_bytes`]) does with one more task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum WhenFull {
+    /// `enqueue` fails with an error and nothing queued is lost (the default).
+    #[default]
+    Refuse,
+    /// The oldest queued task is deleted to make room. Tasks are lost
+    /// silently; only for queues where a newer task supersedes older ones.
+    DropOldest,
+}
+
+/// How a queue is set up and served. Register it on the client with
+/// [`Client::with_queue`](crate::Client::with_queue); every producer and
+/// worker built from that client applies it.
+///
+/// ```
+/// use std::time::Duration;
+/// use natask_runtime::QueuePolicy;
+///
+/// let emails = QueuePolicy::new("emails")
+///     .max_in_flight(20)                       // across every worker process
+///     .validity(Duration::from_secs(3600))     // not started within an hour: expired
+///     .max_tasks(1_000_000);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuePolicy {
+    pub(crate) name: String,
+    pub(crate) concurrency: Option<usize>,
+    pub(crate) max_in_flight: i64,
+    pub(crate) retries: Option<u32>,
+    pub(crate) ack_wait: Option<Duration>,
+    pub(crate) validity: Option<Duration>,
+    pub(crate) storage: Storage,
+    pub(crate) replicas: usize,
+    pub(crate) max_tasks: Option<i64>,
+    pub(crate) max_bytes: Option<i64>,
+    pub(crate) when_full: WhenFull,
+    pub(crate) dedup_window: Duration,
+    pub(crate) tracking: bool,
+}
+
+impl QueuePolicy {
+    /// The defaults for queue `name`: file storage, one replica, no size
+    /// limit, [`DEFAULT_MAX_IN_FLIGHT`], [`DEFAULT_DEDUP_WINDOW`], task
+    /// tracking on.
+    pub fn new(name: impl Into<String>) -> Self {
+        QueuePolicy {
+            name: name.into(),
+            concurrency: None,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            retries: None,
+            ack_wait: None,
+            validity: None,
+            storage: Storage::File,
+            replicas: 1,
+            max_tasks: None,
+            max_bytes: None,
+            when_full: WhenFull::Refuse,
+            dedup_window: DEFAULT_DEDUP_WINDOW,
+            tracking: true,
+        }
+    }
+
+    /// The queue's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Handlers running at once per worker process for this queue
+    /// (overrides [`RuntimeBuilder::concurrency`](crate::RuntimeBuilder::concurrency)).
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = Some(n);
+        self
+    }
+
+    /// Tasks of this queue running at once across every worker process
+    /// (JetStream's `max_ack_pending` on the queue's shared consumer).
+    pub fn max_in_flight(mut self, n: i64) -> Self {
+        self.max_in_flight = n;
+        self
+    }
+
+    /// Retries for tasks of this queue that do not set `retries` themselves
+    /// (overrides [`RuntimeBuilder::default_retries`](crate::RuntimeBuilder::default_retries)).
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = Some(retries);
+        self
+    }
+
+    /// JetStream's lease on a delivered task of this queue (overrides
+    /// [`RuntimeBuilder::ack_wait`](crate::RuntimeBuilder::ack_wait)).
+    pub fn ack_wait(mut self, ack_wait: Duration) -> Self {
+        self.ack_wait = Some(ack_wait);
+        self
+    }
+
+    /// A task not started within `validity` of its enqueue time is marked
+    /// expired and never runs.
+    pub fn validity(mut self, validity: Duration) -> Self {
+        self.validity = Some(validity);
+        self
+    }
+
+    /// Where the stream keeps its tasks (default [`Storage::File`]).
+    pub fn storage(mut self, storage: Storage) -> Self {
+        self.storage = storage;
+        self
+    }
+
+    /// Copies of the stream in a cluster (default 1).
+    pub fn replicas(mut self, replicas: usize) -> Self {
+        self.replicas = replicas;
+        self
+    }
+
+    /// At most this many queued tasks; see [`when_full`](Self::when_full).
+    pub fn max_tasks(mut self, n: i64) -> Self {
+        self.max_tasks = Some(n);
+        self
+    }
+
+    /// At most this many bytes of queued tasks; see [`when_full`](Self::when_full).
+    pub fn max_bytes(mut self, n: i64) -> Self {
+        self.max_bytes = Some(n);
+        self
+    }
+
+    /// What a full queue does with one more task (default [`WhenFull::Refuse`]).
+    pub fn when_full(mut self, when_full: WhenFull) -> Self {
+        self.when_full = when_full;
+        self
+    }
+
+    /// How long a task id is remembered to absorb a republished task
+    /// (default [`DEFAULT_DEDUP_WINDOW`]).
+    pub fn dedup_window(mut self, window: Duration) -> Self {
+        self.dedup_window = window;
+        self
+    }
+
+    /// Whether the state of every task is kept for
+    /// [`Client::task_info`](crate::Client::task_info) (default on). Off
+    /// saves two key-value writes per task on the fastest queues.
+    pub fn tracking(mut self, on: bool) -> Self {
+        self.tracking = on;
+        self
+    }
+}
