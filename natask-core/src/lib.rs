@@ -20,6 +20,7 @@ pub mod name;
 pub mod registry;
 pub mod retry;
 pub mod task;
+pub mod unique;
 pub mod wire;
 
 pub use context::{Headers, Invocation, State, StateKey, StateMap, TaskContext};
@@ -28,4 +29,5 @@ pub use handler::{HandlerFn, HandlerFuture, IntoTaskResult, TaskOutput};
 pub use registry::{RegistryError, TaskEntry};
 pub use retry::Backoff;
 pub use task::{PayloadField, Task};
+pub use unique::{UniquePolicy, Until};
 pub use wire::TaskId;

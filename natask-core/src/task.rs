@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::error::TaskError;
 use crate::handler::{HandlerFuture, IntoTaskResult};
 use crate::registry::TaskEntry;
+use crate::unique::UniquePolicy;
 
 /// A task type: the payload struct `#[task]` generates from a function.
 ///
@@ -26,6 +27,19 @@ pub trait Task: Serialize + DeserializeOwned + Send + Sync + 'static {
     const QUEUE: &'static str;
     /// The task's registry entry (also collected at link time).
     const ENTRY: TaskEntry;
+    /// The uniqueness declared with `#[task(unique = "..")]`: enqueueing
+    /// this task while another with the same [`unique_fields`](Task::unique_fields)
+    /// holds the lock returns that one instead. `None` (the default): every
+    /// enqueue stores a task.
+    const UNIQUE: Option<UniquePolicy> = None;
+
+    /// Serialises the payload fields that make this task unique
+    /// (`unique_by`, all payload fields by default), as a tuple in
+    /// declaration order. The default, for tasks that are not unique,
+    /// serialises nothing (`()`).
+    fn unique_fields<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_unit()
+    }
 }
 
 /// Types that can be fields of a task payload. Implemented for every

@@ -18,6 +18,12 @@ pub const HEADER_ID: &str = "Natask-Id";
 pub const HEADER_ENQUEUED_AT: &str = "Natask-Enqueued-At";
 /// Delayed tasks: when the task is due, in milliseconds since the Unix epoch.
 pub const HEADER_DUE_AT: &str = "Natask-Due-At";
+/// Unique tasks: the key of the lock the task holds in the unique bucket
+/// ([`Names::unique_bucket`]), e.g. `emails.send_report.3f2a…`.
+pub const HEADER_UNIQUE: &str = "Natask-Unique";
+/// Unique tasks: when the worker releases the lock, `started`, `succeeded` or
+/// `finished` ([`crate::unique::Until`]); absent when only its TTL ends it.
+pub const HEADER_UNIQUE_UNTIL: &str = "Natask-Unique-Until";
 /// Header carrying [`FORMAT_VERSION`].
 pub const HEADER_FORMAT: &str = "Natask-Format";
 /// JetStream's publish deduplication header; natask sets it to the task id.
@@ -146,6 +152,11 @@ impl Names {
     pub fn handback_bucket(&self) -> String {
         format!("{}_HANDBACKS", self.stream_prefix)
     }
+
+    /// The key-value bucket holding the locks of unique tasks.
+    pub fn unique_bucket(&self) -> String {
+        format!("{}_UNIQUE", self.stream_prefix)
+    }
 }
 
 impl Default for Names {
@@ -258,6 +269,7 @@ mod tests {
         assert_eq!(n.dead_letter_queue_filter("q"), "app1.dlq.q.>");
         assert_eq!(n.dead_letter_id_filter("x"), "app1.dlq.*.*.x");
         assert_eq!(n.handback_bucket(), "APP1_HANDBACKS");
+        assert_eq!(n.unique_bucket(), "APP1_UNIQUE");
         assert_eq!(n.schedule_filter("q"), "app1.s.q.>");
         assert_eq!(n.schedule_subject("q", "t", "x"), "app1.s.q.t.x");
     }

@@ -30,6 +30,8 @@ impl Client {
     /// times faster than awaiting `enqueue` in a loop (see `BENCHMARKS.md`).
     /// While NATS is unreachable every task fails with
     /// [`EnqueueError::Timeout`] after the client's timeout, 256 at a time.
+    /// Tasks declared unique (`#[task(unique = "..")]`) are enqueued one
+    /// after the other, each as [`enqueue`](Client::enqueue) does.
     ///
     /// ```no_run
     /// use natask_runtime::{task, Client, TaskError};
@@ -57,6 +59,14 @@ impl Client {
         let tasks = tasks.into_iter();
         let span = tracing::info_span!("enqueue_many", task = T::NAME, queue = T::QUEUE);
         let subject = match self.subject_of::<T>().instrument(span.clone()).await {
+            // A unique task takes its lock before its publish: one at a time.
+            Ok(_) if T::UNIQUE.is_some() => {
+                return stream::iter(tasks)
+                    .then(|task| async move { self.enqueue(&task).await })
+                    .collect()
+                    .instrument(span)
+                    .await
+            }
             Ok(subject) => subject,
             // Each task then tries (and fails) on its own, with its own error.
             Err(_) => {

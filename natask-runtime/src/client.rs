@@ -16,7 +16,7 @@ use crate::headers::{CONTENT_TYPE, ENQUEUED_AT, FORMAT, ID, MSG_ID, TASK};
 use crate::middleware::{self, Enqueue, Middleware, Rejected};
 use crate::policy::QueuePolicy;
 use crate::provision::{self, ProvisionError};
-use tracing::Instrument;
+use crate::unique::EnqueueOptions;
 
 /// How long requests wait by default.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -49,6 +49,8 @@ struct Inner {
     max_payload: AtomicUsize,
     /// Policies registered with [`Client::with_queue`], by queue name.
     policies: Arc<HashMap<String, Arc<QueuePolicy>>>,
+    /// The bucket of unique locks, once opened (`crate::unique`).
+    unique: tokio::sync::OnceCell<jetstream::kv::Store>,
 }
 
 /// Connecting to NATS failed.
@@ -135,6 +137,42 @@ pub enum EnqueueError {
         /// The client's timeout.
         timeout: Duration,
     },
+    /// A unique task was enqueued on a server without per-message TTL,
+    /// which its lock needs. Nothing was stored.
+    #[error(
+        "task `{task}` is unique, and its lock needs per-message TTL, which nats-server {server_version} \
+         does not have; unique tasks need nats-server 2.11 or newer: upgrade the server, or enqueue \
+         without uniqueness (`EnqueueOptions::not_unique`)"
+    )]
+    UniqueUnsupported {
+        /// The task's name.
+        task: &'static str,
+        /// The version the server reported.
+        server_version: String,
+    },
+    /// The lock of a unique task would be held for less than a second, the
+    /// resolution of the server's per-message TTL. Nothing was stored.
+    #[error(
+        "the unique lock of task `{task}` would be held for {ttl:?}; hold it for at least 1 s"
+    )]
+    UniqueTtl {
+        /// The task's name.
+        task: &'static str,
+        /// The TTL asked for.
+        ttl: Duration,
+    },
+    /// The lock of a unique task could not be taken or read (in time).
+    /// Nothing was stored.
+    #[error("the unique lock of task `{task}` could not be taken in bucket `{bucket}`")]
+    Unique {
+        /// The task's name.
+        task: &'static str,
+        /// The key-value bucket of locks.
+        bucket: String,
+        /// What went wrong.
+        #[source]
+        source: async_nats::Error,
+    },
     /// JetStream did not acknowledge the task (in time). It may or may not
     /// have been stored; enqueueing the same payload again is safe only for
     /// idempotent tasks.
@@ -206,6 +244,7 @@ impl Client {
                 subjects: Mutex::new(HashMap::new()),
                 max_payload: AtomicUsize::new(0),
                 policies,
+                unique: tokio::sync::OnceCell::new(),
             }),
         }
     }
@@ -313,18 +352,19 @@ impl Client {
 
     /// Enqueues `task`; returns its id once JetStream has stored it.
     ///
-    /// The generated `SendEmail { .. }.enqueue(&client)` calls this.
+    /// The generated `SendEmail { .. }.enqueue(&client)` calls this. For a
+    /// unique task (`#[task(unique = "..")]`) whose key is held, nothing is
+    /// stored and the id is the holder's; [`enqueue_with`](Self::enqueue_with)
+    /// says which happened.
     pub async fn enqueue<T: Task>(&self, task: &T) -> Result<TaskId, EnqueueError> {
-        let span = tracing::info_span!("enqueue", task = T::NAME, queue = T::QUEUE);
-        self.bounded::<T>(self.enqueue_inner(task).instrument(span))
-            .await
+        Ok(self.enqueue_with(task, EnqueueOptions::new()).await?.id)
     }
 
     /// Runs one enqueue of a `T` within the client's timeout.
-    pub(crate) async fn bounded<T: Task>(
+    pub(crate) async fn bounded<T: Task, R>(
         &self,
-        enqueue: impl std::future::Future<Output = Result<TaskId, EnqueueError>>,
-    ) -> Result<TaskId, EnqueueError> {
+        enqueue: impl std::future::Future<Output = Result<R, EnqueueError>>,
+    ) -> Result<R, EnqueueError> {
         tokio::time::timeout(self.inner.timeout, enqueue)
             .await
             .unwrap_or_else(|_| Err(self.timed_out::<T>()))
@@ -339,23 +379,17 @@ impl Client {
         }
     }
 
-    async fn enqueue_inner<T: Task>(&self, task: &T) -> Result<TaskId, EnqueueError> {
-        let (id, headers, payload) = self.prepare(task)?;
-        let subject = self.subject_of::<T>().await?;
-        self.publish_stored::<T>(subject, headers, payload).await?;
-        tracing::debug!(%id, "enqueued");
-        Ok(id)
-    }
-
     /// Publishes one prepared task of type `T` on `subject` and waits until
-    /// JetStream has stored it.
+    /// JetStream has stored it; answers whether JetStream found it a
+    /// duplicate (same `Nats-Msg-Id` inside the window), storing nothing.
     pub(crate) async fn publish_stored<T: Task>(
         &self,
         subject: Subject,
         headers: HeaderMap,
         payload: Vec<u8>,
-    ) -> Result<(), EnqueueError> {
-        self.inner
+    ) -> Result<bool, EnqueueError> {
+        let ack = self
+            .inner
             .js
             .publish_with_headers(subject, headers, payload.into())
             .await
@@ -363,8 +397,15 @@ impl Client {
             .await
             .map_err(|e| publish_error::<T>(e.into()))?;
         #[cfg(feature = "metrics")]
-        crate::metrics::enqueued(T::QUEUE, T::NAME);
-        Ok(())
+        if !ack.duplicate {
+            crate::metrics::enqueued(T::QUEUE, T::NAME);
+        }
+        Ok(ack.duplicate)
+    }
+
+    /// The bucket of unique locks, once opened.
+    pub(crate) fn unique_cell(&self) -> &tokio::sync::OnceCell<jetstream::kv::Store> {
+        &self.inner.unique
     }
 
     /// Everything before the publish: the body, the headers, the
@@ -383,11 +424,20 @@ impl Client {
         task: &T,
         extra: impl FnOnce(&mut HeaderMap),
     ) -> Result<(TaskId, HeaderMap, Vec<u8>), EnqueueError> {
+        self.prepare_as(task, TaskId::new(), extra)
+    }
+
+    /// [`prepare_with`](Self::prepare_with), for the task id `id`.
+    pub(crate) fn prepare_as<T: Task>(
+        &self,
+        task: &T,
+        id: TaskId,
+        extra: impl FnOnce(&mut HeaderMap),
+    ) -> Result<(TaskId, HeaderMap, Vec<u8>), EnqueueError> {
         let payload = serde_json::to_vec(task).map_err(|source| EnqueueError::Encode {
             task: T::NAME,
             source,
         })?;
-        let id = TaskId::new();
         let mut headers = task_headers(T::NAME, id);
         extra(&mut headers);
         let mut enqueue = Enqueue {

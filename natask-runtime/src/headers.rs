@@ -14,3 +14,5 @@ pub(crate) const FORMAT: HeaderName = HeaderName::from_static(wire::HEADER_FORMA
 pub(crate) const ENQUEUED_AT: HeaderName = HeaderName::from_static(wire::HEADER_ENQUEUED_AT);
 pub(crate) const DUE_AT: HeaderName = HeaderName::from_static(wire::HEADER_DUE_AT);
 pub(crate) const CONTENT_TYPE: HeaderName = HeaderName::from_static(wire::HEADER_CONTENT_TYPE);
+pub(crate) const UNIQUE: HeaderName = HeaderName::from_static(wire::HEADER_UNIQUE);
+pub(crate) const UNIQUE_UNTIL: HeaderName = HeaderName::from_static(wire::HEADER_UNIQUE_UNTIL);

@@ -18,6 +18,7 @@ use natask_core::{Task, TaskId};
 
 use crate::client::{unix_millis, Client, EnqueueError};
 use crate::headers::{DUE_AT, NATS_SCHEDULE, NATS_SCHEDULE_TARGET};
+use crate::unique::{EnqueueOptions, Enqueued, Lock};
 
 /// A scheduled task could not be cancelled.
 #[derive(Debug, thiserror::Error)]
@@ -97,8 +98,9 @@ impl Client {
             return Err(EnqueueError::TooFarAhead { task: T::NAME });
         };
         let span = tracing::info_span!("enqueue", task = T::NAME, queue = T::QUEUE, due = %at);
-        self.bounded::<T>(self.schedule(task, due, at).instrument(span))
+        self.bounded::<T, _>(self.schedule(task, due, at).instrument(span))
             .await
+            .map(|enqueued| enqueued.id)
     }
 
     async fn schedule<T: Task>(
@@ -106,21 +108,29 @@ impl Client {
         task: &T,
         due: SystemTime,
         at: String,
-    ) -> Result<TaskId, EnqueueError> {
+    ) -> Result<Enqueued, EnqueueError> {
         self.ensure_schedules(T::QUEUE).await?;
         let target = self.subject_of::<T>().await?;
-        let (id, headers, payload) = self.prepare_with(task, |headers: &mut HeaderMap| {
-            headers.insert(NATS_SCHEDULE, format!("@at {at}").as_str());
-            headers.insert(NATS_SCHEDULE_TARGET, target.as_str());
-            headers.insert(DUE_AT, unix_millis(due).to_string().as_str());
-        })?;
-        let subject = self
-            .names()
-            .schedule_subject(T::QUEUE, T::NAME, &id.to_string());
-        self.publish_stored::<T>(subject.into(), headers, payload)
-            .await?;
-        tracing::debug!(%id, "scheduled");
-        Ok(id)
+        let target = &target;
+        let at = &at;
+        // A unique task takes its lock now, not when it falls due.
+        self.guarded(task, EnqueueOptions::new(), |id, lock| async move {
+            let (id, headers, payload) = self.prepare_as(task, id, |headers: &mut HeaderMap| {
+                headers.insert(NATS_SCHEDULE, format!("@at {at}").as_str());
+                headers.insert(NATS_SCHEDULE_TARGET, target.as_str());
+                headers.insert(DUE_AT, unix_millis(due).to_string().as_str());
+                Lock::mark(lock.as_ref(), headers);
+            })?;
+            let subject = self
+                .names()
+                .schedule_subject(T::QUEUE, T::NAME, &id.to_string());
+            let duplicate = self
+                .publish_stored::<T>(subject.into(), headers, payload)
+                .await?;
+            tracing::debug!(%id, "scheduled");
+            Ok(duplicate)
+        })
+        .await
     }
 
     /// Cancels delayed task `id` of type `T` if it is still waiting: returns

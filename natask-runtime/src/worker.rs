@@ -476,6 +476,7 @@ async fn handle(
         context_headers(&msg),
     )
     .with_due_at(millis_header(DUE_AT));
+    Box::pin(crate::unique::started(client, &msg, id)).await;
     let outcome = run_handler(
         entry,
         &msg,
@@ -486,6 +487,7 @@ async fn handle(
         &hand_back,
     )
     .await;
+    let succeeded = matches!(outcome, Outcome::Finished(Ok(_)));
     // Settlement happens after the handler's span closed; its logs carry
     // the same fields.
     let settled_for_good = match outcome {
@@ -572,6 +574,14 @@ async fn handle(
     if settled_for_good && handbacks > 0 {
         Box::pin(shared.handbacks.clear(id)).await;
     }
+    Box::pin(crate::unique::settled(
+        client,
+        &msg,
+        id,
+        succeeded,
+        settled_for_good,
+    ))
+    .await;
 }
 
 async fn run_handler(

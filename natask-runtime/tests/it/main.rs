@@ -15,6 +15,7 @@ mod poison;
 mod queues;
 mod schedule;
 mod shutdown;
+mod unique;
 
 use std::future::Future;
 use std::time::Duration;
