@@ -9,7 +9,17 @@ use crate::ctxt::Ctxt;
 
 /// Every key `#[task]` accepts, in the order the docs list them.
 pub(crate) const KEYS: &[&str] = &[
-    "queue", "name", "retries", "timeout", "backoff", "cron", "payload", "crate",
+    "queue",
+    "name",
+    "retries",
+    "timeout",
+    "backoff",
+    "cron",
+    "unique",
+    "unique_by",
+    "unique_until",
+    "payload",
+    "crate",
 ];
 
 /// A value together with the tokens it came from, for spans.
@@ -35,6 +45,14 @@ pub(crate) struct TaskArgs {
     pub(crate) backoff: Option<Spanned<BackoffSpec>>,
     /// The literal, kept whole: `valid` checks its syntax on its span.
     pub(crate) cron: Option<LitStr>,
+    /// `unique = "10m"`: the lock's TTL in milliseconds (`valid` checks it
+    /// is whole seconds).
+    pub(crate) unique_ms: Option<Spanned<u64>>,
+    /// `unique_by = "a, b"`, kept whole: `valid` checks the names against
+    /// the payload parameters.
+    pub(crate) unique_by: Option<LitStr>,
+    /// `unique_until = "started"`, kept whole: `valid` checks the stage.
+    pub(crate) unique_until: Option<LitStr>,
     pub(crate) payload: Option<syn::Ident>,
     pub(crate) crate_path: Option<syn::Path>,
 }
@@ -124,6 +142,9 @@ impl TaskArgs {
             "queue" => self.queue = value.lit_str(cx, &key).map(spanned_string),
             "name" => self.name = value.lit_str(cx, &key).map(spanned_string),
             "retries" => self.retries = value.retries(cx),
+            "unique" => self.unique_ms = value.lit_str(cx, &key).and_then(|s| duration(cx, s)),
+            "unique_by" => self.unique_by = value.lit_str(cx, &key),
+            "unique_until" => self.unique_until = value.lit_str(cx, &key),
             "timeout" => {
                 self.timeout_ms = value.lit_str(cx, &key).and_then(|s| {
                     match parse_duration_ms(&s.value()) {
@@ -181,6 +202,20 @@ fn skip_value(meta: &ParseNestedMeta<'_>) {
             skip_value(&m);
             Ok(())
         });
+    }
+}
+
+/// A duration literal, parsed; an error on the literal otherwise.
+fn duration(cx: &mut Ctxt, s: LitStr) -> Option<Spanned<u64>> {
+    match parse_duration_ms(&s.value()) {
+        Ok(ms) => Some(Spanned {
+            value: ms,
+            span: s.span(),
+        }),
+        Err(message) => {
+            cx.error_spanned_by(&s, message);
+            None
+        }
     }
 }
 
@@ -329,6 +364,9 @@ fn example(key: &str) -> &'static str {
         "retries" => "3",
         "backoff" => "\"exponential(1s, x2, max 5m)\"",
         "cron" => "\"0 */5 * * * *\"",
+        "unique" => "\"10m\"",
+        "unique_by" => "\"tenant, report\"",
+        "unique_until" => "\"started\"",
         "payload" => "SendEmail",
         "crate" => "::my_crate::natask",
         _ => "\"send_email\"",
@@ -442,8 +480,16 @@ pub(crate) fn parse_backoff(text: &str) -> Result<BackoffSpec, String> {
 
 /// The valid key closest to `key`, if it is close enough to be a typo.
 fn closest(key: &str) -> Option<&'static str> {
-    KEYS.iter()
-        .map(|k| (levenshtein(key, k), *k))
+    closest_of(key, KEYS.iter().copied())
+}
+
+/// The candidate closest to `word`, if it is close enough to be a typo.
+pub(crate) fn closest_of<'a>(
+    word: &str,
+    candidates: impl Iterator<Item = &'a str>,
+) -> Option<&'a str> {
+    candidates
+        .map(|k| (levenshtein(word, k), k))
         .filter(|(d, k)| *d * 2 <= k.len())
         .min_by_key(|(d, _)| *d)
         .map(|(_, k)| k)
@@ -516,7 +562,7 @@ mod tests {
         ));
         assert_eq!(
             errors.unwrap_err(),
-            "unknown `#[task]` argument `qeue`; expected one of `queue`, `name`, `retries`, `timeout`, `backoff`, `cron`, `payload`, `crate`; did you mean `queue`? \
+            "unknown `#[task]` argument `qeue`; expected one of `queue`, `name`, `retries`, `timeout`, `backoff`, `cron`, `unique`, `unique_by`, `unique_until`, `payload`, `crate`; did you mean `queue`? \
              | `retries` takes an integer, not a string; write `retries = 3` \
              | `30x` is not a duration; write a whole number followed by `ms`, `s`, `m`, `h` or `d`, e.g. `30s` \
              | `fixd` is not a backoff policy (did you mean `fixed`?); write `fixed(5s)`, `exponential(500ms, x2, max 1m)` or `list(1s, 5s, 30s)`"
@@ -530,7 +576,7 @@ mod tests {
             errors.unwrap_err(),
             "`queue` takes a string literal; write `queue = \"emails\"` \
              | `retries` cannot be negative; write `retries = 0` for a task that is never retried \
-             | unknown `#[task]` argument `retries2`; expected one of `queue`, `name`, `retries`, `timeout`, `backoff`, `cron`, `payload`, `crate`; did you mean `retries`? \
+             | unknown `#[task]` argument `retries2`; expected one of `queue`, `name`, `retries`, `timeout`, `backoff`, `cron`, `unique`, `unique_by`, `unique_until`, `payload`, `crate`; did you mean `retries`? \
              | `name` takes a string literal; write `name = \"send_email\"`"
         );
         let (_, errors) = parse(quote!(retries = 99999999999999999999999));

@@ -220,7 +220,87 @@ pub(crate) fn expand(args: &TaskArgs, f: &TaskFn, names: &Names) -> TokenStream 
          schedule, nats-server 2.12+; a time not in the future enqueues at once); returns its \
          id once JetStream has stored it."
     );
+    let enqueue_with_doc = format!(
+        " Enqueues this task on queue `{queue}` as `options` say (a given id, uniqueness); \
+         returns its id and whether this call stored it, once JetStream has."
+    );
     let unique = unique_name_guard(task_name, names.task_span);
+
+    // A unique task's `enqueue` says whether it stored a task or found the
+    // holder of its key; every other task's returns the id alone.
+    let enqueue_fn = match &names.unique {
+        None => quote! {
+            #[doc = #enqueue_doc]
+            #vis async fn enqueue(
+                &self,
+                client: &#p::Client,
+            ) -> ::core::result::Result<#p::TaskId, #p::EnqueueError> {
+                #[allow(unused_imports)]
+                use #p::{EnqueueFails as _, EnqueueHolds as _};
+                (&#p::Probe::<Self>::NEW).enqueue_task(client, self).await
+            }
+        },
+        Some(u) => {
+            let key = if u.fields.is_empty() {
+                "task name".to_owned()
+            } else {
+                let fields: Vec<String> = u
+                    .fields
+                    .iter()
+                    .map(|i| format!("`{}`", i.to_string().trim_start_matches("r#")))
+                    .collect();
+                fields.join(", ")
+            };
+            let until = u
+                .until
+                .map(|v| format!(", or until the task has {}", v.to_lowercase()))
+                .unwrap_or_default();
+            let doc = format!(
+                " Enqueues this task on queue `{queue}` unless a task with the same {key} holds \
+                 the unique lock (held for {} s{until}); returns the id of the task stored, or of \
+                 the one found (`created: false`).",
+                u.ttl_secs
+            );
+            quote! {
+                #[doc = #doc]
+                #vis async fn enqueue(
+                    &self,
+                    client: &#p::Client,
+                ) -> ::core::result::Result<#p::Enqueued, #p::EnqueueError> {
+                    #[allow(unused_imports)]
+                    use #p::{EnqueueFails as _, EnqueueHolds as _};
+                    (&#p::Probe::<Self>::NEW)
+                        .enqueue_task_with(client, self, #p::EnqueueOptions::new())
+                        .await
+                }
+            }
+        }
+    };
+    let unique_items = names.unique.as_ref().map(|u| {
+        let ttl = Literal::u64_suffixed(u.ttl_secs);
+        let until = match u.until {
+            Some(variant) => {
+                let variant = format_ident!("{}", variant);
+                quote!(::core::option::Option::Some(#p::Until::#variant))
+            }
+            None => none.clone(),
+        };
+        let fields = &u.fields;
+        quote! {
+            const UNIQUE: ::core::option::Option<#p::UniquePolicy> =
+                ::core::option::Option::Some(#p::UniquePolicy {
+                    ttl: ::core::time::Duration::from_secs(#ttl),
+                    until: #until,
+                });
+
+            fn unique_fields<__NataskSerializer: #p::serde::Serializer>(
+                &self,
+                __natask_serializer: __NataskSerializer,
+            ) -> ::core::result::Result<__NataskSerializer::Ok, __NataskSerializer::Error> {
+                #p::serde::Serialize::serialize(&(#(&self.#fields,)*), __natask_serializer)
+            }
+        }
+    });
 
     quote! {
         #item
@@ -238,14 +318,17 @@ pub(crate) fn expand(args: &TaskArgs, f: &TaskFn, names: &Names) -> TokenStream 
                 #construct
             }
 
-            #[doc = #enqueue_doc]
-            #vis async fn enqueue(
+            #enqueue_fn
+
+            #[doc = #enqueue_with_doc]
+            #vis async fn enqueue_with(
                 &self,
                 client: &#p::Client,
-            ) -> ::core::result::Result<#p::TaskId, #p::EnqueueError> {
+                options: #p::EnqueueOptions,
+            ) -> ::core::result::Result<#p::Enqueued, #p::EnqueueError> {
                 #[allow(unused_imports)]
                 use #p::{EnqueueFails as _, EnqueueHolds as _};
-                (&#p::Probe::<Self>::NEW).enqueue_task(client, self).await
+                (&#p::Probe::<Self>::NEW).enqueue_task_with(client, self, options).await
             }
 
             #[doc = #enqueue_in_doc]
@@ -327,6 +410,7 @@ pub(crate) fn expand(args: &TaskArgs, f: &TaskFn, names: &Names) -> TokenStream 
                 const NAME: &'static str = #task_name;
                 const QUEUE: &'static str = #queue;
                 const ENTRY: #p::TaskEntry = __NATASK_ENTRY;
+                #unique_items
             }
 
             #[#p::linkme::distributed_slice(#p::TASKS)]

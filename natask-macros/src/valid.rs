@@ -21,7 +21,25 @@ pub(crate) struct Names {
     pub(crate) task_span: Span,
     pub(crate) queue: String,
     pub(crate) payload: syn::Ident,
+    /// `unique = ..`, once valid.
+    pub(crate) unique: Option<Unique>,
 }
+
+/// A valid `unique` declaration.
+pub(crate) struct Unique {
+    pub(crate) ttl_secs: u64,
+    /// The payload fields of the key, in declaration order.
+    pub(crate) fields: Vec<syn::Ident>,
+    /// The variant of `Until`, if any: `Started`, `Succeeded` or `Finished`.
+    pub(crate) until: Option<&'static str>,
+}
+
+/// The stages of `unique_until`, and the variants of `Until` they name.
+const STAGES: [(&str, &str); 3] = [
+    ("started", "Started"),
+    ("succeeded", "Succeeded"),
+    ("finished", "Finished"),
+];
 
 pub(crate) fn validate(cx: &mut Ctxt, args: &TaskArgs, f: &TaskFn) -> Names {
     let sig = &f.item.sig;
@@ -79,6 +97,8 @@ pub(crate) fn validate(cx: &mut Ctxt, args: &TaskArgs, f: &TaskFn) -> Names {
         }
     }
 
+    let unique = check_unique(cx, args, f);
+
     let fn_name = sig.ident.to_string();
     let fn_name = fn_name.strip_prefix("r#").unwrap_or(&fn_name);
     let (task, task_span) = match &args.name {
@@ -107,7 +127,144 @@ pub(crate) fn validate(cx: &mut Ctxt, args: &TaskArgs, f: &TaskFn) -> Names {
         task_span,
         queue,
         payload,
+        unique,
     }
+}
+
+fn check_unique(cx: &mut Ctxt, args: &TaskArgs, f: &TaskFn) -> Option<Unique> {
+    let Some(ttl) = &args.unique_ms else {
+        for (key, lit) in [
+            ("unique_by", &args.unique_by),
+            ("unique_until", &args.unique_until),
+        ] {
+            if let Some(lit) = lit {
+                cx.error_spanned_by(
+                    lit,
+                    format!(
+                        "`{key}` belongs to a unique task, which also needs `unique = \"<ttl>\"`, \
+                         the longest the lock is held; add e.g. `unique = \"10m\"`"
+                    ),
+                );
+            }
+        }
+        return None;
+    };
+    let mut valid = true;
+    if ttl.value < 1_000 {
+        cx.error_at(
+            ttl.span,
+            "a unique lock must be held for at least one second, the resolution of the server's \
+             per-message TTL; write e.g. `unique = \"10m\"`",
+        );
+        valid = false;
+    } else if ttl.value % 1_000 != 0 {
+        cx.error_at(
+            ttl.span,
+            "a unique lock is held for whole seconds (the server's per-message TTL has no finer \
+             resolution); write a duration in `s`, `m`, `h` or `d`",
+        );
+        valid = false;
+    }
+    if args.cron.is_some() {
+        cx.error_at(
+            ttl.span,
+            "cron tasks cannot be unique: the server produces their runs, no enqueue takes a lock; \
+             remove `unique` or `cron`",
+        );
+        valid = false;
+    }
+    let payload: Vec<&syn::Ident> = f
+        .payload()
+        .filter_map(|(_, ident, _)| ident.as_ref())
+        .collect();
+    let plain = |i: &syn::Ident| i.to_string().trim_start_matches("r#").to_owned();
+    let fields = match &args.unique_by {
+        None => payload.iter().map(|i| (*i).clone()).collect(),
+        Some(lit) => {
+            let text = lit.value();
+            let mut chosen: Vec<syn::Ident> = Vec::new();
+            let names: Vec<&str> = text.split(',').map(str::trim).collect();
+            if names.iter().all(|n| n.is_empty()) {
+                cx.error_spanned_by(
+                    lit,
+                    "`unique_by` names no payload parameter; list some, e.g. `unique_by = \"tenant, report\"`, \
+                     or remove it to use all of them",
+                );
+                valid = false;
+            }
+            for name in names.iter().filter(|n| !n.is_empty()) {
+                match payload.iter().find(|i| plain(i) == *name) {
+                    Some(ident) if chosen.iter().any(|c| c == *ident) => {
+                        cx.error_spanned_by(
+                            lit,
+                            format!("`{name}` is named twice in `unique_by`; remove one"),
+                        );
+                        valid = false;
+                    }
+                    Some(ident) => chosen.push((*ident).clone()),
+                    None => {
+                        let expected = if payload.is_empty() {
+                            "the task has none; remove `unique_by` (the task is then unique by its name alone)".to_owned()
+                        } else {
+                            let names: Vec<String> = payload.iter().map(|i| plain(i)).collect();
+                            let hint =
+                                crate::attr::closest_of(name, names.iter().map(String::as_str))
+                                    .map(|n| format!("; did you mean `{n}`?"))
+                                    .unwrap_or_default();
+                            format!(
+                                "expected one of {}{hint}",
+                                names
+                                    .iter()
+                                    .map(|n| format!("`{n}`"))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )
+                        };
+                        cx.error_spanned_by(
+                            lit,
+                            format!(
+                                "`{name}` in `unique_by` is not a payload parameter; {expected}"
+                            ),
+                        );
+                        valid = false;
+                    }
+                }
+            }
+            // declaration order, whatever order `unique_by` lists them in
+            payload
+                .iter()
+                .filter(|i| chosen.contains(i))
+                .map(|i| (*i).clone())
+                .collect()
+        }
+    };
+    let until = match &args.unique_until {
+        None => None,
+        Some(lit) => {
+            let text = lit.value();
+            match STAGES.iter().find(|(stage, _)| *stage == text) {
+                Some((_, variant)) => Some(*variant),
+                None => {
+                    let hint = crate::attr::closest_of(&text, STAGES.iter().map(|(s, _)| *s))
+                        .map(|s| format!("; did you mean `{s}`?"))
+                        .unwrap_or_default();
+                    cx.error_spanned_by(
+                        lit,
+                        format!(
+                            "`{text}` is not a stage of a task; `unique_until` takes `started`, `succeeded` or `finished`{hint}"
+                        ),
+                    );
+                    valid = false;
+                    None
+                }
+            }
+        }
+    };
+    valid.then(|| Unique {
+        ttl_secs: ttl.value / 1_000,
+        fields,
+        until,
+    })
 }
 
 fn check_policy(cx: &mut Ctxt, args: &TaskArgs) {

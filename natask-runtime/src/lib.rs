@@ -134,6 +134,7 @@ pub mod registry {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::client::{Client, EnqueueError};
+    pub use crate::unique::{EnqueueOptions, Enqueued, UniquePolicy, Until};
     pub use linkme;
     pub use natask_core::handler::decode;
     pub use natask_core::registry::TASKS;
@@ -160,6 +161,14 @@ pub mod __private {
             task: &'a T,
         ) -> impl Future<Output = Result<TaskId, EnqueueError>> + Send + 'a;
 
+        /// Enqueues `task` as `options` say.
+        fn enqueue_task_with<'a>(
+            &self,
+            client: &'a Client,
+            task: &'a T,
+            options: EnqueueOptions,
+        ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a;
+
         /// Enqueues `task` to run after `delay`.
         fn enqueue_task_in<'a>(
             &self,
@@ -184,6 +193,15 @@ pub mod __private {
             task: &'a T,
         ) -> impl Future<Output = Result<TaskId, EnqueueError>> + Send + 'a {
             client.enqueue(task)
+        }
+
+        fn enqueue_task_with<'a>(
+            &self,
+            client: &'a Client,
+            task: &'a T,
+            options: EnqueueOptions,
+        ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a {
+            client.enqueue_with(task, options)
         }
 
         fn enqueue_task_in<'a>(
@@ -215,6 +233,14 @@ pub mod __private {
         ) -> impl Future<Output = Result<TaskId, EnqueueError>> + Send + 'a;
 
         /// Never completes.
+        fn enqueue_task_with<'a>(
+            &self,
+            client: &'a Client,
+            task: &'a T,
+            options: EnqueueOptions,
+        ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a;
+
+        /// Never completes.
         fn enqueue_task_in<'a>(
             &self,
             client: &'a Client,
@@ -237,6 +263,15 @@ pub mod __private {
             _: &'a Client,
             _: &'a T,
         ) -> impl Future<Output = Result<TaskId, EnqueueError>> + Send + 'a {
+            core::future::pending()
+        }
+
+        fn enqueue_task_with<'a>(
+            &self,
+            _: &'a Client,
+            _: &'a T,
+            _: EnqueueOptions,
+        ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a {
             core::future::pending()
         }
 

@@ -50,6 +50,21 @@ impl SendEmail {
             .enqueue_task(client, self)
             .await
     }
+    /// Enqueues this task on queue `emails` as `options` say (a given id, uniqueness); returns its id and whether this call stored it, once JetStream has.
+    pub async fn enqueue_with(
+        &self,
+        client: &::natask_runtime::__private::Client,
+        options: ::natask_runtime::__private::EnqueueOptions,
+    ) -> ::core::result::Result<
+        ::natask_runtime::__private::Enqueued,
+        ::natask_runtime::__private::EnqueueError,
+    > {
+        #[allow(unused_imports)]
+        use ::natask_runtime::__private::{EnqueueFails as _, EnqueueHolds as _};
+        (&::natask_runtime::__private::Probe::<Self>::NEW)
+            .enqueue_task_with(client, self, options)
+            .await
+    }
     /// Enqueues this task on queue `emails` to run once `delay` has passed (a JetStream message schedule, nats-server 2.12+; a zero delay enqueues at once); returns its id once JetStream has stored it.
     pub async fn enqueue_in(
         &self,

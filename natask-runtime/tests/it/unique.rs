@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_nats::jetstream::kv;
 use futures_util::StreamExt;
 use natask_runtime::{
-    task, Client, EnqueueOptions, Enqueued, State, TaskContext, TaskId, Unique, Until,
+    task, Client, EnqueueOptions, Enqueued, State, TaskContext, TaskError, TaskId, Unique, Until,
 };
 use tokio::sync::{mpsc, Semaphore};
 
@@ -302,4 +302,105 @@ async fn a_lock_shorter_than_a_second_is_refused() {
         matches!(err, natask_runtime::EnqueueError::UniqueTtl { .. }),
         "{err}"
     );
+}
+
+#[task(
+    queue = "it_unique_declared",
+    unique = "10m",
+    unique_by = "tenant",
+    unique_until = "finished"
+)]
+async fn declared_report(
+    probe: State<Probe>,
+    ctx: &TaskContext,
+    tenant: String,
+    month: u32,
+) -> Result<(), TaskError> {
+    let _ = month;
+    run(&probe, ctx, tenant).await;
+    Err(TaskError::fatal("no data for this month"))
+}
+
+#[tokio::test]
+async fn a_declared_unique_task_is_unique_by_its_fields_until_it_finishes() {
+    let server = natask_testing::NatsServer::start();
+    let client = connect(&server).await;
+    let first = DeclaredReport::new("acme".into(), 1)
+        .enqueue(&client)
+        .await
+        .unwrap();
+    assert!(first.created);
+    // `month` is not part of the key
+    let found = Enqueued {
+        id: first.id,
+        created: false,
+    };
+    assert_eq!(
+        DeclaredReport::new("acme".into(), 2)
+            .enqueue(&client)
+            .await
+            .unwrap(),
+        found
+    );
+    // every way of enqueueing honours the declaration
+    assert_eq!(
+        client
+            .enqueue(&DeclaredReport::new("acme".into(), 3))
+            .await
+            .unwrap(),
+        first.id
+    );
+    assert_eq!(
+        DeclaredReport::new("acme".into(), 4)
+            .enqueue_in(&client, Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        first.id
+    );
+    assert_eq!(
+        client
+            .enqueue_many([DeclaredReport::new("acme".into(), 5)])
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect::<Vec<_>>(),
+        [first.id]
+    );
+    // unless told otherwise
+    let forced = DeclaredReport::new("acme".into(), 6)
+        .enqueue_with(&client, EnqueueOptions::new().not_unique())
+        .await
+        .unwrap();
+    assert!(forced.created);
+    assert!(
+        DeclaredReport::new("globex".into(), 1)
+            .enqueue(&client)
+            .await
+            .unwrap()
+            .created
+    );
+    assert_eq!(queued(&client, "it_unique_declared").await, 3);
+
+    // a fatal error finishes the task (dead letter): the lock goes with it
+    let mut watch = locks(&client).await.watch_all().await.unwrap();
+    let (probe, mut started, gate) = probe();
+    gate.add_permits(3);
+    let running = Running::start(builder(&client, &["it_unique_declared"]).state(probe)).await;
+    let mut ran = Vec::new();
+    for _ in 0..3 {
+        ran.push(within(started.recv()).await.unwrap().0);
+    }
+    assert!(ran.contains(&first.id) && ran.contains(&forced.id));
+    // the two locks (acme, globex) are released; `forced` held none
+    lock_removed(&mut watch).await;
+    lock_removed(&mut watch).await;
+    let again = DeclaredReport::new("acme".into(), 1)
+        .enqueue(&client)
+        .await
+        .unwrap();
+    assert!(again.created);
+    assert_ne!(again.id, first.id);
+    gate.add_permits(1);
+    assert_eq!(within(started.recv()).await.unwrap().0, again.id);
+    running.stop().await;
 }

@@ -1,0 +1,8 @@
+use natask_runtime::task;
+
+#[task(unique = "10m", unique_by = "")]
+async fn build_report(tenant: String) {
+    let _ = tenant;
+}
+
+fn main() {}
