@@ -150,6 +150,41 @@ mod valid;
 /// it builds, and removes the schedules of cron tasks it does not serve;
 /// see `docs/scheduling.md`.
 ///
+/// ## `unique = "1h"`
+/// Makes the task unique: every enqueue first takes a lock (nats-server
+/// 2.11+), and while a task with the same key holds it, enqueueing stores
+/// nothing and returns the holder's id. The value is the lock's TTL, the
+/// longest it is held: whole seconds, at least `1s` (the server's per-message
+/// TTL counts seconds). The generated `enqueue` then returns
+/// `Result<Enqueued, EnqueueError>`: `Enqueued { id, created }` says whether
+/// this call stored the task. Not with `cron` (nobody enqueues a tick).
+///
+/// ```no_run
+/// #[natask_runtime::task(queue = "reports", unique = "1h", unique_by = "tenant", unique_until = "started")]
+/// async fn build_report(tenant: String, month: u32) {}
+///
+/// # async fn demo(client: natask_runtime::Client) -> Result<(), Box<dyn std::error::Error>> {
+/// let enqueued = BuildReport::new("acme".into(), 7).enqueue(&client).await?;
+/// if !enqueued.created {
+///     println!("a report for acme is already waiting: {}", enqueued.id);
+/// }
+/// # Ok(()) }
+/// ```
+///
+/// ## `unique_by = "tenant, month"`
+/// The payload parameters that make the key, separated by commas (in any
+/// order; the key uses declaration order). All payload parameters when
+/// omitted; a task without payload is unique by its name alone. Needs
+/// `unique`.
+///
+/// ## `unique_until = "started"`
+/// Releases the lock before its TTL when the task reaches a stage:
+/// `"started"` (a worker begins its first attempt: at most one task waiting
+/// per key), `"succeeded"` (an attempt succeeded; a task that ends in the
+/// dead-letter stream keeps the key until the TTL), or `"finished"`
+/// (succeeded or dead-lettered). Without it only the TTL ends the lock.
+/// Needs `unique`.
+///
 /// ## `payload = SendMail`
 /// Name of the generated struct, instead of the function's name in CamelCase.
 ///

@@ -41,6 +41,42 @@
 //! it meanwhile. [`Client::cancel_scheduled`] removes a waiting one.
 //! `docs/scheduling.md` in the repository has the details.
 //!
+//! # Unique tasks
+//!
+//! `#[task(unique = "1h", unique_by = "tenant", unique_until = "started")]`
+//! keeps at most one task per key: enqueueing while a task with the same
+//! key holds its lock (in the key-value bucket `NATASK_UNIQUE`, with a
+//! per-message TTL, nats-server 2.11+) stores nothing and returns that
+//! task's id. [`Client::enqueue_with`] takes [`EnqueueOptions`]: a given
+//! task id, so that a retried enqueue is absorbed by JetStream's duplicate
+//! window, or a [`Unique`] key chosen per call. Both answer [`Enqueued`].
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use natask_runtime::{task, Client, EnqueueOptions, TaskId, Unique, Until};
+//!
+//! #[task(queue = "reports", unique = "1h", unique_by = "tenant, month", unique_until = "started")]
+//! async fn build_report(tenant: String, month: u32, format: String) {}
+//!
+//! # async fn demo(client: Client) -> Result<(), Box<dyn std::error::Error>> {
+//! let first = BuildReport::new("acme".into(), 7, "pdf".into()).enqueue(&client).await?;
+//! let again = BuildReport::new("acme".into(), 7, "csv".into()).enqueue(&client).await?;
+//! assert!(first.created && !again.created && again.id == first.id);
+//!
+//! let task = BuildReport::new("acme".into(), 8, "pdf".into());
+//! let unique = Unique::by("acme", Duration::from_secs(600)).until(Until::Succeeded);
+//! client.enqueue_with(&task, EnqueueOptions::new().unique(unique)).await?;
+//!
+//! let id = TaskId::new(); // kept across the retries of one enqueue
+//! let options = || EnqueueOptions::new().id(id).not_unique();
+//! client.enqueue_with(&task, options()).await?;
+//! let retried = client.enqueue_with(&task, options()).await?;
+//! assert_eq!((retried.id, retried.created), (id, false));
+//! # Ok(()) }
+//! ```
+//!
+//! `docs/scheduling.md` ("Unique tasks") has the details.
+//!
 //! # Parameters: payload and injected
 //!
 //! The rule is syntactic: a parameter whose type is written `State<T>` gets
