@@ -260,7 +260,7 @@ fn check_unique(cx: &mut Ctxt, args: &TaskArgs, f: &TaskFn) -> Option<Unique> {
             }
         }
     };
-    valid.then(|| Unique {
+    valid.then_some(Unique {
         ttl_secs: ttl.value / 1_000,
         fields,
         until,
