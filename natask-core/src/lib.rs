@@ -14,6 +14,7 @@
 //! ```
 
 pub mod context;
+pub mod cron;
 pub mod error;
 pub mod handler;
 pub mod name;
