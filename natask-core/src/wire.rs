@@ -116,6 +116,19 @@ impl Names {
         format!("{}.s.{queue}.{task}.cron", self.prefix)
     }
 
+    /// The subject of the schedule `key` of task `task`, made at run time
+    /// (`Client::schedule`): one per key, so publishing it again replaces it.
+    /// It has one token more than [`cron_subject`](Self::cron_subject), so
+    /// [`cron_filter`](Self::cron_filter) never matches it.
+    pub fn keyed_schedule_subject(&self, queue: &str, task: &str, key: &str) -> String {
+        format!("{}.s.{queue}.{task}.cron.{key}", self.prefix)
+    }
+
+    /// The subjects of every run-time schedule of task `task`.
+    pub fn keyed_schedule_filter(&self, queue: &str, task: &str) -> String {
+        format!("{}.s.{queue}.{task}.cron.*", self.prefix)
+    }
+
     /// The schedule subjects of every cron task of `queue` (a delayed task's
     /// schedule subject ends in its UUID, never in `cron`).
     pub fn cron_filter(&self, queue: &str) -> String {
@@ -270,6 +283,8 @@ mod tests {
         assert_eq!(n.dead_letter_id_filter("x"), "app1.dlq.*.*.x");
         assert_eq!(n.handback_bucket(), "APP1_HANDBACKS");
         assert_eq!(n.unique_bucket(), "APP1_UNIQUE");
+        assert_eq!(n.keyed_schedule_subject("q", "t", "k"), "app1.s.q.t.cron.k");
+        assert_eq!(n.keyed_schedule_filter("q", "t"), "app1.s.q.t.cron.*");
         assert_eq!(n.schedule_filter("q"), "app1.s.q.>");
         assert_eq!(n.schedule_subject("q", "t", "x"), "app1.s.q.t.x");
     }

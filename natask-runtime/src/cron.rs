@@ -88,7 +88,7 @@ fn schedule_headers(entry: &TaskEntry, cron: &str, target: &str) -> HeaderMap {
 /// an unchanged schedule would restart an `@every` interval (measured on
 /// nats-server 2.15.1), so that a fleet restarting more often than the
 /// interval would never tick.
-fn unchanged(stored: Option<&HeaderMap>, wanted: &HeaderMap) -> bool {
+pub(crate) fn unchanged(stored: Option<&HeaderMap>, wanted: &HeaderMap) -> bool {
     let Some(stored) = stored else { return false };
     [
         NATS_SCHEDULE,
@@ -208,7 +208,7 @@ pub(crate) async fn sync(
 
 /// Whether `e` (or an error it wraps) is JetStream's "message schedules
 /// pattern is invalid".
-fn is_pattern_invalid(e: &(dyn std::error::Error + 'static)) -> bool {
+pub(crate) fn is_pattern_invalid(e: &(dyn std::error::Error + 'static)) -> bool {
     const PATTERN_INVALID: u64 = 10189;
     let mut next = Some(e);
     while let Some(e) = next {

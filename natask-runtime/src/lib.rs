@@ -138,6 +138,7 @@ mod pull;
 mod queue;
 mod runtime;
 mod schedule;
+mod schedules;
 mod unique;
 mod worker;
 
@@ -159,6 +160,7 @@ pub use runtime::{
     DEFAULT_RETRIES, DEFAULT_SHUTDOWN_GRACE, DEFAULT_TIMEOUT,
 };
 pub use schedule::CancelError;
+pub use schedules::{Schedule, ScheduleError};
 pub use unique::{EnqueueOptions, Enqueued, Unique, UniquePolicy, Until};
 
 /// The link-time task registry.

@@ -98,12 +98,12 @@ impl Client {
             return Err(EnqueueError::TooFarAhead { task: T::NAME });
         };
         let span = tracing::info_span!("enqueue", task = T::NAME, queue = T::QUEUE, due = %at);
-        self.bounded::<T, _>(self.schedule(task, due, at).instrument(span))
+        self.bounded::<T, _>(self.schedule_at(task, due, at).instrument(span))
             .await
             .map(|enqueued| enqueued.id)
     }
 
-    async fn schedule<T: Task>(
+    async fn schedule_at<T: Task>(
         &self,
         task: &T,
         due: SystemTime,
@@ -171,7 +171,7 @@ impl Client {
     }
 }
 
-fn is_stream_not_found(e: &async_nats::jetstream::stream::PurgeError) -> bool {
+pub(crate) fn is_stream_not_found(e: &async_nats::jetstream::stream::PurgeError) -> bool {
     use async_nats::jetstream::stream::PurgeErrorKind;
     matches!(
         e.kind(),

@@ -14,6 +14,7 @@ mod pause;
 mod poison;
 mod queues;
 mod schedule;
+mod schedules;
 mod shutdown;
 mod unique;
 
