@@ -41,6 +41,12 @@
 //! it meanwhile. [`Client::cancel_scheduled`] removes a waiting one.
 //! `docs/scheduling.md` in the repository has the details.
 //!
+//! `#[task(cron = "0 */5 * * * *")]` runs a task without payload on a
+//! repeating server-side schedule (nats-server 2.14+);
+//! [`Client::schedule`] makes such schedules at run time, with a payload and
+//! a key (e.g. one per tenant), [`Client::unschedule`] removes one and
+//! [`Client::schedules`] lists them.
+//!
 //! # Unique tasks
 //!
 //! `#[task(unique = "1h", unique_by = "tenant", unique_until = "started")]`
