@@ -14,7 +14,7 @@ use natask_core::{Task, TaskId};
 
 use crate::headers::{CONTENT_TYPE, ENQUEUED_AT, FORMAT, ID, MSG_ID, TASK};
 use crate::middleware::{self, Enqueue, Middleware, Rejected};
-use crate::policy::QueuePolicy;
+use crate::policy::{Drift, Provisioning, QueuePolicy};
 use crate::provision::{self, ProvisionError};
 use tracing::Instrument;
 
@@ -49,6 +49,8 @@ struct Inner {
     max_payload: AtomicUsize,
     /// Policies registered with [`Client::with_queue`], by queue name.
     policies: Arc<HashMap<String, Arc<QueuePolicy>>>,
+    /// Whether missing streams and consumers may be created.
+    provisioning: Provisioning,
 }
 
 /// Connecting to NATS failed.
@@ -135,6 +137,23 @@ pub enum EnqueueError {
         /// The client's timeout.
         timeout: Duration,
     },
+    /// The queue holds as many tasks (or bytes) as its policy allows
+    /// ([`QueuePolicy::max_tasks`], [`QueuePolicy::max_bytes`]) and refuses
+    /// more ([`WhenFull::Refuse`](crate::WhenFull::Refuse)). Nothing was
+    /// stored, and nothing queued was lost.
+    #[error(
+        "queue `{queue}` is full ({limit}), so task `{task}` was not stored and no queued task \
+         was lost; enqueue it again once workers have taken some, or raise the queue's \
+         `max_tasks`/`max_bytes` (Client::update_queue applies a raised limit)"
+    )]
+    QueueFull {
+        /// The task's name.
+        task: &'static str,
+        /// The queue.
+        queue: &'static str,
+        /// The limit JetStream reported, e.g. `maximum messages exceeded`.
+        limit: String,
+    },
     /// JetStream did not acknowledge the task (in time). It may or may not
     /// have been stored; enqueueing the same payload again is safe only for
     /// idempotent tasks.
@@ -182,6 +201,7 @@ impl Client {
             DEFAULT_TIMEOUT,
             crate::runtime::builtin_middleware(),
             Arc::default(),
+            Provisioning::default(),
         )
     }
 
@@ -191,6 +211,7 @@ impl Client {
         timeout: Duration,
         middleware: Vec<Arc<dyn Middleware>>,
         policies: Arc<HashMap<String, Arc<QueuePolicy>>>,
+        provisioning: Provisioning,
     ) -> Client {
         let mut js = jetstream::new(nats.clone());
         js.set_timeout(timeout);
@@ -206,6 +227,7 @@ impl Client {
                 subjects: Mutex::new(HashMap::new()),
                 max_payload: AtomicUsize::new(0),
                 policies,
+                provisioning,
             }),
         }
     }
@@ -222,6 +244,7 @@ impl Client {
             timeout,
             middleware,
             Arc::clone(&self.inner.policies),
+            self.inner.provisioning,
         )
     }
 
@@ -238,7 +261,67 @@ impl Client {
             self.inner.timeout,
             self.inner.middleware.clone(),
             Arc::new(policies),
+            self.inner.provisioning,
         ))
+    }
+
+    /// Whether this client (and every runtime built from it) may create a
+    /// missing queue stream or consumer (default [`Provisioning::Create`]).
+    /// With [`Provisioning::NoCreate`], for accounts whose streams an
+    /// operator manages, a missing one is an error that names it; existing
+    /// ones are attached to either way.
+    pub fn with_provisioning(self, provisioning: Provisioning) -> Client {
+        Self::build(
+            self.inner.nats.clone(),
+            self.inner.names.clone(),
+            self.inner.timeout,
+            self.inner.middleware.clone(),
+            Arc::clone(&self.inner.policies),
+            provisioning,
+        )
+    }
+
+    pub(crate) fn provisioning(&self) -> Provisioning {
+        self.inner.provisioning
+    }
+
+    /// Where the live stream and consumer of `queue` differ from its
+    /// [policy](Self::queue_policy); empty when they match. Read-only.
+    ///
+    /// The consumer counts only once it exists (a runtime serving the
+    /// queue creates it), and its `ack_wait` only if the policy sets one
+    /// (otherwise the runtime's [`ack_wait`](crate::RuntimeBuilder::ack_wait)
+    /// applies, which this client does not know).
+    pub async fn queue_drift(&self, queue: &str) -> Result<Vec<Drift>, ProvisionError> {
+        provision::queue_drift(self, queue).await
+    }
+
+    /// Updates the stream and consumer of `queue` to its
+    /// [policy](Self::queue_policy) and returns what was changed (empty if
+    /// nothing differed). Provisioning alone never changes an existing
+    /// stream or consumer; this does.
+    ///
+    /// A missing stream is created first (unless
+    /// [`Provisioning::NoCreate`]); a missing consumer is left to the
+    /// runtime, which creates it from the policy. Settings the server cannot
+    /// change on an existing stream (storage, retention) fail with
+    /// [`ProvisionError::Immutable`] and nothing is changed; more replicas
+    /// than the cluster has servers fail with the server's error.
+    ///
+    /// ```no_run
+    /// use natask_runtime::{Client, QueuePolicy};
+    ///
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let client = Client::connect("nats://127.0.0.1:4222")
+    ///     .await?
+    ///     .with_queue(QueuePolicy::new("emails").max_in_flight(50))?;
+    /// for change in client.update_queue("emails").await? {
+    ///     println!("{change}"); // max_in_flight: live 10000, wanted 50
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn update_queue(&self, queue: &str) -> Result<Vec<Drift>, ProvisionError> {
+        provision::update_queue(self, queue).await
     }
 
     /// The policy of `queue`: the one registered with
@@ -459,7 +542,7 @@ impl Client {
         if self.is_ensured(&stream) {
             return Ok(());
         }
-        provision::queue_stream(&self.inner.js, &self.inner.names, queue).await?;
+        provision::queue_stream(self, queue).await?;
         self.mark_ensured(stream);
         Ok(())
     }
@@ -476,7 +559,7 @@ impl Client {
         {
             return Ok(());
         }
-        let honoured = provision::schedules(&self.inner.js, &self.inner.names, queue)
+        let honoured = provision::schedules(self, queue)
             .await
             .map_err(|source| EnqueueError::Provision { queue, source })?;
         if !honoured {
@@ -546,11 +629,39 @@ fn task_headers(task: &str, id: TaskId) -> HeaderMap {
 }
 
 pub(crate) fn publish_error<T: Task>(source: async_nats::Error) -> EnqueueError {
+    if let Some(limit) = full_queue(&*source) {
+        return EnqueueError::QueueFull {
+            task: T::NAME,
+            queue: T::QUEUE,
+            limit,
+        };
+    }
     EnqueueError::Publish {
         task: T::NAME,
         queue: T::QUEUE,
         source,
     }
+}
+
+/// The limit a stream with discard-new refused a message for: JetStream
+/// answers error 10077 ("maximum messages exceeded", "maximum bytes
+/// exceeded").
+fn full_queue(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(js) = e.downcast_ref::<jetstream::Error>() {
+            // async-nats shows the description only through Display.
+            let shown = js.to_string();
+            let description = shown.split(" (code").next().unwrap_or_default();
+            if js.error_code() == jetstream::ErrorCode::STREAM_STORE_FAILED
+                && description.starts_with("maximum")
+            {
+                return Some(description.to_owned());
+            }
+        }
+        next = e.source();
+    }
+    None
 }
 
 /// Bytes the headers take on the wire (`NATS/1.0\r\n`, `Name: value\r\n`, `\r\n`).

@@ -114,7 +114,10 @@ pub use natask_core::{
     TaskContext, TaskError, TaskErrorKind, TaskId,
 };
 pub use natask_macros::task;
-pub use policy::{QueuePolicy, Storage, WhenFull, DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_IN_FLIGHT};
+pub use policy::{
+    Drift, InvalidPolicy, Provisioning, QueuePolicy, Storage, WhenFull, DEFAULT_DEDUP_WINDOW,
+    DEFAULT_MAX_IN_FLIGHT,
+};
 pub use provision::ProvisionError;
 pub use queue::{QueueError, QueueInfo};
 pub use runtime::{

@@ -409,35 +409,38 @@ impl RuntimeBuilder {
             }
         }
 
-        let settings = ConsumerSettings {
-            ack_wait: self.config.ack_wait,
-            max_ack_pending: 10_000,
-        };
         let mut workers = Vec::new();
         for (queue, handlers) in by_queue {
-            let consumer = provision::queue_consumer(
-                self.client.jetstream(),
-                self.client.names(),
-                queue,
-                &settings,
-            )
-            .await
-            .map_err(|source| BuildError::Provision {
-                queue: queue.to_owned(),
-                source,
-            })?;
+            let policy = self.client.queue_policy(queue);
+            policy
+                .validate()
+                .map_err(|e| BuildError::Config(e.to_string()))?;
+            let mut settings = ConsumerSettings::of(&policy, self.config.ack_wait);
+            let consumer = provision::queue_consumer(&self.client, queue, &settings)
+                .await
+                .map_err(|source| BuildError::Provision {
+                    queue: queue.to_owned(),
+                    source,
+                })?;
+            // An attached consumer keeps its own lease; renew within the
+            // shorter of the two so a task is never lost to a short lease.
+            settings.ack_wait = settings
+                .ack_wait
+                .min(consumer.cached_info().config.ack_wait);
             self.client
                 .mark_ensured(self.client.names().queue_stream(queue));
             crate::cron::sync(&self.client, queue, &handlers).await?;
             let mut tasks: Vec<_> = handlers.keys().copied().collect();
             tasks.sort_unstable();
-            tracing::info!(queue, tasks = ?tasks, concurrency = self.concurrency, "serving queue");
+            let concurrency = policy.concurrency.unwrap_or(self.concurrency);
+            tracing::info!(queue, tasks = ?tasks, concurrency, max_in_flight = policy.max_in_flight, "serving queue");
             workers.push(Arc::new(QueueWorker {
                 queue,
                 consumer,
                 handlers,
-                concurrency: self.concurrency,
-                settings: settings.clone(),
+                concurrency,
+                settings,
+                default_retries: policy.retries.unwrap_or(self.config.default_retries),
             }));
         }
         let handbacks = Handbacks::provision(self.client.jetstream(), self.client.names())

@@ -85,6 +85,9 @@ pub(crate) struct QueueWorker {
     pub(crate) handlers: HashMap<&'static str, TaskEntry>,
     pub(crate) concurrency: usize,
     pub(crate) settings: ConsumerSettings,
+    /// Retries for tasks that do not set their own: the queue policy's, else
+    /// the runtime's.
+    pub(crate) default_retries: u32,
 }
 
 impl QueueWorker {
@@ -263,14 +266,7 @@ impl QueueWorker {
     /// Re-checks the queue's stream and consumer (creating them again if
     /// they were deleted) and pulls from the consumer found.
     async fn reprovision(&self, client: &Client, puller: &mut Puller) {
-        match provision::queue_consumer(
-            client.jetstream(),
-            client.names(),
-            self.queue,
-            &self.settings,
-        )
-        .await
-        {
+        match provision::queue_consumer(client, self.queue, &self.settings).await {
             Ok(consumer) => puller.set_consumer(consumer),
             Err(e) => {
                 tracing::debug!(queue = self.queue, error = %e, "queue not provisioned yet");
@@ -436,7 +432,7 @@ async fn handle(
     let attempt = delivered.saturating_sub(handbacks).max(1);
     let max_attempts = entry
         .retries
-        .unwrap_or(config.default_retries)
+        .unwrap_or(worker.default_retries)
         .saturating_add(1);
     if attempt > u64::from(max_attempts) {
         let error = format!(
