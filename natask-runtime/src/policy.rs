@@ -25,7 +25,12 @@ pub enum Storage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum WhenFull {
-    /// `enqueue` fails with an error and nothing queued is lost (the default).
+    /// `enqueue` fails with
+    /// [`EnqueueError::QueueFull`](crate::EnqueueError::QueueFull) and
+    /// nothing queued is lost (the default). JetStream holds no delayed
+    /// tasks in such a queue (message schedules need a stream that discards
+    /// old messages), so a queue with a limit and `Refuse` cannot take
+    /// `enqueue_in`, `enqueue_at` or cron tasks.
     #[default]
     Refuse,
     /// The oldest queued task is deleted to make room. Tasks are lost

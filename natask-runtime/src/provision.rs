@@ -72,6 +72,20 @@ pub enum ProvisionError {
         /// The stream's name.
         stream: String,
     },
+    /// The queue refuses tasks when full ([`WhenFull::Refuse`] with
+    /// [`QueuePolicy::max_tasks`] or [`QueuePolicy::max_bytes`]) and was
+    /// asked to hold delayed tasks, or the other way round: JetStream
+    /// cannot do both in one stream.
+    #[error(
+        "stream `{stream}` cannot both refuse tasks when full (WhenFull::Refuse with max_tasks or \
+         max_bytes) and hold delayed tasks: JetStream allows no message schedules on a discard-new \
+         stream (error 10052) and cannot turn schedules off once on; give this queue \
+         WhenFull::DropOldest or no size limit, or move its delayed and cron tasks to another queue"
+    )]
+    RefuseWithDelays {
+        /// The stream's name.
+        stream: String,
+    },
     /// The policy asks for a change the server cannot make to an existing
     /// stream.
     #[error(
@@ -113,11 +127,12 @@ pub(crate) fn queue_stream_config(names: &Names, policy: &QueuePolicy) -> stream
         num_replicas: policy.replicas,
         max_messages: policy.max_tasks.unwrap_or(-1),
         max_bytes: policy.max_bytes.unwrap_or(-1),
-        discard: discard_policy(policy.when_full),
+        discard: discard_policy(policy),
         duplicate_window: policy.dedup_window,
         allow_direct: true,
         // Servers before 2.12 ignore the flag; `schedules` detects that.
-        allow_message_schedules: true,
+        // A discard-new stream cannot hold schedules (error 10052).
+        allow_message_schedules: !refuses_when_full(policy),
         ..Default::default()
     }
 }
@@ -129,10 +144,22 @@ fn storage_type(storage: Storage) -> stream::StorageType {
     }
 }
 
-fn discard_policy(when_full: WhenFull) -> stream::DiscardPolicy {
-    match when_full {
-        WhenFull::Refuse => stream::DiscardPolicy::New,
-        WhenFull::DropOldest => stream::DiscardPolicy::Old,
+/// Whether the policy has a size limit and refuses tasks beyond it.
+fn refuses_when_full(policy: &QueuePolicy) -> bool {
+    limited(policy) && policy.when_full == WhenFull::Refuse
+}
+
+fn limited(policy: &QueuePolicy) -> bool {
+    policy.max_tasks.is_some() || policy.max_bytes.is_some()
+}
+
+/// Discard-new only where it matters: without a limit, nothing is ever
+/// discarded, and discard-old keeps message schedules (delayed tasks) allowed.
+fn discard_policy(policy: &QueuePolicy) -> stream::DiscardPolicy {
+    if refuses_when_full(policy) {
+        stream::DiscardPolicy::New
+    } else {
+        stream::DiscardPolicy::Old
     }
 }
 
@@ -189,8 +216,7 @@ pub(crate) fn stream_drift(live: &stream::Config, policy: &QueuePolicy) -> Vec<D
     }
     // Without a limit the discard policy never applies, so a stream created
     // before policies (discard old) is not reported.
-    let limited = policy.max_tasks.is_some() || policy.max_bytes.is_some();
-    if limited && live.discard != wanted.discard {
+    if limited(policy) && live.discard != wanted.discard {
         let when_full = |d| match d {
             stream::DiscardPolicy::New => "refuse",
             _ => "drop_oldest",
@@ -344,6 +370,11 @@ pub(crate) async fn schedules(client: &Client, queue: &str) -> Result<bool, Prov
     let subject = names.schedule_filter(queue);
     if config.allow_message_schedules && config.subjects.contains(&subject) {
         return Ok(true);
+    }
+    if config.discard == stream::DiscardPolicy::New {
+        return Err(ProvisionError::RefuseWithDelays {
+            stream: config.name,
+        });
     }
     config.allow_message_schedules = true;
     if !config.subjects.contains(&subject) {
@@ -523,7 +554,10 @@ pub(crate) async fn update_queue(
         live.num_replicas = wanted.num_replicas;
         live.max_messages = wanted.max_messages;
         live.max_bytes = wanted.max_bytes;
-        if policy.max_tasks.is_some() || policy.max_bytes.is_some() {
+        if limited(&policy) {
+            if wanted.discard == stream::DiscardPolicy::New && live.allow_message_schedules {
+                return Err(ProvisionError::RefuseWithDelays { stream: name });
+            }
             live.discard = wanted.discard;
         }
         live.duplicate_window = wanted.duplicate_window;

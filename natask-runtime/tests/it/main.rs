@@ -12,6 +12,7 @@ mod failures;
 mod observe;
 mod pause;
 mod poison;
+mod policy;
 mod queues;
 mod schedule;
 mod shutdown;
