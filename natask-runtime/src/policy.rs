@@ -243,10 +243,12 @@ pub enum Provisioning {
     /// Create what is missing, from the queue's policy (the default).
     #[default]
     Create,
-    /// Never create a stream or consumer: for accounts whose streams an
-    /// operator manages. A missing one is an error
+    /// Never create a stream, consumer or bucket: for accounts whose
+    /// streams an operator manages. A missing one is an error
     /// ([`ProvisionError::Missing`](crate::ProvisionError::Missing)) that
-    /// names it.
+    /// names it. A worker needs its queues' streams and consumers, the
+    /// dead-letter stream and the hand-back bucket; running one worker
+    /// with [`Create`](Self::Create) once creates them all.
     NoCreate,
 }
 

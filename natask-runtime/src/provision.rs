@@ -393,8 +393,17 @@ pub(crate) async fn schedules(client: &Client, queue: &str) -> Result<bool, Prov
 pub(crate) async fn dead_letter_stream(
     js: &jetstream::Context,
     names: &Names,
+    provisioning: Provisioning,
 ) -> Result<stream::Stream, ProvisionError> {
     let name = names.dead_letter_stream();
+    if provisioning == Provisioning::NoCreate {
+        return existing_stream(js, &name)
+            .await?
+            .ok_or(ProvisionError::Missing {
+                stream: name,
+                consumer: None,
+            });
+    }
     js.get_or_create_stream(stream::Config {
         name: name.clone(),
         description: Some("natask dead letters of every queue".to_owned()),

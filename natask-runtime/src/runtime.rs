@@ -443,12 +443,31 @@ impl RuntimeBuilder {
                 default_retries: policy.retries.unwrap_or(self.config.default_retries),
             }));
         }
-        let handbacks = Handbacks::provision(self.client.jetstream(), self.client.names())
-            .await
-            .map_err(|source| BuildError::Provision {
-                queue: "(all)".to_owned(),
-                source,
-            })?;
+        let handbacks = Handbacks::provision(
+            self.client.jetstream(),
+            self.client.names(),
+            self.client.provisioning(),
+        )
+        .await
+        .map_err(|source| BuildError::Provision {
+            queue: "(all)".to_owned(),
+            source,
+        })?;
+        // Up front, so that one worker run creates everything a locked-down
+        // (Provisioning::NoCreate) worker needs, and such a worker fails
+        // here rather than circling failed tasks it cannot dead-letter.
+        let dlq = self.client.names().dead_letter_stream();
+        provision::dead_letter_stream(
+            self.client.jetstream(),
+            self.client.names(),
+            self.client.provisioning(),
+        )
+        .await
+        .map_err(|source| BuildError::Provision {
+            queue: "(all)".to_owned(),
+            source,
+        })?;
+        self.client.mark_ensured(dlq);
         let http = match self.http {
             Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
                 BuildError::Config(format!("cannot listen for HTTP on {addr}: {e}"))

@@ -349,7 +349,8 @@ async fn no_create_refuses_a_missing_queue_and_attaches_to_an_existing_one() {
         } => assert_eq!(consumer.as_deref(), Some(natask_runtime::wire::CONSUMER)),
         other => panic!("{other:?}"),
     }
-    // once it exists, a locked-down worker serves the queue
+    // once a worker has created it (and the dead-letter stream and the
+    // hand-back bucket), a locked-down worker serves the queue
     builder(&operator, &[queue]).build().await.unwrap();
     let running = Running::start(builder(&locked, &[queue])).await;
     within(async {
