@@ -41,6 +41,39 @@
 //! it meanwhile. [`Client::cancel_scheduled`] removes a waiting one.
 //! `docs/scheduling.md` in the repository has the details.
 //!
+//! # Queue policy
+//!
+//! A queue's settings are declared once, as a [`QueuePolicy`] registered
+//! with [`Client::with_queue`]; every producer and runtime built from that
+//! client creates the queue's stream and consumer from it. An existing
+//! stream or consumer is attached to as it is, never rewritten: each
+//! setting that differs is logged as a warning, [`Client::queue_drift`]
+//! lists them, and [`Client::update_queue`] applies the policy.
+//! [`Provisioning::NoCreate`] never creates anything, for accounts whose
+//! streams an operator manages. `docs/queues.md` in the repository has the
+//! details.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use natask_runtime::{Client, QueuePolicy, Runtime};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = Client::connect("nats://127.0.0.1:4222")
+//!     .await?
+//!     .with_queue(
+//!         QueuePolicy::new("emails")
+//!             .max_in_flight(20) // across every worker process
+//!             .concurrency(4)    // in each one
+//!             .max_tasks(100_000)
+//!             .ack_wait(Duration::from_secs(60)),
+//!     )?;
+//! for drift in client.update_queue("emails").await? {
+//!     println!("changed {drift}"); // e.g. "max_in_flight: live 10000, wanted 20"
+//! }
+//! Runtime::builder(client).build().await?.run().await?;
+//! # Ok(()) }
+//! ```
+//!
 //! # Parameters: payload and injected
 //!
 //! The rule is syntactic: a parameter whose type is written `State<T>` gets

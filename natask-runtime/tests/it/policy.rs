@@ -136,9 +136,8 @@ async fn a_runtime_creates_the_consumer_from_the_policy_and_runs_that_many_handl
     let stream = stream_config(&client, queue).await;
     assert_eq!(stream.storage, StorageType::File);
     assert_eq!(stream.max_messages, -1);
-    // no limit: nothing is discarded, and delayed tasks stay possible
+    // no limit: nothing is discarded, and delayed tasks stay possible (2.12+)
     assert_eq!(stream.discard, DiscardPolicy::Old);
-    assert!(stream.allow_message_schedules);
     assert_eq!(
         stream.duplicate_window,
         natask_runtime::DEFAULT_DEDUP_WINDOW
