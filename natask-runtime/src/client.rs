@@ -51,6 +51,9 @@ struct Inner {
     policies: Arc<HashMap<String, Arc<QueuePolicy>>>,
     /// Whether missing streams and consumers may be created.
     provisioning: Provisioning,
+    /// Policy differences already logged, so re-provisioning after a
+    /// reconnect does not repeat them.
+    warned: Mutex<HashSet<String>>,
 }
 
 /// Connecting to NATS failed.
@@ -228,6 +231,7 @@ impl Client {
                 max_payload: AtomicUsize::new(0),
                 policies,
                 provisioning,
+                warned: Mutex::new(HashSet::new()),
             }),
         }
     }
@@ -283,6 +287,15 @@ impl Client {
 
     pub(crate) fn provisioning(&self) -> Provisioning {
         self.inner.provisioning
+    }
+
+    /// Whether `warning` is logged for the first time by this client.
+    pub(crate) fn first_warning(&self, warning: String) -> bool {
+        self.inner
+            .warned
+            .lock()
+            .expect("warned set poisoned")
+            .insert(warning)
     }
 
     /// Where the live stream and consumer of `queue` differ from its

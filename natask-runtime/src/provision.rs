@@ -262,9 +262,13 @@ pub(crate) fn consumer_drift(
     drift
 }
 
-/// Logs one warning per differing setting of an attached stream or consumer.
-fn warn_drift(queue: &str, what: &str, drift: &[Drift]) {
+/// Logs one warning per differing setting of an attached stream or
+/// consumer, once per client (and the runtimes built from it) and value.
+fn warn_drift(client: &Client, queue: &str, what: &str, drift: &[Drift]) {
     for d in drift {
+        if !client.first_warning(format!("{queue}\u{0}{what}\u{0}{d}")) {
+            continue;
+        }
         tracing::warn!(
             queue,
             field = d.field,
@@ -326,6 +330,7 @@ pub(crate) async fn queue_stream(
     let name = config.name.clone();
     if let Some(stream) = existing_stream(js, &name).await? {
         warn_drift(
+            client,
             queue,
             "stream",
             &stream_drift(&stream.cached_info().config, &policy),
@@ -348,6 +353,7 @@ pub(crate) async fn queue_stream(
                 .await
                 .map_err(|e| stream_error(&name, e))?;
             warn_drift(
+                client,
                 queue,
                 "stream",
                 &stream_drift(&stream.cached_info().config, &policy),
@@ -493,7 +499,7 @@ pub(crate) async fn queue_consumer(
             settings.max_ack_pending,
             Some(settings.ack_wait),
         );
-        warn_drift(queue, "consumer", &drift);
+        warn_drift(client, queue, "consumer", &drift);
         return Ok(consumer);
     }
     if client.provisioning() == Provisioning::NoCreate {

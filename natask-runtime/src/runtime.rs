@@ -290,7 +290,8 @@ impl RuntimeBuilder {
     }
 
     /// Handlers running at once per queue in this process
-    /// (default [`DEFAULT_CONCURRENCY`]).
+    /// (default [`DEFAULT_CONCURRENCY`]); a queue's
+    /// [`QueuePolicy::concurrency`](crate::QueuePolicy::concurrency) overrides it.
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n;
         self
@@ -318,7 +319,8 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Retries for tasks that do not set `retries` (default [`DEFAULT_RETRIES`]).
+    /// Retries for tasks that do not set `retries` (default [`DEFAULT_RETRIES`]);
+    /// a queue's [`QueuePolicy::retries`](crate::QueuePolicy::retries) overrides it.
     pub fn default_retries(mut self, retries: u32) -> Self {
         self.config.default_retries = retries;
         self
@@ -349,7 +351,8 @@ impl RuntimeBuilder {
 
     /// JetStream's lease on a delivered task (default [`DEFAULT_ACK_WAIT`]);
     /// the runtime renews it while a handler runs. Applies when the queue's
-    /// consumer is created.
+    /// consumer is created; a queue's
+    /// [`QueuePolicy::ack_wait`](crate::QueuePolicy::ack_wait) overrides it.
     pub fn ack_wait(mut self, ack_wait: Duration) -> Self {
         self.config.ack_wait = ack_wait;
         self
