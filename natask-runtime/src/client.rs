@@ -16,6 +16,7 @@ use crate::headers::{CONTENT_TYPE, ENQUEUED_AT, FORMAT, ID, MSG_ID, TASK};
 use crate::middleware::{self, Enqueue, Middleware, Rejected};
 use crate::policy::QueuePolicy;
 use crate::provision::{self, ProvisionError};
+use crate::tracking::{TaskInfo, TaskState};
 use tracing::Instrument;
 
 /// How long requests wait by default.
@@ -49,6 +50,10 @@ struct Inner {
     max_payload: AtomicUsize,
     /// Policies registered with [`Client::with_queue`], by queue name.
     policies: Arc<HashMap<String, Arc<QueuePolicy>>>,
+    /// How long task states are kept.
+    retention: Duration,
+    /// The bucket of task states, once opened.
+    task_store: tokio::sync::OnceCell<jetstream::kv::Store>,
 }
 
 /// Connecting to NATS failed.
@@ -182,6 +187,7 @@ impl Client {
             DEFAULT_TIMEOUT,
             crate::runtime::builtin_middleware(),
             Arc::default(),
+            crate::tracking::DEFAULT_TASK_RETENTION,
         )
     }
 
@@ -191,6 +197,7 @@ impl Client {
         timeout: Duration,
         middleware: Vec<Arc<dyn Middleware>>,
         policies: Arc<HashMap<String, Arc<QueuePolicy>>>,
+        retention: Duration,
     ) -> Client {
         let mut js = jetstream::new(nats.clone());
         js.set_timeout(timeout);
@@ -206,6 +213,8 @@ impl Client {
                 subjects: Mutex::new(HashMap::new()),
                 max_payload: AtomicUsize::new(0),
                 policies,
+                retention,
+                task_store: tokio::sync::OnceCell::new(),
             }),
         }
     }
@@ -222,7 +231,27 @@ impl Client {
             timeout,
             middleware,
             Arc::clone(&self.inner.policies),
+            self.inner.retention,
         )
+    }
+
+    pub(crate) fn with_retention(self, retention: Duration) -> Client {
+        Self::build(
+            self.inner.nats.clone(),
+            self.inner.names.clone(),
+            self.inner.timeout,
+            self.inner.middleware.clone(),
+            Arc::clone(&self.inner.policies),
+            retention,
+        )
+    }
+
+    pub(crate) fn task_retention(&self) -> Duration {
+        self.inner.retention
+    }
+
+    pub(crate) fn task_store_cell(&self) -> &tokio::sync::OnceCell<jetstream::kv::Store> {
+        &self.inner.task_store
     }
 
     /// Registers the policy of one queue (see [`QueuePolicy`]); a second
@@ -238,6 +267,7 @@ impl Client {
             self.inner.timeout,
             self.inner.middleware.clone(),
             Arc::new(policies),
+            self.inner.retention,
         ))
     }
 
@@ -342,20 +372,25 @@ impl Client {
     async fn enqueue_inner<T: Task>(&self, task: &T) -> Result<TaskId, EnqueueError> {
         let (id, headers, payload) = self.prepare(task)?;
         let subject = self.subject_of::<T>().await?;
-        self.publish_stored::<T>(subject, headers, payload).await?;
+        let seq = self.publish_stored::<T>(subject, headers, payload).await?;
         tracing::debug!(%id, "enqueued");
+        if self.tracks(T::QUEUE) {
+            self.record_initial_state(&initial_state::<T>(id, TaskState::Queued, seq))
+                .await;
+        }
         Ok(id)
     }
 
-    /// Publishes one prepared task of type `T` on `subject` and waits until
-    /// JetStream has stored it.
+    /// Publishes one prepared task of type `T` on `subject`, waits until
+    /// JetStream has stored it, and returns its stream sequence.
     pub(crate) async fn publish_stored<T: Task>(
         &self,
         subject: Subject,
         headers: HeaderMap,
         payload: Vec<u8>,
-    ) -> Result<(), EnqueueError> {
-        self.inner
+    ) -> Result<u64, EnqueueError> {
+        let ack = self
+            .inner
             .js
             .publish_with_headers(subject, headers, payload.into())
             .await
@@ -364,7 +399,7 @@ impl Client {
             .map_err(|e| publish_error::<T>(e.into()))?;
         #[cfg(feature = "metrics")]
         crate::metrics::enqueued(T::QUEUE, T::NAME);
-        Ok(())
+        Ok(ack.sequence)
     }
 
     /// Everything before the publish: the body, the headers, the
@@ -543,6 +578,14 @@ fn task_headers(task: &str, id: TaskId) -> HeaderMap {
         unix_millis(SystemTime::now()).to_string().as_str(),
     );
     headers
+}
+
+/// The state a producer records for a task of type `T` it just stored.
+pub(crate) fn initial_state<T: Task>(id: TaskId, state: TaskState, seq: u64) -> TaskInfo {
+    let mut info = TaskInfo::new(id, T::NAME, T::QUEUE, state);
+    info.enqueued_at = Some(SystemTime::now());
+    info.seq = Some(seq);
+    info
 }
 
 pub(crate) fn publish_error<T: Task>(source: async_nats::Error) -> EnqueueError {

@@ -102,6 +102,7 @@ mod pull;
 mod queue;
 mod runtime;
 mod schedule;
+mod tracking;
 mod worker;
 
 pub use client::{Client, ConnectError, EnqueueError};
@@ -122,6 +123,7 @@ pub use runtime::{
     DEFAULT_RETRIES, DEFAULT_SHUTDOWN_GRACE, DEFAULT_TIMEOUT,
 };
 pub use schedule::CancelError;
+pub use tracking::{Cancelled, TaskInfo, TaskState, TrackingError, DEFAULT_TASK_RETENTION};
 
 /// The link-time task registry.
 pub mod registry {
