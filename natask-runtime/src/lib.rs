@@ -41,6 +41,18 @@
 //! it meanwhile. [`Client::cancel_scheduled`] removes a waiting one.
 //! `docs/scheduling.md` in the repository has the details.
 //!
+//! # Task state, results and cancellation
+//!
+//! [`Client::task_info`] tells where a task is ([`TaskState`]: queued,
+//! scheduled, running, retrying, succeeded, dead, expired, cancelled), with
+//! its attempts, last error, times and, once it succeeded, the handler's
+//! `Ok` value as JSON; [`Client::wait`] awaits its outcome;
+//! [`Client::cancel`] removes a waiting task or stops a running one. The
+//! states live in a JetStream key-value bucket, per queue on by default
+//! ([`QueuePolicy::tracking`]). A queue's
+//! [`QueuePolicy::validity`] expires tasks not started in time.
+//! `docs/queues.md` in the repository has the details.
+//!
 //! # Parameters: payload and injected
 //!
 //! The rule is syntactic: a parameter whose type is written `State<T>` gets
