@@ -536,12 +536,20 @@ pub(crate) struct Running<'a> {
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        self.cancellations
+        let mut state = self
+            .cancellations
             .inner
             .lock()
-            .expect("cancellations poisoned")
+            .expect("cancellations poisoned");
+        // A second delivery of the same task (after a lost lease) may have
+        // registered since; leave its entry.
+        if state
             .running
-            .remove(&self.id);
+            .get(&self.id)
+            .is_some_and(|(_, flag)| Arc::ptr_eq(flag, &self.flag))
+        {
+            state.running.remove(&self.id);
+        }
     }
 }
 

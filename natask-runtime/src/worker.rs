@@ -579,6 +579,8 @@ async fn handle(
         }
         Outcome::Cancelled => {
             tracing::info!(task = entry.name, queue, %id, attempt, "task cancelled while it ran; its handler was stopped");
+            #[cfg(feature = "metrics")]
+            crate::metrics::ended_unrun(queue, entry.name, TaskState::Cancelled);
             if let Some(info) = track(TaskState::Cancelled) {
                 Box::pin(finish(&shared, info, None)).await;
             }
@@ -716,6 +718,8 @@ async fn drop_unstarted(
     state: TaskState,
     error: Option<String>,
 ) {
+    #[cfg(feature = "metrics")]
+    crate::metrics::ended_unrun(worker.queue, task, state);
     if worker.tracking {
         let info = TaskInfo::new(id, task, worker.queue, state);
         let mut info = info;
