@@ -146,6 +146,12 @@ impl Names {
     pub fn handback_bucket(&self) -> String {
         format!("{}_HANDBACKS", self.stream_prefix)
     }
+
+    /// The key-value bucket holding each task's state (key: the task id)
+    /// and cancellation requests (key: `cancel.<id>`).
+    pub fn task_bucket(&self) -> String {
+        format!("{}_TASKS", self.stream_prefix)
+    }
 }
 
 impl Default for Names {

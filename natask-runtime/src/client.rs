@@ -16,6 +16,7 @@ use crate::headers::{CONTENT_TYPE, ENQUEUED_AT, FORMAT, ID, MSG_ID, TASK};
 use crate::middleware::{self, Enqueue, Middleware, Rejected};
 use crate::policy::{Drift, Provisioning, QueuePolicy};
 use crate::provision::{self, ProvisionError};
+use crate::tracking::{TaskInfo, TaskState};
 use tracing::Instrument;
 
 /// How long requests wait by default.
@@ -54,6 +55,10 @@ struct Inner {
     /// Policy differences already logged, so re-provisioning after a
     /// reconnect does not repeat them.
     warned: Mutex<HashSet<String>>,
+    /// How long task states are kept.
+    retention: Duration,
+    /// The bucket of task states, once opened.
+    task_store: tokio::sync::OnceCell<jetstream::kv::Store>,
 }
 
 /// Connecting to NATS failed.
@@ -205,6 +210,7 @@ impl Client {
             crate::runtime::builtin_middleware(),
             Arc::default(),
             Provisioning::default(),
+            crate::tracking::DEFAULT_TASK_RETENTION,
         )
     }
 
@@ -215,6 +221,7 @@ impl Client {
         middleware: Vec<Arc<dyn Middleware>>,
         policies: Arc<HashMap<String, Arc<QueuePolicy>>>,
         provisioning: Provisioning,
+        retention: Duration,
     ) -> Client {
         let mut js = jetstream::new(nats.clone());
         js.set_timeout(timeout);
@@ -232,6 +239,8 @@ impl Client {
                 policies,
                 provisioning,
                 warned: Mutex::new(HashSet::new()),
+                retention,
+                task_store: tokio::sync::OnceCell::new(),
             }),
         }
     }
@@ -249,7 +258,28 @@ impl Client {
             middleware,
             Arc::clone(&self.inner.policies),
             self.inner.provisioning,
+            self.inner.retention,
         )
+    }
+
+    pub(crate) fn with_retention(self, retention: Duration) -> Client {
+        Self::build(
+            self.inner.nats.clone(),
+            self.inner.names.clone(),
+            self.inner.timeout,
+            self.inner.middleware.clone(),
+            Arc::clone(&self.inner.policies),
+            self.inner.provisioning,
+            retention,
+        )
+    }
+
+    pub(crate) fn task_retention(&self) -> Duration {
+        self.inner.retention
+    }
+
+    pub(crate) fn task_store_cell(&self) -> &tokio::sync::OnceCell<jetstream::kv::Store> {
+        &self.inner.task_store
     }
 
     /// Registers the policy of one queue (see [`QueuePolicy`]); a second
@@ -266,6 +296,7 @@ impl Client {
             self.inner.middleware.clone(),
             Arc::new(policies),
             self.inner.provisioning,
+            self.inner.retention,
         ))
     }
 
@@ -282,6 +313,7 @@ impl Client {
             self.inner.middleware.clone(),
             Arc::clone(&self.inner.policies),
             provisioning,
+            self.inner.retention,
         )
     }
 
@@ -438,20 +470,25 @@ impl Client {
     async fn enqueue_inner<T: Task>(&self, task: &T) -> Result<TaskId, EnqueueError> {
         let (id, headers, payload) = self.prepare(task)?;
         let subject = self.subject_of::<T>().await?;
-        self.publish_stored::<T>(subject, headers, payload).await?;
+        let seq = self.publish_stored::<T>(subject, headers, payload).await?;
         tracing::debug!(%id, "enqueued");
+        if self.tracks(T::QUEUE) {
+            self.record_initial_state(&initial_state::<T>(id, TaskState::Queued, seq))
+                .await;
+        }
         Ok(id)
     }
 
-    /// Publishes one prepared task of type `T` on `subject` and waits until
-    /// JetStream has stored it.
+    /// Publishes one prepared task of type `T` on `subject`, waits until
+    /// JetStream has stored it, and returns its stream sequence.
     pub(crate) async fn publish_stored<T: Task>(
         &self,
         subject: Subject,
         headers: HeaderMap,
         payload: Vec<u8>,
-    ) -> Result<(), EnqueueError> {
-        self.inner
+    ) -> Result<u64, EnqueueError> {
+        let ack = self
+            .inner
             .js
             .publish_with_headers(subject, headers, payload.into())
             .await
@@ -460,7 +497,7 @@ impl Client {
             .map_err(|e| publish_error::<T>(e.into()))?;
         #[cfg(feature = "metrics")]
         crate::metrics::enqueued(T::QUEUE, T::NAME);
-        Ok(())
+        Ok(ack.sequence)
     }
 
     /// Everything before the publish: the body, the headers, the
@@ -639,6 +676,14 @@ fn task_headers(task: &str, id: TaskId) -> HeaderMap {
         unix_millis(SystemTime::now()).to_string().as_str(),
     );
     headers
+}
+
+/// The state a producer records for a task of type `T` it just stored.
+pub(crate) fn initial_state<T: Task>(id: TaskId, state: TaskState, seq: u64) -> TaskInfo {
+    let mut info = TaskInfo::new(id, T::NAME, T::QUEUE, state);
+    info.enqueued_at = Some(SystemTime::now());
+    info.seq = Some(seq);
+    info
 }
 
 pub(crate) fn publish_error<T: Task>(source: async_nats::Error) -> EnqueueError {

@@ -74,6 +74,18 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Task state, results and cancellation
+//!
+//! [`Client::task_info`] tells where a task is ([`TaskState`]: queued,
+//! scheduled, running, retrying, succeeded, dead, expired, cancelled), with
+//! its attempts, last error, times and, once it succeeded, the handler's
+//! `Ok` value as JSON; [`Client::wait`] awaits its outcome;
+//! [`Client::cancel`] removes a waiting task or stops a running one. The
+//! states live in a JetStream key-value bucket, per queue on by default
+//! ([`QueuePolicy::tracking`]). A queue's
+//! [`QueuePolicy::validity`] expires tasks not started in time.
+//! `docs/queues.md` in the repository has the details.
+//!
 //! # Parameters: payload and injected
 //!
 //! The rule is syntactic: a parameter whose type is written `State<T>` gets
@@ -135,6 +147,7 @@ mod pull;
 mod queue;
 mod runtime;
 mod schedule;
+mod tracking;
 mod worker;
 
 pub use client::{Client, ConnectError, EnqueueError};
@@ -158,6 +171,7 @@ pub use runtime::{
     DEFAULT_RETRIES, DEFAULT_SHUTDOWN_GRACE, DEFAULT_TIMEOUT,
 };
 pub use schedule::CancelError;
+pub use tracking::{Cancelled, TaskInfo, TaskState, TrackingError, DEFAULT_TASK_RETENTION};
 
 /// The link-time task registry.
 pub mod registry {

@@ -247,8 +247,8 @@ pub enum Provisioning {
     /// streams an operator manages. A missing one is an error
     /// ([`ProvisionError::Missing`](crate::ProvisionError::Missing)) that
     /// names it. A worker needs its queues' streams and consumers, the
-    /// dead-letter stream and the hand-back bucket; running one worker
-    /// with [`Create`](Self::Create) once creates them all.
+    /// dead-letter stream and the hand-back and task-state buckets; running
+    /// one worker with [`Create`](Self::Create) once creates them all.
     NoCreate,
 }
 

@@ -29,6 +29,9 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// JetStream's lease on a delivered task; renewed while the handler runs.
 pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
 
+/// How long a starting runtime waits to learn of earlier cancellations.
+const CANCELLATIONS_CATCH_UP: Duration = Duration::from_secs(5);
+
 /// The fix for an empty or incomplete registry, shared by two errors.
 const LINK_HINT: &str = "if the tasks live in a library crate, add `use your_tasks_crate as _;` \
     to the worker's main.rs (a crate the binary never mentions is not linked, so its tasks are \
@@ -190,6 +193,21 @@ impl Runtime {
         let hand_back = CancellationToken::new();
         let mut loops = JoinSet::new();
         let mut names = HashMap::new();
+        // Tasks cancelled before this runtime started must not start here.
+        let (caught_up, known) = tokio::sync::oneshot::channel();
+        tokio::spawn(Arc::clone(&self.shared.cancellations).follow(
+            self.shared.client.clone(),
+            stop.clone(),
+            caught_up,
+        ));
+        if tokio::time::timeout(CANCELLATIONS_CATCH_UP, known)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "earlier task cancellations were not read within {CANCELLATIONS_CATCH_UP:?}; serving anyway"
+            );
+        }
         for worker in &self.workers {
             let handle = loops.spawn(Arc::clone(worker).run(
                 Arc::clone(&self.shared),
@@ -444,6 +462,8 @@ impl RuntimeBuilder {
                 concurrency,
                 settings,
                 default_retries: policy.retries.unwrap_or(self.config.default_retries),
+                tracking: self.client.tracks(queue),
+                validity: policy.validity,
             }));
         }
         let handbacks = Handbacks::provision(
@@ -471,6 +491,17 @@ impl RuntimeBuilder {
             source,
         })?;
         self.client.mark_ensured(dlq);
+        // Cancellations are followed whether or not tasks are tracked.
+        self.client
+            .task_store()
+            .await
+            .map_err(|e| BuildError::Provision {
+                queue: "(all)".to_owned(),
+                source: ProvisionError::Stream {
+                    stream: format!("KV_{}", self.client.names().task_bucket()),
+                    source: e.into(),
+                },
+            })?;
         let http = match self.http {
             Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
                 BuildError::Config(format!("cannot listen for HTTP on {addr}: {e}"))
@@ -488,6 +519,7 @@ impl RuntimeBuilder {
                 states: self.states,
                 config: self.config,
                 handbacks,
+                cancellations: Arc::default(),
                 middleware: builtin_middleware()
                     .into_iter()
                     .chain(self.middleware)

@@ -18,6 +18,7 @@ use natask_core::{Task, TaskId};
 
 use crate::client::{unix_millis, Client, EnqueueError};
 use crate::headers::{DUE_AT, NATS_SCHEDULE, NATS_SCHEDULE_TARGET};
+use crate::tracking::{TaskInfo, TaskState};
 
 /// A scheduled task could not be cancelled.
 #[derive(Debug, thiserror::Error)]
@@ -117,9 +118,16 @@ impl Client {
         let subject = self
             .names()
             .schedule_subject(T::QUEUE, T::NAME, &id.to_string());
-        self.publish_stored::<T>(subject.into(), headers, payload)
+        self.publish_stored::<T>(subject.clone().into(), headers, payload)
             .await?;
         tracing::debug!(%id, "scheduled");
+        if self.tracks(T::QUEUE) {
+            let mut info = TaskInfo::new(id, T::NAME, T::QUEUE, TaskState::Scheduled);
+            info.enqueued_at = Some(SystemTime::now());
+            info.due_at = Some(due);
+            info.schedule = Some(subject);
+            self.record_initial_state(&info).await;
+        }
         Ok(id)
     }
 

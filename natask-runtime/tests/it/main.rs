@@ -9,6 +9,7 @@ mod cron;
 mod delivery;
 mod enqueue;
 mod failures;
+mod lifecycle;
 mod observe;
 mod pause;
 mod poison;
