@@ -284,7 +284,10 @@ impl Client {
 
     /// Registers the policy of one queue (see [`QueuePolicy`]); a second
     /// policy for the same queue replaces the first. Every producer and
-    /// runtime built from the returned client provisions the queue with it.
+    /// runtime built from the returned client provisions the queue with it
+    /// (checking it with [`QueuePolicy::validate`] first), and attaches to
+    /// an existing stream or consumer without rewriting it (see
+    /// [`update_queue`](Self::update_queue)).
     pub fn with_queue(self, policy: QueuePolicy) -> Result<Client, NameError> {
         name::check(&policy.name)?;
         let mut policies = (*self.inner.policies).clone();

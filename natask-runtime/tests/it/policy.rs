@@ -392,6 +392,15 @@ async fn a_full_queue_refuses_a_task_and_keeps_every_queued_one() {
         message.contains("queue `it_policy` is full") && message.contains("raise"),
         "{message}"
     );
+    // enqueue_many says the same, per task
+    let many = client
+        .enqueue_many([PolicyJob::new(6), PolicyJob::new(7)])
+        .await;
+    assert!(
+        many.iter()
+            .all(|r| matches!(r, Err(EnqueueError::QueueFull { .. }))),
+        "{many:?}"
+    );
     // every earlier task is still there, in order
     assert_eq!(queued(&client, queue).await, 5);
     let stream = client
