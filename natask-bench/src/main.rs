@@ -45,6 +45,7 @@ const SCENARIOS: &[&str] = &[
     "backlog",
     "payload",
     "observe",
+    "tracking",
     "taskiq",
 ];
 
@@ -102,6 +103,12 @@ async fn run(which: &[&str], flags: &[String]) -> anyhow::Result<()> {
                 let rows = scenarios::observe(&sizes).await?;
                 print_rows(&rows);
                 report.observed.extend(rows);
+                continue;
+            }
+            "tracking" => {
+                let rows = scenarios::tracking(&sizes).await?;
+                print_rows(&rows);
+                report.tracking.extend(rows);
                 continue;
             }
             "taskiq" if smoke => {

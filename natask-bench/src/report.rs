@@ -98,6 +98,8 @@ pub(crate) struct Report {
     pub(crate) peers: Vec<Row>,
     /// natask with tracing and metrics on against natask with them off.
     pub(crate) observed: Vec<Row>,
+    /// natask with task tracking on, against off.
+    pub(crate) tracking: Vec<Row>,
     /// Lines printed above the tables (machine, versions, load).
     pub(crate) preamble: Vec<String>,
     /// Scenarios that could not run, and why.
@@ -168,6 +170,12 @@ impl Report {
                 "\n### natask with tracing and metrics on, against off (same server, same run)\n\n",
             );
             table(&mut out, &self.observed, "off");
+        }
+        if !self.tracking.is_empty() {
+            out.push_str(
+                "\n### natask with task tracking on (the default), against off (same server, same run)\n\n",
+            );
+            table(&mut out, &self.tracking, "off");
         }
         for s in &self.skipped {
             let _ = writeln!(out, "\nskipped: {s}");

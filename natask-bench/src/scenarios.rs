@@ -111,7 +111,7 @@ impl Setup {
     async fn new() -> anyhow::Result<Setup> {
         let server = NatsServer::start();
         let url = server.url();
-        let client = Client::connect(&url).await?;
+        let client = side::connect(&url, false).await?;
         let js = jetstream::new(async_nats::connect(url.as_str()).await?);
         raw::stream(&js).await?;
         // Provisions natask's queue stream, as a first enqueue would.
@@ -450,6 +450,70 @@ pub(crate) async fn observe(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
     ))])
 }
 
+/// 9: what task tracking (on by default) costs: enqueueing (awaiting each
+/// ack, and pipelined) and processing at 256 handlers, with tracking on
+/// against off, on one server, alternating, best of `rounds`.
+pub(crate) async fn tracking(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
+    let s = Setup::new().await?;
+    let tracked = side::connect(&s.url, true).await?;
+    let pad = pad(DEFAULT_SIZE);
+    let rounds = 2;
+    let (each, many, backlog) = (
+        sizes.enqueue_each / 4,
+        sizes.pipelined / 2,
+        sizes.backlog / 2,
+    );
+    let mut rows = Vec::new();
+    let mut best = [[0f64; 2]; 3];
+    for _ in 0..rounds {
+        for (side_index, client) in [&tracked, &s.client].into_iter().enumerate() {
+            s.purge().await?;
+            let t = Instant::now();
+            let sent = side::enqueue_each(client, natask_jobs(each, &pad), t + sizes.cap).await?;
+            best[0][side_index] = best[0][side_index].max(per_s(sent, t.elapsed()));
+            s.purge().await?;
+            let t = Instant::now();
+            let sent = side::enqueue_many(client, natask_jobs(many, &pad)).await?;
+            best[1][side_index] = best[1][side_index].max(per_s(sent, t.elapsed()));
+            s.purge().await?;
+            side::enqueue_many(client, natask_jobs(backlog, &pad)).await?;
+            let probe = Arc::new(Probe::new(Instant::now(), backlog, false));
+            let t = Instant::now();
+            let worker = Worker::start(client, Arc::clone(&probe), 256).await?;
+            let finished = probe.wait(sizes.cap).await;
+            let rate = per_s(probe.handled(), t.elapsed());
+            worker.stop().await?;
+            anyhow::ensure!(
+                finished,
+                "processing {backlog} tasks took over {:?}",
+                sizes.cap
+            );
+            best[2][side_index] = best[2][side_index].max(rate);
+        }
+    }
+    s.purge().await?;
+    for (i, (what, n)) in [
+        ("9 task tracking: enqueue, awaiting each ack", each),
+        ("9 task tracking: enqueue, pipelined (256 in flight)", many),
+        ("9 task tracking: processing, concurrency 256", backlog),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        rows.push(
+            Row::new(
+                what,
+                format!("N = {n}, best of {rounds}"),
+                "tasks/s",
+                best[i][0],
+                best[i][1],
+            )
+            .note("on: one key-value entry per task, written at enqueue, start and end"),
+        );
+    }
+    Ok(rows)
+}
+
 /// 5: processing rate and worker memory with a small and a large backlog.
 pub(crate) async fn backlog(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
     let s = Setup::new().await?;
@@ -552,7 +616,7 @@ pub(crate) async fn natask_like_taskiq(
     n: u64,
     cap: Duration,
 ) -> anyhow::Result<(f64, f64)> {
-    let client = Client::connect(url).await?;
+    let client = side::connect(url, false).await?;
     let pad = pad(DEFAULT_SIZE);
     let t = Instant::now();
     let sent = side::enqueue_each(&client, natask_jobs(n, &pad), t + cap).await?;

@@ -4,11 +4,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use natask_runtime::{Client, Runtime};
+use natask_runtime::{Client, QueuePolicy, Runtime};
 use tokio::sync::oneshot;
 
 use crate::probe::Probe;
 use crate::tasks::{BenchJob, QUEUE};
+
+/// A client of the server at `url`, with task tracking of the bench queue
+/// on or off. Scenarios 1–8 measure the queue itself, with tracking off;
+/// scenario 9 measures what tracking (on by default) costs.
+pub(crate) async fn connect(url: &str, tracking: bool) -> anyhow::Result<Client> {
+    Ok(Client::connect(url)
+        .await?
+        .with_queue(QueuePolicy::new(QUEUE).tracking(tracking))?)
+}
 
 /// Enqueues each task and awaits it before the next; returns how many.
 pub(crate) async fn enqueue_each(

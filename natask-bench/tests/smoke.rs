@@ -27,6 +27,7 @@ fn every_scenario_runs_at_smoke_size() {
         "5 backlog",
         "6 payload",
         "8 tracing + metrics",
+        "9 task tracking",
     ] {
         assert!(
             stdout.contains(scenario),

@@ -5,6 +5,7 @@ use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::fmt;
 use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -53,6 +54,7 @@ pub struct TaskContext {
     due_at: Option<SystemTime>,
     deadline: Instant,
     headers: Headers,
+    cancelled: Arc<AtomicBool>,
 }
 
 impl TaskContext {
@@ -78,7 +80,24 @@ impl TaskContext {
             due_at: None,
             deadline: Instant::now() + timeout,
             headers,
+            cancelled: Arc::default(),
         }
+    }
+
+    /// Shares `flag` as this context's cancellation flag: the runtime sets
+    /// it when the task is cancelled while it runs.
+    pub fn with_cancellation(mut self, flag: Arc<AtomicBool>) -> Self {
+        self.cancelled = flag;
+        self
+    }
+
+    /// Whether the task was cancelled (`Client::cancel`) while this attempt
+    /// runs. The runtime then drops the handler's future, so async code
+    /// stops at its next await point by itself; code that runs without
+    /// awaiting for long (a loop in `spawn_blocking` holding a clone of
+    /// this context) should check this and stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
     }
 
     /// The task's id, as returned by `enqueue`.

@@ -170,6 +170,12 @@ impl Names {
     pub fn unique_bucket(&self) -> String {
         format!("{}_UNIQUE", self.stream_prefix)
     }
+
+    /// The key-value bucket holding each task's state (key: the task id)
+    /// and cancellation requests (key: `cancel.<id>`).
+    pub fn task_bucket(&self) -> String {
+        format!("{}_TASKS", self.stream_prefix)
+    }
 }
 
 impl Default for Names {

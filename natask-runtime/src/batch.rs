@@ -10,7 +10,8 @@ use tracing::Instrument;
 
 use natask_core::{Task, TaskId};
 
-use crate::client::{publish_error, Client, EnqueueError};
+use crate::client::{initial_state, publish_error, Client, EnqueueError};
+use crate::tracking::TaskState;
 
 /// Enqueues whose acknowledgement `enqueue_many` awaits at once. JetStream
 /// acknowledges a stream's publishes in order; more than this gains little
@@ -88,7 +89,7 @@ impl Client {
         subject: Subject,
     ) -> Vec<Result<TaskId, EnqueueError>> {
         let timeout = self.timeout();
-        let mut results: Vec<Option<Result<TaskId, EnqueueError>>> =
+        let mut results: Vec<Option<Result<(TaskId, u64), EnqueueError>>> =
             Vec::with_capacity(tasks.size_hint().0);
         let mut in_flight: VecDeque<InFlight> = VecDeque::with_capacity(IN_FLIGHT);
         for task in tasks {
@@ -125,18 +126,49 @@ impl Client {
             let at = oldest.index;
             results[at] = Some(self.settle::<T>(oldest).await);
         }
-        results
+        let results: Vec<_> = results
             .into_iter()
             .map(|r| r.expect("every task is settled"))
-            .collect()
+            .collect();
+        if self.tracks(T::QUEUE) {
+            self.record_initial_states::<T>(&results).await;
+        }
+        results.into_iter().map(|r| r.map(|(id, _)| id)).collect()
     }
 
-    async fn settle<T: Task>(&self, task: InFlight) -> Result<TaskId, EnqueueError> {
+    /// Records the `queued` state of every stored task, with up to
+    /// [`IN_FLIGHT`] writes outstanding.
+    async fn record_initial_states<T: Task>(&self, stored: &[Result<(TaskId, u64), EnqueueError>]) {
+        let mut in_flight = VecDeque::with_capacity(IN_FLIGHT);
+        let mut failed = 0usize;
+        for &(id, seq) in stored.iter().flatten() {
+            if in_flight.len() == IN_FLIGHT {
+                let oldest: PublishAckFuture = in_flight.pop_front().expect("in flight is full");
+                failed += usize::from(oldest.await.is_err());
+            }
+            match self
+                .send_initial_state(&initial_state::<T>(id, TaskState::Queued, seq))
+                .await
+            {
+                Ok(ack) => in_flight.push_back(ack),
+                Err(_) => failed += 1,
+            }
+        }
+        for ack in in_flight {
+            failed += usize::from(ack.await.is_err());
+        }
+        if failed > 0 {
+            // Mostly a worker that recorded the task first; see `record_initial_state`.
+            tracing::debug!(failed, "some enqueued tasks' states were not recorded");
+        }
+    }
+
+    async fn settle<T: Task>(&self, task: InFlight) -> Result<(TaskId, u64), EnqueueError> {
         match tokio::time::timeout_at(task.deadline, task.ack).await {
-            Ok(Ok(_)) => {
+            Ok(Ok(ack)) => {
                 #[cfg(feature = "metrics")]
                 crate::metrics::enqueued(T::QUEUE, T::NAME);
-                Ok(task.id)
+                Ok((task.id, ack.sequence))
             }
             Ok(Err(e)) => Err(publish_error::<T>(e.into())),
             Err(_) => Err(self.timed_out::<T>()),

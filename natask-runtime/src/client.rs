@@ -14,8 +14,9 @@ use natask_core::{Task, TaskId};
 
 use crate::headers::{CONTENT_TYPE, ENQUEUED_AT, FORMAT, ID, MSG_ID, TASK};
 use crate::middleware::{self, Enqueue, Middleware, Rejected};
-use crate::policy::QueuePolicy;
+use crate::policy::{Drift, Provisioning, QueuePolicy};
 use crate::provision::{self, ProvisionError};
+use crate::tracking::{TaskInfo, TaskState};
 use crate::unique::EnqueueOptions;
 
 /// How long requests wait by default.
@@ -51,6 +52,15 @@ struct Inner {
     policies: Arc<HashMap<String, Arc<QueuePolicy>>>,
     /// The bucket of unique locks, once opened (`crate::unique`).
     unique: tokio::sync::OnceCell<jetstream::kv::Store>,
+    /// Whether missing streams and consumers may be created.
+    provisioning: Provisioning,
+    /// Policy differences already logged, so re-provisioning after a
+    /// reconnect does not repeat them.
+    warned: Mutex<HashSet<String>>,
+    /// How long task states are kept.
+    retention: Duration,
+    /// The bucket of task states, once opened.
+    task_store: tokio::sync::OnceCell<jetstream::kv::Store>,
 }
 
 /// Connecting to NATS failed.
@@ -173,6 +183,23 @@ pub enum EnqueueError {
         #[source]
         source: async_nats::Error,
     },
+    /// The queue holds as many tasks (or bytes) as its policy allows
+    /// ([`QueuePolicy::max_tasks`], [`QueuePolicy::max_bytes`]) and refuses
+    /// more ([`WhenFull::Refuse`](crate::WhenFull::Refuse)). Nothing was
+    /// stored, and nothing queued was lost.
+    #[error(
+        "queue `{queue}` is full ({limit}), so task `{task}` was not stored and no queued task \
+         was lost; enqueue it again once workers have taken some, or raise the queue's \
+         `max_tasks`/`max_bytes` (Client::update_queue applies a raised limit)"
+    )]
+    QueueFull {
+        /// The task's name.
+        task: &'static str,
+        /// The queue.
+        queue: &'static str,
+        /// The limit JetStream reported, e.g. `maximum messages exceeded`.
+        limit: String,
+    },
     /// JetStream did not acknowledge the task (in time). It may or may not
     /// have been stored; enqueueing the same payload again is safe only for
     /// idempotent tasks.
@@ -220,6 +247,8 @@ impl Client {
             DEFAULT_TIMEOUT,
             crate::runtime::builtin_middleware(),
             Arc::default(),
+            Provisioning::default(),
+            crate::tracking::DEFAULT_TASK_RETENTION,
         )
     }
 
@@ -229,6 +258,8 @@ impl Client {
         timeout: Duration,
         middleware: Vec<Arc<dyn Middleware>>,
         policies: Arc<HashMap<String, Arc<QueuePolicy>>>,
+        provisioning: Provisioning,
+        retention: Duration,
     ) -> Client {
         let mut js = jetstream::new(nats.clone());
         js.set_timeout(timeout);
@@ -245,6 +276,10 @@ impl Client {
                 max_payload: AtomicUsize::new(0),
                 policies,
                 unique: tokio::sync::OnceCell::new(),
+                provisioning,
+                warned: Mutex::new(HashSet::new()),
+                retention,
+                task_store: tokio::sync::OnceCell::new(),
             }),
         }
     }
@@ -261,12 +296,37 @@ impl Client {
             timeout,
             middleware,
             Arc::clone(&self.inner.policies),
+            self.inner.provisioning,
+            self.inner.retention,
         )
+    }
+
+    pub(crate) fn with_retention(self, retention: Duration) -> Client {
+        Self::build(
+            self.inner.nats.clone(),
+            self.inner.names.clone(),
+            self.inner.timeout,
+            self.inner.middleware.clone(),
+            Arc::clone(&self.inner.policies),
+            self.inner.provisioning,
+            retention,
+        )
+    }
+
+    pub(crate) fn task_retention(&self) -> Duration {
+        self.inner.retention
+    }
+
+    pub(crate) fn task_store_cell(&self) -> &tokio::sync::OnceCell<jetstream::kv::Store> {
+        &self.inner.task_store
     }
 
     /// Registers the policy of one queue (see [`QueuePolicy`]); a second
     /// policy for the same queue replaces the first. Every producer and
-    /// runtime built from the returned client provisions the queue with it.
+    /// runtime built from the returned client provisions the queue with it
+    /// (checking it with [`QueuePolicy::validate`] first), and attaches to
+    /// an existing stream or consumer without rewriting it (see
+    /// [`update_queue`](Self::update_queue)).
     pub fn with_queue(self, policy: QueuePolicy) -> Result<Client, NameError> {
         name::check(&policy.name)?;
         let mut policies = (*self.inner.policies).clone();
@@ -277,7 +337,78 @@ impl Client {
             self.inner.timeout,
             self.inner.middleware.clone(),
             Arc::new(policies),
+            self.inner.provisioning,
+            self.inner.retention,
         ))
+    }
+
+    /// Whether this client (and every runtime built from it) may create a
+    /// missing queue stream or consumer (default [`Provisioning::Create`]).
+    /// With [`Provisioning::NoCreate`], for accounts whose streams an
+    /// operator manages, a missing one is an error that names it; existing
+    /// ones are attached to either way.
+    pub fn with_provisioning(self, provisioning: Provisioning) -> Client {
+        Self::build(
+            self.inner.nats.clone(),
+            self.inner.names.clone(),
+            self.inner.timeout,
+            self.inner.middleware.clone(),
+            Arc::clone(&self.inner.policies),
+            provisioning,
+            self.inner.retention,
+        )
+    }
+
+    pub(crate) fn provisioning(&self) -> Provisioning {
+        self.inner.provisioning
+    }
+
+    /// Whether `warning` is logged for the first time by this client.
+    pub(crate) fn first_warning(&self, warning: String) -> bool {
+        self.inner
+            .warned
+            .lock()
+            .expect("warned set poisoned")
+            .insert(warning)
+    }
+
+    /// Where the live stream and consumer of `queue` differ from its
+    /// [policy](Self::queue_policy); empty when they match. Read-only.
+    ///
+    /// The consumer counts only once it exists (a runtime serving the
+    /// queue creates it), and its `ack_wait` only if the policy sets one
+    /// (otherwise the runtime's [`ack_wait`](crate::RuntimeBuilder::ack_wait)
+    /// applies, which this client does not know).
+    pub async fn queue_drift(&self, queue: &str) -> Result<Vec<Drift>, ProvisionError> {
+        provision::queue_drift(self, queue).await
+    }
+
+    /// Updates the stream and consumer of `queue` to its
+    /// [policy](Self::queue_policy) and returns what was changed (empty if
+    /// nothing differed). Provisioning alone never changes an existing
+    /// stream or consumer; this does.
+    ///
+    /// A missing stream is created first (unless
+    /// [`Provisioning::NoCreate`]); a missing consumer is left to the
+    /// runtime, which creates it from the policy. Settings the server cannot
+    /// change on an existing stream (storage, retention) fail with
+    /// [`ProvisionError::Immutable`] and nothing is changed; more replicas
+    /// than the cluster has servers fail with the server's error.
+    ///
+    /// ```no_run
+    /// use natask_runtime::{Client, QueuePolicy};
+    ///
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// let client = Client::connect("nats://127.0.0.1:4222")
+    ///     .await?
+    ///     .with_queue(QueuePolicy::new("emails").max_in_flight(50))?;
+    /// for change in client.update_queue("emails").await? {
+    ///     println!("{change}"); // max_in_flight: live 10000, wanted 50
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn update_queue(&self, queue: &str) -> Result<Vec<Drift>, ProvisionError> {
+        provision::update_queue(self, queue).await
     }
 
     /// The policy of `queue`: the one registered with
@@ -380,14 +511,14 @@ impl Client {
     }
 
     /// Publishes one prepared task of type `T` on `subject` and waits until
-    /// JetStream has stored it; answers whether JetStream found it a
-    /// duplicate (same `Nats-Msg-Id` inside the window), storing nothing.
+    /// JetStream has stored it, or found it a duplicate (same `Nats-Msg-Id`
+    /// inside the window) and stored nothing.
     pub(crate) async fn publish_stored<T: Task>(
         &self,
         subject: Subject,
         headers: HeaderMap,
         payload: Vec<u8>,
-    ) -> Result<bool, EnqueueError> {
+    ) -> Result<Stored, EnqueueError> {
         let ack = self
             .inner
             .js
@@ -400,7 +531,10 @@ impl Client {
         if !ack.duplicate {
             crate::metrics::enqueued(T::QUEUE, T::NAME);
         }
-        Ok(ack.duplicate)
+        Ok(Stored {
+            sequence: ack.sequence,
+            duplicate: ack.duplicate,
+        })
     }
 
     /// The bucket of unique locks, once opened.
@@ -509,7 +643,7 @@ impl Client {
         if self.is_ensured(&stream) {
             return Ok(());
         }
-        provision::queue_stream(&self.inner.js, &self.inner.names, queue).await?;
+        provision::queue_stream(self, queue).await?;
         self.mark_ensured(stream);
         Ok(())
     }
@@ -526,7 +660,7 @@ impl Client {
         {
             return Ok(());
         }
-        let honoured = provision::schedules(&self.inner.js, &self.inner.names, queue)
+        let honoured = provision::schedules(self, queue)
             .await
             .map_err(|source| EnqueueError::Provision { queue, source })?;
         if !honoured {
@@ -595,12 +729,57 @@ fn task_headers(task: &str, id: TaskId) -> HeaderMap {
     headers
 }
 
+/// What JetStream answered to a task's publish.
+pub(crate) struct Stored {
+    /// The task's stream sequence (the original's, for a duplicate).
+    pub(crate) sequence: u64,
+    /// The stream had stored a message with this `Nats-Msg-Id` within its
+    /// duplicate window, so this one was dropped.
+    pub(crate) duplicate: bool,
+}
+
+/// The state a producer records for a task of type `T` it just stored.
+pub(crate) fn initial_state<T: Task>(id: TaskId, state: TaskState, seq: u64) -> TaskInfo {
+    let mut info = TaskInfo::new(id, T::NAME, T::QUEUE, state);
+    info.enqueued_at = Some(SystemTime::now());
+    info.seq = Some(seq);
+    info
+}
+
 pub(crate) fn publish_error<T: Task>(source: async_nats::Error) -> EnqueueError {
+    if let Some(limit) = full_queue(&*source) {
+        return EnqueueError::QueueFull {
+            task: T::NAME,
+            queue: T::QUEUE,
+            limit,
+        };
+    }
     EnqueueError::Publish {
         task: T::NAME,
         queue: T::QUEUE,
         source,
     }
+}
+
+/// The limit a stream with discard-new refused a message for: JetStream
+/// answers error 10077 ("maximum messages exceeded", "maximum bytes
+/// exceeded").
+fn full_queue(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if let Some(js) = e.downcast_ref::<jetstream::Error>() {
+            // async-nats shows the description only through Display.
+            let shown = js.to_string();
+            let description = shown.split(" (code").next().unwrap_or_default();
+            if js.error_code() == jetstream::ErrorCode::STREAM_STORE_FAILED
+                && description.starts_with("maximum")
+            {
+                return Some(description.to_owned());
+            }
+        }
+        next = e.source();
+    }
+    None
 }
 
 /// Bytes the headers take on the wire (`NATS/1.0\r\n`, `Name: value\r\n`, `\r\n`).

@@ -84,7 +84,8 @@ pub(crate) async fn park(
     let names = client.names();
     let dlq = names.dead_letter_stream();
     if !client.is_ensured(&dlq) {
-        match provision::dead_letter_stream(client.jetstream(), names).await {
+        match provision::dead_letter_stream(client.jetstream(), names, client.provisioning()).await
+        {
             Ok(_) => client.mark_ensured(dlq),
             Err(e) => return hand_back(msg, &id, &e).await,
         }
@@ -264,7 +265,7 @@ const DEAD_LETTER_HEADERS: [&str; 5] = [
 
 impl Client {
     async fn dead_letter_stream(&self) -> Result<jetstream::stream::Stream, DeadLetterError> {
-        provision::dead_letter_stream(self.jetstream(), self.names())
+        provision::dead_letter_stream(self.jetstream(), self.names(), self.provisioning())
             .await
             .map_err(|e| DeadLetterError::Nats {
                 action: "opened",

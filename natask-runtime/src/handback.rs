@@ -14,6 +14,7 @@ use async_nats::jetstream::{self, kv};
 use natask_core::wire::Names;
 use natask_core::TaskId;
 
+use crate::policy::Provisioning;
 use crate::provision::ProvisionError;
 
 /// Records older than this are dropped by the server.
@@ -28,10 +29,17 @@ impl Handbacks {
     pub(crate) async fn provision(
         js: &jetstream::Context,
         names: &Names,
+        provisioning: Provisioning,
     ) -> Result<Handbacks, ProvisionError> {
         let bucket = names.handback_bucket();
         let store = match js.get_key_value(&bucket).await {
             Ok(store) => store,
+            Err(_) if provisioning == Provisioning::NoCreate => {
+                return Err(ProvisionError::Missing {
+                    stream: format!("KV_{bucket}"),
+                    consumer: None,
+                })
+            }
             Err(_) => js
                 .create_key_value(kv::Config {
                     bucket: bucket.clone(),

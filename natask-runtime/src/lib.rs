@@ -83,6 +83,51 @@
 //!
 //! `docs/scheduling.md` ("Unique tasks") has the details.
 //!
+//! # Queue policy
+//!
+//! A queue's settings are declared once, as a [`QueuePolicy`] registered
+//! with [`Client::with_queue`]; every producer and runtime built from that
+//! client creates the queue's stream and consumer from it. An existing
+//! stream or consumer is attached to as it is, never rewritten: each
+//! setting that differs is logged as a warning, [`Client::queue_drift`]
+//! lists them, and [`Client::update_queue`] applies the policy.
+//! [`Provisioning::NoCreate`] never creates anything, for accounts whose
+//! streams an operator manages. `docs/queues.md` in the repository has the
+//! details.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use natask_runtime::{Client, QueuePolicy, Runtime};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = Client::connect("nats://127.0.0.1:4222")
+//!     .await?
+//!     .with_queue(
+//!         QueuePolicy::new("emails")
+//!             .max_in_flight(20) // across every worker process
+//!             .concurrency(4)    // in each one
+//!             .max_tasks(100_000)
+//!             .ack_wait(Duration::from_secs(60)),
+//!     )?;
+//! for drift in client.update_queue("emails").await? {
+//!     println!("changed {drift}"); // e.g. "max_in_flight: live 10000, wanted 20"
+//! }
+//! Runtime::builder(client).build().await?.run().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Task state, results and cancellation
+//!
+//! [`Client::task_info`] tells where a task is ([`TaskState`]: queued,
+//! scheduled, running, retrying, succeeded, dead, expired, cancelled), with
+//! its attempts, last error, times and, once it succeeded, the handler's
+//! `Ok` value as JSON; [`Client::wait`] awaits its outcome;
+//! [`Client::cancel`] removes a waiting task or stops a running one. The
+//! states live in a JetStream key-value bucket, per queue on by default
+//! ([`QueuePolicy::tracking`]). A queue's
+//! [`QueuePolicy::validity`] expires tasks not started in time.
+//! `docs/queues.md` in the repository has the details.
+//!
 //! # Parameters: payload and injected
 //!
 //! The rule is syntactic: a parameter whose type is written `State<T>` gets
@@ -145,6 +190,7 @@ mod queue;
 mod runtime;
 mod schedule;
 mod schedules;
+mod tracking;
 mod unique;
 mod worker;
 
@@ -158,7 +204,10 @@ pub use natask_core::{
     TaskContext, TaskError, TaskErrorKind, TaskId,
 };
 pub use natask_macros::task;
-pub use policy::{QueuePolicy, Storage, WhenFull, DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_IN_FLIGHT};
+pub use policy::{
+    Drift, InvalidPolicy, Provisioning, QueuePolicy, Storage, WhenFull, DEFAULT_DEDUP_WINDOW,
+    DEFAULT_MAX_IN_FLIGHT,
+};
 pub use provision::ProvisionError;
 pub use queue::{QueueError, QueueInfo};
 pub use runtime::{
@@ -167,6 +216,7 @@ pub use runtime::{
 };
 pub use schedule::CancelError;
 pub use schedules::{Schedule, ScheduleError};
+pub use tracking::{Cancelled, TaskInfo, TaskState, TrackingError, DEFAULT_TASK_RETENTION};
 pub use unique::{EnqueueOptions, Enqueued, Unique, UniquePolicy, Until};
 
 /// The link-time task registry.

@@ -18,6 +18,8 @@
 //! | `natask_tasks_failed_total` | counter | queue, task (every failed attempt) |
 //! | `natask_tasks_retried_total` | counter | queue, task |
 //! | `natask_tasks_dead_lettered_total` | counter | queue, task, reason |
+//! | `natask_tasks_cancelled_total` | counter | queue, task (removed by a worker, or stopped while running) |
+//! | `natask_tasks_expired_total` | counter | queue, task (not started within the queue's validity) |
 //! | `natask_task_duration_seconds` | histogram | queue, task |
 //! | `natask_tasks_in_flight` | gauge | queue, task |
 //! | `natask_queue_pending` | gauge | queue (tasks waiting, from the consumer) |
@@ -121,6 +123,15 @@ pub(crate) fn enqueued(queue: &'static str, task: &'static str) {
 
 pub(crate) fn retried(queue: &'static str, task: &'static str) {
     counter!("natask_tasks_retried_total", "queue" => queue, "task" => task).increment(1);
+}
+
+/// A task that will not run (again): `cancelled` or `expired`.
+pub(crate) fn ended_unrun(queue: &str, task: &str, state: crate::TaskState) {
+    let name = match state {
+        crate::TaskState::Expired => "natask_tasks_expired_total",
+        _ => "natask_tasks_cancelled_total",
+    };
+    counter!(name, "queue" => queue.to_owned(), "task" => task.to_owned()).increment(1);
 }
 
 pub(crate) fn dead_lettered(queue: &str, task: &str, reason: &'static str) {

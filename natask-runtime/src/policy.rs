@@ -25,7 +25,12 @@ pub enum Storage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum WhenFull {
-    /// `enqueue` fails with an error and nothing queued is lost (the default).
+    /// `enqueue` fails with
+    /// [`EnqueueError::QueueFull`](crate::EnqueueError::QueueFull) and
+    /// nothing queued is lost (the default). JetStream holds no delayed
+    /// tasks in such a queue (message schedules need a stream that discards
+    /// old messages), so a queue with a limit and `Refuse` cannot take
+    /// `enqueue_in`, `enqueue_at` or cron tasks.
     #[default]
     Refuse,
     /// The oldest queued task is deleted to make room. Tasks are lost
@@ -168,5 +173,118 @@ impl QueuePolicy {
     pub fn tracking(mut self, on: bool) -> Self {
         self.tracking = on;
         self
+    }
+
+    /// Checks every setting; the error names the queue and the field.
+    /// Provisioning and [`RuntimeBuilder::build`](crate::RuntimeBuilder::build)
+    /// call this, so an invalid policy never reaches the server.
+    pub fn validate(&self) -> Result<(), InvalidPolicy> {
+        let invalid = |field, problem: String| {
+            Err(InvalidPolicy {
+                queue: self.name.clone(),
+                field,
+                problem,
+            })
+        };
+        if self.concurrency == Some(0) {
+            return invalid("concurrency", "must be at least 1, got 0".into());
+        }
+        if self.max_in_flight < 1 {
+            return invalid(
+                "max_in_flight",
+                format!("must be at least 1, got {}", self.max_in_flight),
+            );
+        }
+        if let Some(ack_wait) = self.ack_wait.filter(|w| *w < Duration::from_secs(1)) {
+            return invalid("ack_wait", format!("must be at least 1s, got {ack_wait:?}"));
+        }
+        if !(1..=5).contains(&self.replicas) {
+            return invalid(
+                "replicas",
+                format!("must be between 1 and 5, got {}", self.replicas),
+            );
+        }
+        if let Some(n) = self.max_tasks.filter(|n| *n < 1) {
+            return invalid("max_tasks", format!("must be at least 1, got {n}"));
+        }
+        if let Some(n) = self.max_bytes.filter(|n| *n < 1) {
+            return invalid("max_bytes", format!("must be at least 1, got {n}"));
+        }
+        if self.dedup_window.is_zero() {
+            return invalid("dedup_window", "must be longer than zero".into());
+        }
+        Ok(())
+    }
+}
+
+/// A [`QueuePolicy`] setting is out of range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid policy of queue `{queue}`: `{field}` {problem}")]
+#[non_exhaustive]
+pub struct InvalidPolicy {
+    /// The queue.
+    pub queue: String,
+    /// The setting at fault, named as its [`QueuePolicy`] method.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub problem: String,
+}
+
+/// Whether natask may create a queue's stream and consumer when they do not
+/// exist. Set it with [`Client::with_provisioning`](crate::Client::with_provisioning).
+///
+/// Either way, an existing stream or consumer is attached to as it is, and
+/// never rewritten: differences from the [`QueuePolicy`] are logged as
+/// warnings, and [`Client::update_queue`](crate::Client::update_queue)
+/// applies them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Provisioning {
+    /// Create what is missing, from the queue's policy (the default).
+    #[default]
+    Create,
+    /// Never create a stream, consumer or bucket: for accounts whose
+    /// streams an operator manages. A missing one is an error
+    /// ([`ProvisionError::Missing`](crate::ProvisionError::Missing)) that
+    /// names it. A worker needs its queues' streams and consumers, the
+    /// dead-letter stream and the hand-back and task-state buckets; running
+    /// one worker with [`Create`](Self::Create) once creates them all.
+    NoCreate,
+}
+
+/// One setting where a queue's live stream or consumer differs from its
+/// [`QueuePolicy`]; see [`Client::queue_drift`](crate::Client::queue_drift)
+/// and [`Client::update_queue`](crate::Client::update_queue).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Drift {
+    /// The setting, named as its [`QueuePolicy`] method (`max_in_flight`,
+    /// `ack_wait`, `storage`, `replicas`, `max_tasks`, `max_bytes`,
+    /// `when_full`, `dedup_window`), or `retention` for a stream that is
+    /// not a work queue.
+    pub field: &'static str,
+    /// The value on the server.
+    pub live: String,
+    /// The value the policy asks for.
+    pub wanted: String,
+}
+
+impl Drift {
+    pub(crate) fn new(field: &'static str, live: impl ToString, wanted: impl ToString) -> Drift {
+        Drift {
+            field,
+            live: live.to_string(),
+            wanted: wanted.to_string(),
+        }
+    }
+}
+
+impl std::fmt::Display for Drift {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: live {}, wanted {}",
+            self.field, self.live, self.wanted
+        )
     }
 }

@@ -29,6 +29,9 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// JetStream's lease on a delivered task; renewed while the handler runs.
 pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
 
+/// How long a starting runtime waits to learn of earlier cancellations.
+const CANCELLATIONS_CATCH_UP: Duration = Duration::from_secs(5);
+
 /// The fix for an empty or incomplete registry, shared by two errors.
 const LINK_HINT: &str = "if the tasks live in a library crate, add `use your_tasks_crate as _;` \
     to the worker's main.rs (a crate the binary never mentions is not linked, so its tasks are \
@@ -190,6 +193,21 @@ impl Runtime {
         let hand_back = CancellationToken::new();
         let mut loops = JoinSet::new();
         let mut names = HashMap::new();
+        // Tasks cancelled before this runtime started must not start here.
+        let (caught_up, known) = tokio::sync::oneshot::channel();
+        tokio::spawn(Arc::clone(&self.shared.cancellations).follow(
+            self.shared.client.clone(),
+            stop.clone(),
+            caught_up,
+        ));
+        if tokio::time::timeout(CANCELLATIONS_CATCH_UP, known)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "earlier task cancellations were not read within {CANCELLATIONS_CATCH_UP:?}; serving anyway"
+            );
+        }
         for worker in &self.workers {
             let handle = loops.spawn(Arc::clone(worker).run(
                 Arc::clone(&self.shared),
@@ -290,7 +308,8 @@ impl RuntimeBuilder {
     }
 
     /// Handlers running at once per queue in this process
-    /// (default [`DEFAULT_CONCURRENCY`]).
+    /// (default [`DEFAULT_CONCURRENCY`]); a queue's
+    /// [`QueuePolicy::concurrency`](crate::QueuePolicy::concurrency) overrides it.
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n;
         self
@@ -318,7 +337,8 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Retries for tasks that do not set `retries` (default [`DEFAULT_RETRIES`]).
+    /// Retries for tasks that do not set `retries` (default [`DEFAULT_RETRIES`]);
+    /// a queue's [`QueuePolicy::retries`](crate::QueuePolicy::retries) overrides it.
     pub fn default_retries(mut self, retries: u32) -> Self {
         self.config.default_retries = retries;
         self
@@ -349,7 +369,8 @@ impl RuntimeBuilder {
 
     /// JetStream's lease on a delivered task (default [`DEFAULT_ACK_WAIT`]);
     /// the runtime renews it while a handler runs. Applies when the queue's
-    /// consumer is created.
+    /// consumer is created; a queue's
+    /// [`QueuePolicy::ack_wait`](crate::QueuePolicy::ack_wait) overrides it.
     pub fn ack_wait(mut self, ack_wait: Duration) -> Self {
         self.config.ack_wait = ack_wait;
         self
@@ -409,42 +430,77 @@ impl RuntimeBuilder {
             }
         }
 
-        let settings = ConsumerSettings {
-            ack_wait: self.config.ack_wait,
-            max_ack_pending: 10_000,
-        };
         let mut workers = Vec::new();
         for (queue, handlers) in by_queue {
-            let consumer = provision::queue_consumer(
-                self.client.jetstream(),
-                self.client.names(),
-                queue,
-                &settings,
-            )
-            .await
-            .map_err(|source| BuildError::Provision {
-                queue: queue.to_owned(),
-                source,
-            })?;
+            let policy = self.client.queue_policy(queue);
+            policy
+                .validate()
+                .map_err(|e| BuildError::Config(e.to_string()))?;
+            let mut settings = ConsumerSettings::of(&policy, self.config.ack_wait);
+            let consumer = provision::queue_consumer(&self.client, queue, &settings)
+                .await
+                .map_err(|source| BuildError::Provision {
+                    queue: queue.to_owned(),
+                    source,
+                })?;
+            // An attached consumer keeps its own lease; renew within the
+            // shorter of the two so a task is never lost to a short lease.
+            settings.ack_wait = settings
+                .ack_wait
+                .min(consumer.cached_info().config.ack_wait);
             self.client
                 .mark_ensured(self.client.names().queue_stream(queue));
             crate::cron::sync(&self.client, queue, &handlers).await?;
             let mut tasks: Vec<_> = handlers.keys().copied().collect();
             tasks.sort_unstable();
-            tracing::info!(queue, tasks = ?tasks, concurrency = self.concurrency, "serving queue");
+            let concurrency = policy.concurrency.unwrap_or(self.concurrency);
+            tracing::info!(queue, tasks = ?tasks, concurrency, max_in_flight = policy.max_in_flight, "serving queue");
             workers.push(Arc::new(QueueWorker {
                 queue,
                 consumer,
                 handlers,
-                concurrency: self.concurrency,
-                settings: settings.clone(),
+                concurrency,
+                settings,
+                default_retries: policy.retries.unwrap_or(self.config.default_retries),
+                tracking: self.client.tracks(queue),
+                validity: policy.validity,
             }));
         }
-        let handbacks = Handbacks::provision(self.client.jetstream(), self.client.names())
+        let handbacks = Handbacks::provision(
+            self.client.jetstream(),
+            self.client.names(),
+            self.client.provisioning(),
+        )
+        .await
+        .map_err(|source| BuildError::Provision {
+            queue: "(all)".to_owned(),
+            source,
+        })?;
+        // Up front, so that one worker run creates everything a locked-down
+        // (Provisioning::NoCreate) worker needs, and such a worker fails
+        // here rather than circling failed tasks it cannot dead-letter.
+        let dlq = self.client.names().dead_letter_stream();
+        provision::dead_letter_stream(
+            self.client.jetstream(),
+            self.client.names(),
+            self.client.provisioning(),
+        )
+        .await
+        .map_err(|source| BuildError::Provision {
+            queue: "(all)".to_owned(),
+            source,
+        })?;
+        self.client.mark_ensured(dlq);
+        // Cancellations are followed whether or not tasks are tracked.
+        self.client
+            .task_store()
             .await
-            .map_err(|source| BuildError::Provision {
+            .map_err(|e| BuildError::Provision {
                 queue: "(all)".to_owned(),
-                source,
+                source: ProvisionError::Stream {
+                    stream: format!("KV_{}", self.client.names().task_bucket()),
+                    source: e.into(),
+                },
             })?;
         let http = match self.http {
             Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
@@ -463,6 +519,7 @@ impl RuntimeBuilder {
                 states: self.states,
                 config: self.config,
                 handbacks,
+                cancellations: Arc::default(),
                 middleware: builtin_middleware()
                     .into_iter()
                     .chain(self.middleware)

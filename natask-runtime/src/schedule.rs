@@ -18,6 +18,7 @@ use natask_core::{Task, TaskId};
 
 use crate::client::{unix_millis, Client, EnqueueError};
 use crate::headers::{DUE_AT, NATS_SCHEDULE, NATS_SCHEDULE_TARGET};
+use crate::tracking::{TaskInfo, TaskState};
 use crate::unique::{EnqueueOptions, Enqueued, Lock};
 
 /// A scheduled task could not be cancelled.
@@ -125,9 +126,18 @@ impl Client {
                 .names()
                 .schedule_subject(T::QUEUE, T::NAME, &id.to_string());
             let duplicate = self
-                .publish_stored::<T>(subject.into(), headers, payload)
-                .await?;
-            tracing::debug!(%id, "scheduled");
+                .publish_stored::<T>(subject.clone().into(), headers, payload)
+                .await?
+                .duplicate;
+            tracing::debug!(%id, duplicate, "scheduled");
+            // A duplicate's state was recorded by the publish that stored it.
+            if !duplicate && self.tracks(T::QUEUE) {
+                let mut info = TaskInfo::new(id, T::NAME, T::QUEUE, TaskState::Scheduled);
+                info.enqueued_at = Some(SystemTime::now());
+                info.due_at = Some(due);
+                info.schedule = Some(subject);
+                self.record_initial_state(&info).await;
+            }
             Ok(duplicate)
         })
         .await

@@ -31,8 +31,9 @@ use natask_core::{Task, TaskId};
 
 pub use natask_core::unique::{UniquePolicy, Until};
 
-use crate::client::{Client, EnqueueError};
+use crate::client::{initial_state, Client, EnqueueError};
 use crate::headers::{UNIQUE, UNIQUE_UNTIL};
+use crate::tracking::TaskState;
 
 /// How long the marker left by a released lock stays (the server's minimum).
 /// Markers only matter to watchers of the bucket; natask reads none.
@@ -276,9 +277,14 @@ impl Client {
                 let subject = self.subject_of::<T>().await?;
                 let (_, headers, payload) =
                     self.prepare_as(task, id, |h| Lock::mark(lock.as_ref(), h))?;
-                let duplicate = self.publish_stored::<T>(subject, headers, payload).await?;
-                tracing::debug!(%id, duplicate, "enqueued");
-                Ok(duplicate)
+                let stored = self.publish_stored::<T>(subject, headers, payload).await?;
+                tracing::debug!(%id, duplicate = stored.duplicate, "enqueued");
+                // A duplicate's state was recorded by the publish that stored it.
+                if !stored.duplicate && self.tracks(T::QUEUE) {
+                    let info = initial_state::<T>(id, TaskState::Queued, stored.sequence);
+                    self.record_initial_state(&info).await;
+                }
+                Ok(stored.duplicate)
             })
             .instrument(span),
         )

@@ -26,6 +26,7 @@ use crate::provision::{self, ConsumerSettings};
 use crate::pull::{self, Pulled, Puller};
 use crate::queue;
 use crate::runtime::{DEFAULT_ACK_WAIT, DEFAULT_RETRIES, DEFAULT_SHUTDOWN_GRACE, DEFAULT_TIMEOUT};
+use crate::tracking::{Cancellations, TaskInfo, TaskState};
 
 /// How long a stopping worker waits for tasks already sent to it.
 const STOP_DRAIN: Duration = Duration::from_millis(100);
@@ -65,6 +66,8 @@ pub(crate) struct Shared {
     pub(crate) handbacks: Handbacks,
     /// Built-in middleware first, then the user's, outermost first.
     pub(crate) middleware: Vec<Arc<dyn Middleware>>,
+    /// Cancellation requests seen, and the tasks running here.
+    pub(crate) cancellations: Arc<Cancellations>,
 }
 
 /// A handler slot; freeing it wakes the fetch loop to ask for more tasks.
@@ -85,6 +88,13 @@ pub(crate) struct QueueWorker {
     pub(crate) handlers: HashMap<&'static str, TaskEntry>,
     pub(crate) concurrency: usize,
     pub(crate) settings: ConsumerSettings,
+    /// Retries for tasks that do not set their own: the queue policy's, else
+    /// the runtime's.
+    pub(crate) default_retries: u32,
+    /// Whether task states are recorded ([`QueuePolicy::tracking`](crate::QueuePolicy::tracking)).
+    pub(crate) tracking: bool,
+    /// Tasks not started this long after they became due expire.
+    pub(crate) validity: Option<Duration>,
 }
 
 impl QueueWorker {
@@ -263,14 +273,7 @@ impl QueueWorker {
     /// Re-checks the queue's stream and consumer (creating them again if
     /// they were deleted) and pulls from the consumer found.
     async fn reprovision(&self, client: &Client, puller: &mut Puller) {
-        match provision::queue_consumer(
-            client.jetstream(),
-            client.names(),
-            self.queue,
-            &self.settings,
-        )
-        .await
-        {
+        match provision::queue_consumer(client, self.queue, &self.settings).await {
             Ok(consumer) => puller.set_consumer(consumer),
             Err(e) => {
                 tracing::debug!(queue = self.queue, error = %e, "queue not provisioned yet");
@@ -292,6 +295,8 @@ async fn pause(stop: &CancellationToken, failures: u32) -> bool {
 enum Outcome {
     Finished(Result<Vec<u8>, TaskError>),
     HandedBack,
+    /// [`Client::cancel`] stopped it.
+    Cancelled,
     /// The handler finished, but no lease renewal was confirmed for longer
     /// than the ack wait: JetStream has given the task to another worker,
     /// which now owns its outcome.
@@ -431,12 +436,17 @@ async fn handle(
             delivered - handbacks,
         ))
         .await;
+        if worker.tracking {
+            let mut info = TaskInfo::new(id, name, queue, TaskState::Dead);
+            info.attempts = u32::try_from(delivered - handbacks).unwrap_or(u32::MAX);
+            Box::pin(finish(&shared, info, Some(error))).await;
+        }
         return Box::pin(shared.handbacks.clear(id)).await;
     };
     let attempt = delivered.saturating_sub(handbacks).max(1);
     let max_attempts = entry
         .retries
-        .unwrap_or(config.default_retries)
+        .unwrap_or(worker.default_retries)
         .saturating_add(1);
     if attempt > u64::from(max_attempts) {
         let error = format!(
@@ -454,8 +464,26 @@ async fn handle(
             attempt - 1,
         ))
         .await;
+        if worker.tracking {
+            let mut info = TaskInfo::new(id, entry.name, queue, TaskState::Dead);
+            info.attempts = u32::try_from(attempt - 1).unwrap_or(u32::MAX);
+            Box::pin(finish(&shared, info, Some(error))).await;
+        }
         return Box::pin(shared.handbacks.clear(id)).await;
     }
+    let Some(running) = shared.cancellations.start(id) else {
+        tracing::info!(task = entry.name, queue, %id, "task cancelled before it started; removing it");
+        return Box::pin(drop_unstarted(
+            &worker,
+            &shared,
+            &msg,
+            id,
+            entry.name,
+            TaskState::Cancelled,
+            None,
+        ))
+        .await;
+    };
 
     let timeout = entry
         .timeout_ms
@@ -475,7 +503,34 @@ async fn handle(
         timeout,
         context_headers(&msg),
     )
-    .with_due_at(millis_header(DUE_AT));
+    .with_due_at(millis_header(DUE_AT))
+    .with_cancellation(Arc::clone(&running.flag));
+    if let Some(validity) = worker.validity {
+        let since = ctx.due_at().or(ctx.enqueued_at());
+        if let Some(late) = since
+            .and_then(|t| t.elapsed().ok())
+            .filter(|l| *l > validity)
+        {
+            let error = format!(
+                "not started within the queue's validity of {validity:?} (it became due {late:?} ago); it will not run"
+            );
+            tracing::warn!(task = entry.name, queue, %id, "{error}");
+            return Box::pin(drop_unstarted(
+                &worker,
+                &shared,
+                &msg,
+                id,
+                entry.name,
+                TaskState::Expired,
+                Some(error),
+            ))
+            .await;
+        }
+    }
+    let started_at = std::time::SystemTime::now();
+    if worker.tracking {
+        Box::pin(started(&shared, &ctx, started_at, handbacks)).await;
+    }
     Box::pin(crate::unique::started(client, &msg, id)).await;
     let outcome = run_handler(
         entry,
@@ -485,9 +540,17 @@ async fn handle(
         timeout,
         worker.settings.ack_wait,
         &hand_back,
+        &running.token,
     )
     .await;
     let succeeded = matches!(outcome, Outcome::Finished(Ok(_)));
+    let track = |state: TaskState| {
+        worker.tracking.then(|| {
+            let mut info = state_of(&ctx, state);
+            info.started_at = Some(started_at);
+            info
+        })
+    };
     // Settlement happens after the handler's span closed; its logs carry
     // the same fields.
     let settled_for_good = match outcome {
@@ -505,10 +568,28 @@ async fn handle(
                 "shutdown grace over; task handed back to the queue without spending an attempt"
             );
             Box::pin(shared.handbacks.record(id, handbacks)).await;
+            if let Some(mut info) = track(TaskState::Queued) {
+                info.attempts -= 1;
+                Box::pin(shared.client.record_state(&info)).await;
+            }
             let _ = Box::pin(msg.ack_with(AckKind::Nak(None))).await;
             false
         }
-        Outcome::Finished(Ok(_)) => {
+        Outcome::Cancelled => {
+            tracing::info!(task = entry.name, queue, %id, attempt, "task cancelled while it ran; its handler was stopped");
+            #[cfg(feature = "metrics")]
+            crate::metrics::ended_unrun(queue, entry.name, TaskState::Cancelled);
+            if let Some(info) = track(TaskState::Cancelled) {
+                Box::pin(finish(&shared, info, None)).await;
+            }
+            let _ = Box::pin(msg.ack()).await;
+            true
+        }
+        Outcome::Finished(Ok(output)) => {
+            if let Some(mut info) = track(TaskState::Succeeded) {
+                info.result = serde_json::from_slice(&output).ok();
+                Box::pin(finish(&shared, info, None)).await;
+            }
             if let Err(e) = msg.ack().await {
                 tracing::warn!(task = entry.name, queue, %id, attempt, error = %e, "task succeeded but the ack was not sent; it will run again");
             } else {
@@ -526,6 +607,9 @@ async fn handle(
                         "task snoozed; it runs again without spending an attempt"
                     );
                     Box::pin(shared.handbacks.record(id, handbacks)).await;
+                    if let Some(info) = track(TaskState::Queued) {
+                        Box::pin(shared.client.record_state(&info)).await;
+                    }
                     let _ = Box::pin(msg.ack_with(AckKind::Nak(Some(delay)))).await;
                     false
                 }
@@ -540,6 +624,9 @@ async fn handle(
                         client, queue, entry.name, &msg, reason, &text, attempt,
                     ))
                     .await;
+                    if let Some(info) = track(TaskState::Dead) {
+                        Box::pin(finish(&shared, info, Some(text))).await;
+                    }
                     true
                 }
                 _ if ctx.is_last_attempt() => {
@@ -554,6 +641,9 @@ async fn handle(
                         attempt,
                     ))
                     .await;
+                    if let Some(info) = track(TaskState::Dead) {
+                        Box::pin(finish(&shared, info, Some(text))).await;
+                    }
                     true
                 }
                 _ => {
@@ -565,6 +655,10 @@ async fn handle(
                     tracing::warn!(task = entry.name, queue, %id, attempt, error = %text, retry_in = ?delay, "task failed; will retry");
                     #[cfg(feature = "metrics")]
                     crate::metrics::retried(queue, entry.name);
+                    if let Some(mut info) = track(TaskState::Retrying) {
+                        info.last_error = Some(text);
+                        Box::pin(shared.client.record_state(&info)).await;
+                    }
                     let _ = Box::pin(msg.ack_with(AckKind::Nak(Some(delay)))).await;
                     false
                 }
@@ -584,6 +678,70 @@ async fn handle(
     .await;
 }
 
+/// The state of the attempt `ctx` describes.
+fn state_of(ctx: &TaskContext, state: TaskState) -> TaskInfo {
+    let mut info = TaskInfo::new(ctx.id(), ctx.task_name(), ctx.queue(), state);
+    info.attempts = ctx.attempt();
+    info.enqueued_at = ctx.enqueued_at();
+    info.due_at = ctx.due_at();
+    info
+}
+
+/// Records that attempt `ctx` started. A retry carries the previous
+/// attempt's error along; the first attempt's state is sent without
+/// waiting for the answer.
+async fn started(
+    shared: &Shared,
+    ctx: &TaskContext,
+    started_at: std::time::SystemTime,
+    handbacks: u64,
+) {
+    let mut info = state_of(ctx, TaskState::Running);
+    info.started_at = Some(started_at);
+    if ctx.attempt() > 1 || handbacks > 0 {
+        if let Ok(Some(before)) = shared.client.task_info(ctx.id()).await {
+            info.last_error = before.last_error;
+        }
+    }
+    shared.client.send_state(&info).await;
+}
+
+/// Records a terminal state.
+async fn finish(shared: &Shared, mut info: TaskInfo, error: Option<String>) {
+    info.finished_at = Some(std::time::SystemTime::now());
+    info.last_error = error;
+    shared.client.record_state(&info).await;
+}
+
+/// Removes a task that will never run (cancelled or expired) from its
+/// queue, recording why.
+async fn drop_unstarted(
+    worker: &QueueWorker,
+    shared: &Shared,
+    msg: &jetstream::Message,
+    id: TaskId,
+    task: &str,
+    state: TaskState,
+    error: Option<String>,
+) {
+    #[cfg(feature = "metrics")]
+    crate::metrics::ended_unrun(worker.queue, task, state);
+    if worker.tracking {
+        let info = TaskInfo::new(id, task, worker.queue, state);
+        let mut info = info;
+        info.enqueued_at = header(msg, ENQUEUED_AT)
+            .and_then(|v| v.parse::<u64>().ok())
+            .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
+        finish(shared, info, error).await;
+    }
+    if let Err(e) = msg.double_ack().await {
+        tracing::warn!(task, queue = worker.queue, %id, error = %e, "could not remove the task; it will be delivered again and dropped then");
+    }
+    shared.handbacks.clear(id).await;
+    crate::unique::settled(&shared.client, msg, id, false, true).await;
+}
+
+#[allow(clippy::too_many_arguments)] // every argument is one piece of the attempt
 async fn run_handler(
     entry: &TaskEntry,
     msg: &jetstream::Message,
@@ -592,6 +750,7 @@ async fn run_handler(
     timeout: Duration,
     ack_wait: Duration,
     hand_back: &CancellationToken,
+    cancel: &CancellationToken,
 ) -> Outcome {
     let invocation = Invocation {
         payload: &msg.payload,
@@ -643,6 +802,7 @@ async fn run_handler(
                 timer.as_mut().reset(next_renewal.min(deadline));
             }
             () = hand_back.cancelled() => return Outcome::HandedBack,
+            () = cancel.cancelled() => return Outcome::Cancelled,
         }
     }
 }

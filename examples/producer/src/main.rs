@@ -1,5 +1,6 @@
-//! Enqueues example tasks: `producer [COUNT]` (default 3 of each kind).
-//! Connects to `$NATS_URL` (default `nats://127.0.0.1:4222`).
+//! Enqueues example tasks: `producer [COUNT]` (default 3 of each kind),
+//! then waits (up to 10 s) for the last one's outcome and prints its state
+//! and result. Connects to `$NATS_URL` (default `nats://127.0.0.1:4222`).
 
 use natask_example_tasks::{Format, ResizeImage, SendEmail, Target};
 use natask_runtime::Client;
@@ -14,6 +15,7 @@ async fn main() -> anyhow::Result<()> {
         None => 3,
     };
     let client = Client::connect(&url).await?;
+    let mut last = None;
     for i in 1..=count {
         let email = SendEmail::new(format!("user{i}@example.com"), format!("Welcome, #{i}"));
         let id = email.enqueue(&client).await?;
@@ -32,6 +34,19 @@ async fn main() -> anyhow::Result<()> {
         };
         let id = image.enqueue(&client).await?;
         println!("enqueued resize_image id={id} url={}", image.url);
+        last = Some(id);
+    }
+    if let Some(id) = last {
+        // Task state by id: `wait` watches it until the task is done.
+        match client.wait(id, std::time::Duration::from_secs(10)).await {
+            Ok(info) => println!(
+                "task {id} {} after {} attempt(s); result: {}",
+                info.state,
+                info.attempts,
+                info.result.unwrap_or_default()
+            ),
+            Err(e) => println!("{e} (is a worker running?)"),
+        }
     }
     Ok(())
 }

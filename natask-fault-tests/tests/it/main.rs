@@ -1,5 +1,6 @@
 //! Fault injection with real processes: a worker killed with SIGKILL, a
-//! task that crashes its worker every time, a graceful stop mid-run.
+//! task that crashes its worker every time, a graceful stop mid-run; and a
+//! queue policy's fleet-wide limit held across worker processes.
 
 use std::collections::{HashMap, HashSet};
 use std::process::Stdio;
@@ -256,4 +257,96 @@ async fn a_task_that_crashes_its_worker_every_time_is_dead_lettered_after_its_at
     // the worker that parked it is alive and stops cleanly
     worker.signal("-TERM").await;
     assert_eq!(worker.finish().await, (vec!["stopped".to_owned()], true));
+}
+
+#[tokio::test]
+async fn max_in_flight_holds_across_worker_processes() {
+    const TASKS: u64 = 20;
+    let server = NatsServer::start();
+    let envs = [
+        ("NATASK_QUEUES", "fleet"),
+        ("NATASK_FLEET_MAX_IN_FLIGHT", "2"),
+        ("NATASK_FLEET_CONCURRENCY", "4"),
+        ("NATASK_WORK_MS", "150"),
+    ];
+    // the first worker creates the queue from the policy; the others attach
+    let mut workers = Vec::new();
+    for _ in 0..3 {
+        workers.push(Worker::start(&server.url(), &envs).await);
+    }
+    let client = natask_runtime::Client::connect(&server.url())
+        .await
+        .unwrap();
+    let consumer = client
+        .jetstream()
+        .get_stream("NATASK_Q_fleet")
+        .await
+        .unwrap()
+        .consumer_info(wire::CONSUMER)
+        .await
+        .unwrap();
+    assert_eq!(consumer.config.max_ack_pending, 2);
+    for n in 0..TASKS {
+        let id = natask_runtime::TaskId::new().to_string();
+        let mut h = async_nats::HeaderMap::new();
+        h.insert(wire::HEADER_TASK, "span");
+        h.insert(wire::HEADER_ID, id.as_str());
+        h.insert(wire::HEADER_MSG_ID, id.as_str());
+        client
+            .jetstream()
+            .publish_with_headers("natask.q.fleet.span", h, format!("{{\"n\":{n}}}").into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+
+    // (task, start, end, worker)
+    let mut spans: Vec<(u64, u128, u128, usize)> = Vec::new();
+    while spans.len() < TASKS as usize {
+        let [a, b, c] = &mut workers[..] else {
+            unreachable!()
+        };
+        let (line, worker) = tokio::select! {
+            l = a.line() => (l, 0),
+            l = b.line() => (l, 1),
+            l = c.line() => (l, 2),
+        };
+        let line = line.expect("worker alive");
+        let fields: Vec<&str> = line.split(' ').collect();
+        assert_eq!(fields[0], "span", "{line}");
+        spans.push((
+            fields[1].parse().unwrap(),
+            fields[2].parse().unwrap(),
+            fields[3].parse().unwrap(),
+            worker,
+        ));
+    }
+    for mut w in workers {
+        w.signal("-TERM").await;
+        assert_eq!(w.finish().await, (vec!["stopped".to_owned()], true));
+    }
+
+    let mut ran: Vec<u64> = spans.iter().map(|s| s.0).collect();
+    ran.sort_unstable();
+    assert_eq!(ran, (0..TASKS).collect::<Vec<_>>(), "every task ran once");
+    // Most handlers running at once: sweep over starts and ends, an end
+    // before a start at the same instant.
+    let mut events: Vec<(u128, i32)> = spans
+        .iter()
+        .flat_map(|&(_, start, end, _)| [(start, 1), (end, -1)])
+        .collect();
+    events.sort_unstable();
+    let (mut now, mut most) = (0, 0);
+    for (_, delta) in events {
+        now += delta;
+        most = most.max(now);
+    }
+    let mut per_worker = [0; 3];
+    for s in &spans {
+        per_worker[s.3] += 1;
+    }
+    eprintln!("max_in_flight = 2 over 3 processes x concurrency 4: at most {most} at once; tasks per worker {per_worker:?}");
+    assert!(most <= 2, "{most} handlers ran at once");
+    assert_eq!(most, 2, "the limit was reached, so the test shows it holds");
 }
