@@ -102,6 +102,9 @@ async fn dedup_returns_the_original_id() {
     assert_eq!(first, created(id));
     assert_eq!(again, Enqueued { id, created: false });
     assert_eq!(queued(&client, "it_unique").await, 1);
+    // its state was recorded by the publish that stored it
+    let info = client.task_info(id).await.unwrap().expect("tracked");
+    assert_eq!(info.state, natask_runtime::TaskState::Queued);
 
     // a unique enqueue retried with its id: the lock holds this very id,
     // and the publish is absorbed
