@@ -455,6 +455,12 @@ impl Client {
             Ok(stream) => stream,
             Err(e) => return Err(self.unavailable(e)),
         };
+        // Read first: a unique task's lock must not outlive it until its TTL.
+        let waiting = match (&info.schedule, info.seq) {
+            (Some(schedule), _) => stream.get_last_raw_message_by_subject(schedule).await.ok(),
+            (None, Some(seq)) => stream.get_raw_message(seq).await.ok(),
+            (None, None) => None,
+        };
         if let Some(schedule) = &info.schedule {
             stream
                 .purge()
@@ -466,6 +472,9 @@ impl Client {
             // Already gone when a worker took it meanwhile; the
             // cancellation request covers that case.
             let _ = stream.delete_message(seq).await;
+        }
+        if let Some(message) = waiting {
+            crate::unique::abandoned(self, Some(&message.headers), info.id).await;
         }
         Ok(())
     }

@@ -492,11 +492,11 @@ async fn acquire(
 /// holds this task (after its TTL another task may hold the key).
 async fn release(
     client: &Client,
-    msg: &jetstream::Message,
+    headers: Option<&HeaderMap>,
     id: TaskId,
     reached: impl Fn(Until) -> bool,
 ) {
-    let Some(headers) = &msg.headers else { return };
+    let Some(headers) = headers else { return };
     let (Some(key), Some(until)) = (
         headers.get(UNIQUE).map(|v| v.as_str()),
         headers
@@ -551,7 +551,16 @@ async fn release(
 /// A worker is about to run an attempt of the task in `msg`: releases its
 /// lock if it is held until the task starts.
 pub(crate) async fn started(client: &Client, msg: &jetstream::Message, id: TaskId) {
-    release(client, msg, id, |until| until == Until::Started).await;
+    release(client, msg.headers.as_ref(), id, |until| {
+        until == Until::Started
+    })
+    .await;
+}
+
+/// The task with `headers` will never run (it was cancelled or expired):
+/// releases its lock, whatever stage it is held until.
+pub(crate) async fn abandoned(client: &Client, headers: Option<&HeaderMap>, id: TaskId) {
+    release(client, headers, id, |_| true).await;
 }
 
 /// A worker settled an attempt of the task in `msg`: releases its lock if
@@ -564,7 +573,7 @@ pub(crate) async fn settled(
     succeeded: bool,
     for_good: bool,
 ) {
-    release(client, msg, id, |until| match until {
+    release(client, msg.headers.as_ref(), id, |until| match until {
         Until::Started => false,
         Until::Succeeded => succeeded,
         Until::Finished => for_good,

@@ -738,7 +738,7 @@ async fn drop_unstarted(
         tracing::warn!(task, queue = worker.queue, %id, error = %e, "could not remove the task; it will be delivered again and dropped then");
     }
     shared.handbacks.clear(id).await;
-    crate::unique::settled(&shared.client, msg, id, false, true).await;
+    crate::unique::abandoned(&shared.client, msg.headers.as_ref(), id).await;
 }
 
 #[allow(clippy::too_many_arguments)] // every argument is one piece of the attempt

@@ -479,3 +479,52 @@ async fn locks_work_and_expire_on_nats_server_2_11() {
     assert!(client.enqueue_with(&task, options()).await.unwrap().created);
     assert_eq!(queued(&client, "it_unique").await, 2);
 }
+
+#[tokio::test]
+async fn cancelling_a_waiting_unique_task_releases_its_lock() {
+    let server = natask_testing::NatsServer::start();
+    let client = connect(&server).await;
+    let unique = || {
+        EnqueueOptions::new()
+            .unique(Unique::by("acme", Duration::from_secs(3600)).until(Until::Succeeded))
+    };
+    let task = PlainReport::new("acme".into(), 7);
+    let first = client.enqueue_with(&task, unique()).await.unwrap();
+    assert!(first.created);
+    assert!(!client.enqueue_with(&task, unique()).await.unwrap().created);
+
+    // Cancelled while queued: it will never run, so its key is free at once
+    // (not after the hour of its TTL).
+    assert_eq!(
+        client.cancel(first.id).await.unwrap(),
+        natask_runtime::Cancelled::Removed
+    );
+    let second = client.enqueue_with(&task, unique()).await.unwrap();
+    assert!(second.created, "the cancelled task's lock was released");
+    assert_ne!(second.id, first.id);
+
+    // The same for a delayed task of a task declared unique.
+    let report = DeclaredReport::new("acme".into(), 7);
+    let delayed = client
+        .enqueue_in(&report, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let held = report.enqueue(&client).await.unwrap();
+    assert_eq!(
+        held,
+        Enqueued {
+            id: delayed,
+            created: false
+        }
+    );
+    assert_eq!(
+        client.cancel(delayed).await.unwrap(),
+        natask_runtime::Cancelled::Removed
+    );
+    assert!(report.enqueue(&client).await.unwrap().created, "released");
+    assert_eq!(
+        queued(&client, "it_unique").await,
+        1,
+        "only the second task waits"
+    );
+}
