@@ -510,7 +510,9 @@ impl Client {
             store.put_prefix.as_ref().unwrap_or(&store.prefix),
             info.id
         );
-        if let Err(e) = self.jetstream().publish(subject, info.encode()).await {
+        // A plain publish, with no reply subject: JetStream stores it and
+        // sends no acknowledgement that nobody would read.
+        if let Err(e) = self.nats().publish(subject, info.encode()).await {
             tracing::debug!(id = %info.id, error = %e, "could not send the task's state");
         }
     }
