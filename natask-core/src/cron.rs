@@ -33,6 +33,37 @@ pub fn check(text: &str) -> Result<(), CronSyntaxError> {
     check_str(text).map_err(|message| CronSyntaxError { message })
 }
 
+/// Checks a time zone for the repeating schedule `cron` (already
+/// [`check`]ed): an IANA name such as `Europe/Berlin` or `UTC`
+/// (`Nats-Schedule-Time-Zone`, nats-server 2.14+), for six-field and
+/// predefined (`@daily`) schedules; nats-server refuses a zone on `@every`.
+/// Only the form is checked here: whether the name exists is the server's
+/// time-zone database's to say.
+pub fn check_time_zone(cron: &str, zone: &str) -> Result<(), CronSyntaxError> {
+    let error = |message: String| Err(CronSyntaxError { message });
+    if cron.starts_with("@every ") {
+        return error(format!(
+            "`{cron}` runs at a fixed interval, which no time zone changes, and nats-server refuses a \
+             time zone on it; remove the time zone, or write a six-field schedule"
+        ));
+    }
+    let well_formed = !zone.is_empty()
+        && zone.len() <= 64
+        && zone.split('/').all(|part| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-+".contains(c))
+        });
+    if !well_formed {
+        return error(format!(
+            "`{zone}` is not a time zone name; write an IANA name such as `Europe/Berlin`, \
+             `America/New_York` or `UTC`"
+        ));
+    }
+    Ok(())
+}
+
 fn check_str(text: &str) -> Result<(), String> {
     let t = text.trim();
     if t != text || t.is_empty() {
@@ -187,6 +218,20 @@ fn go_duration_ns(text: &str) -> Option<u128> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn time_zones_go_with_calendar_schedules_only() {
+        assert!(check_time_zone("0 0 6 * * *", "Europe/Berlin").is_ok());
+        assert!(check_time_zone("@daily", "UTC").is_ok());
+        assert!(check_time_zone("0 0 6 * * *", "America/Argentina/Buenos_Aires").is_ok());
+        assert!(check_time_zone("0 0 6 * * *", "Etc/GMT+5").is_ok());
+        let every = check_time_zone("@every 1h", "UTC").unwrap_err().to_string();
+        assert!(every.contains("fixed interval"), "{every}");
+        for bad in ["", "Europe/", "/UTC", "Europe Berlin", "Europe//Berlin"] {
+            let e = check_time_zone("0 0 6 * * *", bad).unwrap_err().to_string();
+            assert!(e.contains("not a time zone name"), "{bad}: {e}");
+        }
+    }
 
     /// Every expression here was published to nats-server 2.15.1 as a
     /// `Nats-Schedule`: the server took the first list and refused the

@@ -161,6 +161,13 @@ pub(crate) fn expand(args: &TaskArgs, f: &TaskFn, names: &Names) -> TokenStream 
             quote!(::core::option::Option::Some(#text))
         },
     );
+    let timezone = args.timezone.as_ref().map_or_else(
+        || none.clone(),
+        |z| {
+            let text = z.value();
+            quote!(::core::option::Option::Some(#text))
+        },
+    );
 
     // Payload types are asserted where the user wrote them, so a missing
     // `Serialize` points at the parameter, not at the derive.
@@ -398,6 +405,7 @@ pub(crate) fn expand(args: &TaskArgs, f: &TaskFn, names: &Names) -> TokenStream 
                 timeout_ms: #timeout,
                 backoff: #backoff,
                 cron: #cron,
+                timezone: #timezone,
                 handler: __natask_handler,
                 states: &[#(#state_keys),*],
                 crate_name: ::core::env!("CARGO_PKG_NAME"),

@@ -145,10 +145,18 @@ mod valid;
 /// | `@every` and a Go duration of at least `1s` | `"@every 30s"`, `"@every 1h30m"` |
 /// | a predefined name | `"@hourly"`, `"@daily"`/`"@midnight"`, `"@weekly"`, `"@monthly"`, `"@yearly"`/`"@annually"` |
 ///
-/// natask sends no `Nats-Schedule-Time-Zone`, so the server's default (UTC)
-/// applies. A runtime serving the queue puts the schedule in place as
-/// it builds, and removes the schedules of cron tasks it does not serve;
-/// see `docs/scheduling.md`.
+/// The fields are read in UTC unless `timezone` says otherwise. A runtime
+/// serving the queue puts the schedule in place as it builds, and removes
+/// the schedules of cron tasks it does not serve; see `docs/scheduling.md`.
+///
+/// ## `timezone = "Europe/Berlin"`
+/// With `cron`: the IANA time zone its fields are read in
+/// (`Nats-Schedule-Time-Zone`), so `cron = "0 0 6 * * *", timezone =
+/// "Europe/Berlin"` runs at 06:00 Berlin time, summer and winter. Not with
+/// `@every` (an interval no zone changes; nats-server refuses it). The form
+/// of the name is checked at compile time; whether the zone exists, by the
+/// server when the runtime puts the schedule in place (a build error names
+/// it).
 ///
 /// ## `unique = "1h"`
 /// Makes the task unique: every enqueue first takes a lock (nats-server
@@ -234,7 +242,8 @@ mod valid;
 ///     const QUEUE: &'static str = "emails";
 ///     const ENTRY: TaskEntry = TaskEntry {
 ///         name: "send_email", queue: "emails", retries: Some(3), timeout_ms: None,
-///         backoff: None, cron: None, handler, states: &[StateKey::of::<Mailer>()], ..
+///         backoff: None, cron: None, timezone: None, handler,
+///         states: &[StateKey::of::<Mailer>()], ..
 ///     };
 /// }
 ///

@@ -18,7 +18,9 @@ use futures_util::TryStreamExt;
 use natask_core::registry::TaskEntry;
 
 use crate::client::{kind_headers, Client};
-use crate::headers::{CONTENT_TYPE, FORMAT, NATS_SCHEDULE, NATS_SCHEDULE_TARGET, TASK};
+use crate::headers::{
+    CONTENT_TYPE, FORMAT, NATS_SCHEDULE, NATS_SCHEDULE_TARGET, NATS_SCHEDULE_TIME_ZONE, TASK,
+};
 
 /// The body of every tick: a cron task has no payload, and its generated
 /// unit struct is serialised as `null`.
@@ -58,6 +60,20 @@ pub enum CronError {
         /// The version the server reports.
         server_version: String,
     },
+    /// The server does not know the cron task's time zone (error 10223,
+    /// "message schedules time zone is invalid").
+    #[error(
+        "nats-server does not know the time zone `{zone}` of cron task `{task}` on queue `{queue}`; \
+         write an IANA name from its time-zone database, such as `Europe/Berlin` or `UTC`"
+    )]
+    TimeZone {
+        /// The queue.
+        queue: &'static str,
+        /// The cron task.
+        task: &'static str,
+        /// The zone it names.
+        zone: &'static str,
+    },
     /// JetStream refused or did not answer a read, publish or purge of a
     /// schedule.
     #[error("the schedule of cron task `{task}` on queue `{queue}` could not be read, published or removed")]
@@ -81,6 +97,9 @@ fn schedule_headers(entry: &TaskEntry, cron: &str, target: &str) -> HeaderMap {
     let mut headers = kind_headers(entry.name);
     headers.insert(NATS_SCHEDULE, cron);
     headers.insert(NATS_SCHEDULE_TARGET, target);
+    if let Some(zone) = entry.timezone {
+        headers.insert(NATS_SCHEDULE_TIME_ZONE, zone);
+    }
     headers
 }
 
@@ -93,6 +112,7 @@ pub(crate) fn unchanged(stored: Option<&HeaderMap>, wanted: &HeaderMap) -> bool 
     [
         NATS_SCHEDULE,
         NATS_SCHEDULE_TARGET,
+        NATS_SCHEDULE_TIME_ZONE,
         TASK,
         FORMAT,
         CONTENT_TYPE,
@@ -162,6 +182,13 @@ pub(crate) async fn sync(
         };
         if let Err(e) = published {
             let e: async_nats::Error = e.into();
+            if let (true, Some(zone)) = (has_error_code(&*e, TIME_ZONE_INVALID), entry.timezone) {
+                return Err(CronError::TimeZone {
+                    queue,
+                    task: entry.name,
+                    zone,
+                });
+            }
             if is_pattern_invalid(&*e) {
                 return Err(CronError::Refused {
                     queue,
@@ -209,11 +236,26 @@ pub(crate) async fn sync(
 /// Whether `e` (or an error it wraps) is JetStream's "message schedules
 /// pattern is invalid".
 pub(crate) fn is_pattern_invalid(e: &(dyn std::error::Error + 'static)) -> bool {
-    const PATTERN_INVALID: u64 = 10189;
+    has_error_code(e, PATTERN_INVALID)
+}
+
+/// Whether `e` (or an error it wraps) is JetStream's "message schedules
+/// time zone is invalid".
+pub(crate) fn is_time_zone_invalid(e: &(dyn std::error::Error + 'static)) -> bool {
+    has_error_code(e, TIME_ZONE_INVALID)
+}
+
+/// JetStream's "message schedules pattern is invalid".
+const PATTERN_INVALID: u64 = 10189;
+/// JetStream's "message schedules time zone is invalid".
+const TIME_ZONE_INVALID: u64 = 10223;
+
+/// Whether `e` (or an error it wraps) is the JetStream error `code`.
+fn has_error_code(e: &(dyn std::error::Error + 'static), code: u64) -> bool {
     let mut next = Some(e);
     while let Some(e) = next {
         if e.downcast_ref::<async_nats::jetstream::Error>()
-            .is_some_and(|js| js.error_code() == async_nats::jetstream::ErrorCode(PATTERN_INVALID))
+            .is_some_and(|js| js.error_code() == async_nats::jetstream::ErrorCode(code))
         {
             return true;
         }
@@ -236,6 +278,7 @@ mod tests {
             timeout_ms: None,
             backoff: None,
             cron: Some("@hourly"),
+            timezone: None,
             handler: |_| Box::pin(async { Ok(Vec::new()) }),
             states: &[],
             crate_name: "app",

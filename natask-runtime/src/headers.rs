@@ -5,7 +5,9 @@
 use async_nats::HeaderName;
 use natask_core::wire;
 
-pub(crate) use async_nats::header::{NATS_SCHEDULE, NATS_SCHEDULER, NATS_SCHEDULE_TARGET};
+pub(crate) use async_nats::header::{
+    NATS_SCHEDULE, NATS_SCHEDULER, NATS_SCHEDULE_TARGET, NATS_SCHEDULE_TIME_ZONE,
+};
 
 pub(crate) const MSG_ID: HeaderName = HeaderName::from_static(wire::HEADER_MSG_ID);
 pub(crate) const ID: HeaderName = HeaderName::from_static(wire::HEADER_ID);

@@ -215,7 +215,7 @@ pub use runtime::{
     DEFAULT_RETRIES, DEFAULT_SHUTDOWN_GRACE, DEFAULT_TIMEOUT,
 };
 pub use schedule::CancelError;
-pub use schedules::{Schedule, ScheduleError};
+pub use schedules::{Cron, Schedule, ScheduleError};
 pub use tracking::{Cancelled, TaskInfo, TaskState, TrackingError, DEFAULT_TASK_RETENTION};
 pub use unique::{EnqueueOptions, Enqueued, Unique, UniquePolicy, Until};
 

@@ -20,7 +20,7 @@ use natask_core::name::{self, NameError};
 use natask_core::Task;
 
 use crate::client::{kind_headers, Client, EnqueueError};
-use crate::headers::{NATS_SCHEDULE, NATS_SCHEDULE_TARGET};
+use crate::headers::{NATS_SCHEDULE, NATS_SCHEDULE_TARGET, NATS_SCHEDULE_TIME_ZONE};
 
 /// A run-time schedule could not be stored, removed or listed.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +86,18 @@ pub enum ScheduleError {
         /// The version the server reports.
         server_version: String,
     },
+    /// The server does not know the time zone (error 10223). Nothing was
+    /// stored.
+    #[error(
+        "nats-server does not know the time zone `{zone}` of a schedule of task `{task}`; write an \
+         IANA name from its time-zone database, such as `Europe/Berlin` or `UTC`"
+    )]
+    TimeZone {
+        /// The task's name.
+        task: &'static str,
+        /// The zone given.
+        zone: String,
+    },
     /// A stored schedule's body does not decode into the task's payload
     /// (it was stored by another version of the task).
     #[error("the schedule `{key}` of task `{task}` does not decode into its payload")]
@@ -113,6 +125,60 @@ pub enum ScheduleError {
     },
 }
 
+/// A repeating schedule for [`Client::schedule`]: an expression, and the
+/// time zone its fields are read in (UTC unless given). A `&str` or
+/// `String` converts into one with no time zone.
+///
+/// ```
+/// use natask_runtime::Cron;
+/// let at_six_in_berlin = Cron::new("0 0 6 * * *").time_zone("Europe/Berlin");
+/// let every_minute: Cron = "@every 1m".into();
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cron {
+    expression: String,
+    time_zone: Option<String>,
+}
+
+impl Cron {
+    /// A schedule with `expression`, read in UTC.
+    pub fn new(expression: impl Into<String>) -> Cron {
+        Cron {
+            expression: expression.into(),
+            time_zone: None,
+        }
+    }
+
+    /// Reads the expression's fields in the IANA time zone `zone` (e.g.
+    /// `Europe/Berlin`; `Nats-Schedule-Time-Zone`). Not with `@every`.
+    pub fn time_zone(mut self, zone: impl Into<String>) -> Cron {
+        self.time_zone = Some(zone.into());
+        self
+    }
+
+    /// The expression, e.g. `0 0 6 * * *`.
+    pub fn expression(&self) -> &str {
+        &self.expression
+    }
+
+    /// The time zone, if one was given.
+    pub fn zone(&self) -> Option<&str> {
+        self.time_zone.as_deref()
+    }
+}
+
+impl From<&str> for Cron {
+    fn from(expression: &str) -> Cron {
+        Cron::new(expression)
+    }
+}
+
+impl From<String> for Cron {
+    fn from(expression: String) -> Cron {
+        Cron::new(expression)
+    }
+}
+
 /// One run-time schedule, as [`Client::schedules`] lists it.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -121,6 +187,8 @@ pub struct Schedule<T> {
     pub key: String,
     /// Its expression, e.g. `0 0 6 * * *`.
     pub cron: String,
+    /// The time zone the expression is read in; `None` is UTC.
+    pub time_zone: Option<String>,
     /// The payload every tick runs with.
     pub task: T,
 }
@@ -168,19 +236,26 @@ impl Client {
     pub async fn schedule<T: Task>(
         &self,
         key: &str,
-        cron: &str,
+        cron: impl Into<Cron>,
         task: &T,
     ) -> Result<(), ScheduleError> {
+        let schedule = cron.into();
+        let cron = schedule.expression();
         name::check(key).map_err(|source| ScheduleError::Key {
             task: T::NAME,
             key: key.to_owned(),
             source,
         })?;
-        natask_core::cron::check(cron).map_err(|source| ScheduleError::Cron {
-            task: T::NAME,
-            cron: cron.to_owned(),
-            source,
-        })?;
+        natask_core::cron::check(cron)
+            .and_then(|()| match schedule.zone() {
+                Some(zone) => natask_core::cron::check_time_zone(cron, zone),
+                None => Ok(()),
+            })
+            .map_err(|source| ScheduleError::Cron {
+                task: T::NAME,
+                cron: cron.to_owned(),
+                source,
+            })?;
         let body = serde_json::to_vec(task).map_err(|source| ScheduleError::Encode {
             task: T::NAME,
             source,
@@ -200,6 +275,9 @@ impl Client {
             NATS_SCHEDULE_TARGET,
             names.task_subject(T::QUEUE, T::NAME).as_str(),
         );
+        if let Some(zone) = schedule.zone() {
+            headers.insert(NATS_SCHEDULE_TIME_ZONE, zone);
+        }
         let stream = self
             .jetstream()
             .get_stream_no_info(names.queue_stream(T::QUEUE))
@@ -227,6 +305,12 @@ impl Client {
         };
         if let Err(e) = published {
             let e: async_nats::Error = e.into();
+            if let (true, Some(zone)) = (crate::cron::is_time_zone_invalid(&*e), schedule.zone()) {
+                return Err(ScheduleError::TimeZone {
+                    task: T::NAME,
+                    zone: zone.to_owned(),
+                });
+            }
             if crate::cron::is_pattern_invalid(&*e) {
                 return Err(ScheduleError::Refused {
                     task: T::NAME,
@@ -310,7 +394,16 @@ impl Client {
                     source,
                 }
             })?;
-            schedules.push(Schedule { key, cron, task });
+            let time_zone = stored
+                .headers
+                .get(NATS_SCHEDULE_TIME_ZONE)
+                .map(|v| v.as_str().to_owned());
+            schedules.push(Schedule {
+                key,
+                cron,
+                time_zone,
+                task,
+            });
         }
         schedules.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(schedules)

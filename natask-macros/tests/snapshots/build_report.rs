@@ -157,6 +157,7 @@ const _: () = {
         timeout_ms: ::core::option::Option::None,
         backoff: ::core::option::Option::None,
         cron: ::core::option::Option::None,
+        timezone: ::core::option::Option::None,
         handler: __natask_handler,
         states: &[],
         crate_name: ::core::env!("CARGO_PKG_NAME"),

@@ -177,6 +177,7 @@ const _: () = {
             max_ms: 300000u64,
         }),
         cron: ::core::option::Option::None,
+        timezone: ::core::option::Option::None,
         handler: __natask_handler,
         states: &[::natask_runtime::__private::StateKey::of::<Mailer>()],
         crate_name: ::core::env!("CARGO_PKG_NAME"),

@@ -284,3 +284,68 @@ async fn a_server_before_2_14_refuses_cron_and_the_build_says_why() {
         "nothing was stored"
     );
 }
+
+#[task(
+    queue = "it_cron_zone",
+    cron = "0 0 6 * * *",
+    timezone = "Europe/Berlin"
+)]
+async fn berlin_morning() {}
+
+#[task(
+    queue = "it_cron_zone_unknown",
+    cron = "0 0 6 * * *",
+    timezone = "Mars/Olympus_Mons"
+)]
+async fn martian_morning() {}
+
+#[tokio::test]
+async fn a_time_zone_goes_with_the_schedule_and_an_unknown_one_fails_the_build() {
+    let server = natask_testing::NatsServer::start();
+    let client = connect(&server).await;
+    let running = Running::start(builder(&client, &["it_cron_zone"])).await;
+    let stream = client
+        .jetstream()
+        .get_stream(client.names().queue_stream("it_cron_zone"))
+        .await
+        .expect("queue stream exists");
+    let stored = stream
+        .direct_get_last_for_subject("natask.s.it_cron_zone.berlin_morning.cron")
+        .await
+        .expect("the cron schedule is stored");
+    assert_eq!(
+        stored.headers.get("Nats-Schedule").unwrap().as_str(),
+        "0 0 6 * * *"
+    );
+    assert_eq!(
+        stored
+            .headers
+            .get("Nats-Schedule-Time-Zone")
+            .unwrap()
+            .as_str(),
+        "Europe/Berlin"
+    );
+    running.stop().await;
+
+    // The name has the right form, so only the server can say it is unknown.
+    let err = builder(&client, &["it_cron_zone_unknown"])
+        .build()
+        .await
+        .expect_err("the build fails");
+    assert!(
+        matches!(
+            &err,
+            BuildError::Cron(CronError::TimeZone {
+                zone: "Mars/Olympus_Mons",
+                ..
+            })
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "nats-server does not know the time zone `Mars/Olympus_Mons` of cron task `martian_morning` \
+         on queue `it_cron_zone_unknown`; write an IANA name from its time-zone database, such as \
+         `Europe/Berlin` or `UTC`"
+    );
+}

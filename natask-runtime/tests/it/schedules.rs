@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use natask_runtime::{task, Client, ScheduleError, State, TaskContext, TaskId};
+use natask_runtime::{task, Client, Cron, ScheduleError, State, TaskContext, TaskId};
 use tokio::sync::mpsc;
 
 use crate::{builder, connect, within, Running};
@@ -154,6 +154,39 @@ async fn storing_a_key_again_replaces_it_and_an_unchanged_one_is_not_resent() {
         .unwrap();
     let info = stream.get_info().await.unwrap();
     assert_eq!(info.state.messages, 1);
+
+    // a time zone is part of the schedule: a change replaces it
+    let before = stored_sequence(&client, "acme").await;
+    client
+        .schedule(
+            "acme",
+            Cron::new("0 0 6 * * *").time_zone("Europe/Berlin"),
+            &TenantReport::new("acme-2".into()),
+        )
+        .await
+        .unwrap();
+    assert!(stored_sequence(&client, "acme").await > before);
+    let listed = client.schedules::<TenantReport>().await.unwrap();
+    assert_eq!(listed[0].time_zone.as_deref(), Some("Europe/Berlin"));
+    // a zone the server does not know: refused, the stored one is kept
+    let err = client
+        .schedule(
+            "acme",
+            Cron::new("0 0 6 * * *").time_zone("Mars/Olympus_Mons"),
+            &TenantReport::new("acme-2".into()),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ScheduleError::TimeZone { zone, .. } if zone == "Mars/Olympus_Mons"),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains("does not know the time zone"),
+        "{err}"
+    );
+    let listed = client.schedules::<TenantReport>().await.unwrap();
+    assert_eq!(listed[0].time_zone.as_deref(), Some("Europe/Berlin"));
 }
 
 #[tokio::test]
@@ -179,6 +212,17 @@ async fn bad_keys_and_expressions_are_refused_before_anything_is_sent() {
             .unwrap()
             .to_string()
             .contains("nats-server cron has a seconds field first"),
+        "{err}"
+    );
+    let err = client
+        .schedule("acme", Cron::new("@every 1h").time_zone("UTC"), &task)
+        .await
+        .unwrap_err();
+    assert!(
+        std::error::Error::source(&err)
+            .unwrap()
+            .to_string()
+            .contains("fixed interval"),
         "{err}"
     );
     // nothing was created

@@ -17,6 +17,9 @@ async fn hourly() {}
 #[task(cron = "0 0 9 * * MON-FRI")]
 async fn weekdays() {}
 
+#[task(cron = "0 0 6 * * *", timezone = "Europe/Berlin")]
+async fn berlin_morning() {}
+
 fn main() {
     assert_eq!(Digest::ENTRY.cron, Some("0 */5 * * * *"));
     assert_eq!(Digest::ENTRY.queue, "reports");
@@ -24,4 +27,6 @@ fn main() {
     assert_eq!(Hourly::ENTRY.cron, Some("@hourly"));
     assert_eq!(Weekdays::ENTRY.cron, Some("0 0 9 * * MON-FRI"));
     assert_eq!(Poll::ENTRY.retries, None);
+    assert_eq!(BerlinMorning::ENTRY.timezone, Some("Europe/Berlin"));
+    assert_eq!(Weekdays::ENTRY.timezone, None);
 }

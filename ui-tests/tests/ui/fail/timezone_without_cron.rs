@@ -1,0 +1,8 @@
+use natask_runtime::task;
+
+#[task(queue = "reports", timezone = "Europe/Berlin")]
+async fn report(month: u32) {
+    let _ = month;
+}
+
+fn main() {}
