@@ -63,6 +63,16 @@ struct Inner {
     task_store: tokio::sync::OnceCell<jetstream::kv::Store>,
 }
 
+/// What a client is configured with; each `with_*` method changes one part.
+struct Settings {
+    names: Names,
+    timeout: Duration,
+    middleware: Vec<Arc<dyn Middleware>>,
+    policies: Arc<HashMap<String, Arc<QueuePolicy>>>,
+    provisioning: Provisioning,
+    retention: Duration,
+}
+
 /// Connecting to NATS failed.
 #[derive(Debug, thiserror::Error)]
 #[error("could not connect to NATS at `{url}`; check the URL, that nats-server is running, and the credentials")]
@@ -243,24 +253,26 @@ impl Client {
     pub fn from_nats(nats: async_nats::Client) -> Client {
         Self::build(
             nats,
-            Names::default(),
-            DEFAULT_TIMEOUT,
-            crate::runtime::builtin_middleware(),
-            Arc::default(),
-            Provisioning::default(),
-            crate::tracking::DEFAULT_TASK_RETENTION,
+            Settings {
+                names: Names::default(),
+                timeout: DEFAULT_TIMEOUT,
+                middleware: crate::runtime::builtin_middleware(),
+                policies: Arc::default(),
+                provisioning: Provisioning::default(),
+                retention: crate::tracking::DEFAULT_TASK_RETENTION,
+            },
         )
     }
 
-    fn build(
-        nats: async_nats::Client,
-        names: Names,
-        timeout: Duration,
-        middleware: Vec<Arc<dyn Middleware>>,
-        policies: Arc<HashMap<String, Arc<QueuePolicy>>>,
-        provisioning: Provisioning,
-        retention: Duration,
-    ) -> Client {
+    fn build(nats: async_nats::Client, settings: Settings) -> Client {
+        let Settings {
+            names,
+            timeout,
+            middleware,
+            policies,
+            provisioning,
+            retention,
+        } = settings;
         let mut js = jetstream::new(nats.clone());
         js.set_timeout(timeout);
         Client {
@@ -284,33 +296,23 @@ impl Client {
         }
     }
 
-    fn rebuild(
-        &self,
-        names: Names,
-        timeout: Duration,
-        middleware: Vec<Arc<dyn Middleware>>,
-    ) -> Client {
-        Self::build(
-            self.inner.nats.clone(),
-            names,
-            timeout,
-            middleware,
-            Arc::clone(&self.inner.policies),
-            self.inner.provisioning,
-            self.inner.retention,
-        )
+    /// A new client on the same connection, with this one's settings as
+    /// `change` leaves them (and empty caches).
+    fn with(&self, change: impl FnOnce(&mut Settings)) -> Client {
+        let mut settings = Settings {
+            names: self.inner.names.clone(),
+            timeout: self.inner.timeout,
+            middleware: self.inner.middleware.clone(),
+            policies: Arc::clone(&self.inner.policies),
+            provisioning: self.inner.provisioning,
+            retention: self.inner.retention,
+        };
+        change(&mut settings);
+        Self::build(self.inner.nats.clone(), settings)
     }
 
     pub(crate) fn with_retention(self, retention: Duration) -> Client {
-        Self::build(
-            self.inner.nats.clone(),
-            self.inner.names.clone(),
-            self.inner.timeout,
-            self.inner.middleware.clone(),
-            Arc::clone(&self.inner.policies),
-            self.inner.provisioning,
-            retention,
-        )
+        self.with(|s| s.retention = retention)
     }
 
     pub(crate) fn task_retention(&self) -> Duration {
@@ -331,15 +333,7 @@ impl Client {
         name::check(&policy.name)?;
         let mut policies = (*self.inner.policies).clone();
         policies.insert(policy.name.clone(), Arc::new(policy));
-        Ok(Self::build(
-            self.inner.nats.clone(),
-            self.inner.names.clone(),
-            self.inner.timeout,
-            self.inner.middleware.clone(),
-            Arc::new(policies),
-            self.inner.provisioning,
-            self.inner.retention,
-        ))
+        Ok(self.with(|s| s.policies = Arc::new(policies)))
     }
 
     /// Whether this client (and every runtime built from it) may create a
@@ -348,15 +342,7 @@ impl Client {
     /// operator manages, a missing one is an error that names it; existing
     /// ones are attached to either way.
     pub fn with_provisioning(self, provisioning: Provisioning) -> Client {
-        Self::build(
-            self.inner.nats.clone(),
-            self.inner.names.clone(),
-            self.inner.timeout,
-            self.inner.middleware.clone(),
-            Arc::clone(&self.inner.policies),
-            provisioning,
-            self.inner.retention,
-        )
+        self.with(|s| s.provisioning = provisioning)
     }
 
     pub(crate) fn provisioning(&self) -> Provisioning {
@@ -430,30 +416,20 @@ impl Client {
     /// that two applications can share one NATS account.
     pub fn with_prefix(self, prefix: &str) -> Result<Client, NameError> {
         name::check(prefix)?;
-        Ok(self.rebuild(
-            Names::new(prefix),
-            self.inner.timeout,
-            self.inner.middleware.clone(),
-        ))
+        Ok(self.with(|s| s.names = Names::new(prefix)))
     }
 
     /// How long `enqueue` and JetStream requests wait for an answer
     /// (default 5 s). While NATS is unreachable, `enqueue` fails after this
     /// long with [`EnqueueError::Timeout`] instead of hanging.
     pub fn with_timeout(self, timeout: Duration) -> Client {
-        self.rebuild(
-            self.inner.names.clone(),
-            timeout,
-            self.inner.middleware.clone(),
-        )
+        self.with(|s| s.timeout = timeout)
     }
 
     /// Adds middleware whose [`on_enqueue`](Middleware::on_enqueue) runs
     /// before every task this client publishes, in the order added.
     pub fn with_middleware(self, middleware: impl Middleware) -> Client {
-        let mut chain = self.inner.middleware.clone();
-        chain.push(Arc::new(middleware));
-        self.rebuild(self.inner.names.clone(), self.inner.timeout, chain)
+        self.with(|s| s.middleware.push(Arc::new(middleware)))
     }
 
     /// Whether the connection to NATS is up. Cheap; no request is made.

@@ -466,16 +466,17 @@ impl RuntimeBuilder {
                 validity: policy.validity,
             }));
         }
+        let shared_provision = |source| BuildError::Provision {
+            queue: "(all)".to_owned(),
+            source,
+        };
         let handbacks = Handbacks::provision(
             self.client.jetstream(),
             self.client.names(),
             self.client.provisioning(),
         )
         .await
-        .map_err(|source| BuildError::Provision {
-            queue: "(all)".to_owned(),
-            source,
-        })?;
+        .map_err(shared_provision)?;
         // Up front, so that one worker run creates everything a locked-down
         // (Provisioning::NoCreate) worker needs, and such a worker fails
         // here rather than circling failed tasks it cannot dead-letter.
@@ -486,22 +487,15 @@ impl RuntimeBuilder {
             self.client.provisioning(),
         )
         .await
-        .map_err(|source| BuildError::Provision {
-            queue: "(all)".to_owned(),
-            source,
-        })?;
+        .map_err(shared_provision)?;
         self.client.mark_ensured(dlq);
         // Cancellations are followed whether or not tasks are tracked.
-        self.client
-            .task_store()
-            .await
-            .map_err(|e| BuildError::Provision {
-                queue: "(all)".to_owned(),
-                source: ProvisionError::Stream {
-                    stream: format!("KV_{}", self.client.names().task_bucket()),
-                    source: e.into(),
-                },
-            })?;
+        self.client.task_store().await.map_err(|e| {
+            shared_provision(ProvisionError::Stream {
+                stream: format!("KV_{}", self.client.names().task_bucket()),
+                source: e.into(),
+            })
+        })?;
         let http = match self.http {
             Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
                 BuildError::Config(format!("cannot listen for HTTP on {addr}: {e}"))
