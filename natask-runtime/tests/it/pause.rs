@@ -1,14 +1,13 @@
 //! Pausing and resuming a queue fleet-wide, and `Client::queue_info`.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
 use natask_runtime::{task, Client, QueueError, QueueInfo, State, TaskError};
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::{builder, connect, recv_n, within, Running, EVENT_DEADLINE};
+use crate::{builder, connect, recv_n, within, Captured, Running, EVENT_DEADLINE};
 
 pub(crate) struct Ran(mpsc::UnboundedSender<u32>);
 
@@ -251,41 +250,9 @@ async fn pausing_an_unknown_queue_says_it_has_no_stream_or_consumer_yet() {
     assert_eq!(err.to_string(), "`it.pause` is not a valid queue name");
 }
 
-/// Log lines of the current thread (the test's runtime is single-threaded,
-/// so that is every task it spawns).
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn lines_with(&self, text: &str) -> Vec<String> {
-        String::from_utf8_lossy(&self.0.lock().unwrap())
-            .lines()
-            .filter(|l| l.contains(text))
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
 #[tokio::test]
 async fn a_worker_of_a_paused_queue_waits_quietly_and_logs_the_pause_once() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_max_level(tracing::Level::INFO)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = Captured::start(tracing::Level::INFO);
 
     let server = natask_testing::NatsServer::start();
     let client = connect(&server).await;

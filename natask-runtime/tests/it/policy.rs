@@ -3,7 +3,7 @@
 //! request, and never creating anything under `Provisioning::NoCreate`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::stream::{DiscardPolicy, StorageType};
@@ -14,7 +14,7 @@ use natask_runtime::{
 };
 use tokio::sync::{mpsc, watch};
 
-use crate::{builder, connect, queued, recv_n, within, Running};
+use crate::{builder, connect, queued, recv_n, within, Captured, Running};
 
 #[task(queue = "it_policy")]
 async fn policy_job(n: u32) -> Result<(), TaskError> {
@@ -177,41 +177,9 @@ async fn the_policy_retries_apply_to_tasks_that_set_none() {
     assert_eq!(attempts.as_deref(), Some("1"), "retries(0): one attempt");
 }
 
-/// A log sink for one test (a thread-local subscriber; the test runtime is
-/// single-threaded).
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Captured {
-    fn warnings(&self) -> Vec<String> {
-        String::from_utf8_lossy(&self.0.lock().unwrap())
-            .lines()
-            .filter(|l| l.contains(" WARN "))
-            .map(str::to_owned)
-            .collect()
-    }
-}
-
 #[tokio::test]
 async fn an_existing_queue_is_attached_to_as_it_is_and_update_queue_applies_the_policy() {
-    let logs = Captured::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_max_level(tracing::Level::WARN)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (logs, _guard) = Captured::start(tracing::Level::WARN);
 
     let server = natask_testing::NatsServer::start();
     let queue = "it_policy";
@@ -225,7 +193,11 @@ async fn an_existing_queue_is_attached_to_as_it_is_and_update_queue_applies_the_
         )
         .unwrap();
     builder(&first, &[queue]).build().await.unwrap();
-    assert!(logs.warnings().is_empty(), "{:#?}", logs.warnings());
+    assert!(
+        logs.lines_with(" WARN ").is_empty(),
+        "{:#?}",
+        logs.lines_with(" WARN ")
+    );
 
     let second = connect(&server)
         .await
@@ -254,7 +226,7 @@ async fn an_existing_queue_is_attached_to_as_it_is_and_update_queue_applies_the_
     ];
     let drift = second.queue_drift(queue).await.unwrap();
     assert_eq!(fields(&drift), want);
-    let warnings = logs.warnings();
+    let warnings = logs.lines_with(" WARN ");
     assert_eq!(warnings.len(), want.len(), "{warnings:#?}");
     for (field, live, wanted) in want {
         let line = format!("has {field} = {live} but its policy says {wanted}");
