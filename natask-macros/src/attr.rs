@@ -148,20 +148,7 @@ impl TaskArgs {
             "unique" => self.unique_ms = value.lit_str(cx, &key).and_then(|s| duration(cx, s)),
             "unique_by" => self.unique_by = value.lit_str(cx, &key),
             "unique_until" => self.unique_until = value.lit_str(cx, &key),
-            "timeout" => {
-                self.timeout_ms = value.lit_str(cx, &key).and_then(|s| {
-                    match parse_duration_ms(&s.value()) {
-                        Ok(ms) => Some(Spanned {
-                            value: ms,
-                            span: s.span(),
-                        }),
-                        Err(message) => {
-                            cx.error_spanned_by(&s, message);
-                            None
-                        }
-                    }
-                })
-            }
+            "timeout" => self.timeout_ms = value.lit_str(cx, &key).and_then(|s| duration(cx, s)),
             "backoff" => {
                 self.backoff = value
                     .lit_str(cx, &key)
