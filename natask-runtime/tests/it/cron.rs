@@ -11,7 +11,7 @@ use natask_runtime::{
 };
 use tokio::sync::mpsc;
 
-use crate::{builder, connect, queued, within, Running};
+use crate::{builder, connect, older_server, queued, within, Running};
 
 const QUEUE: &str = "it_cron";
 const SUBJECT: &str = "natask.s.it_cron.cron_tick.cron";
@@ -246,11 +246,9 @@ async fn a_retried_tick_keeps_its_id() {
 /// sets it. A bare `cargo test` without it prints "skipped" here.
 #[tokio::test]
 async fn a_server_before_2_14_refuses_cron_and_the_build_says_why() {
-    let Some(bin) = std::env::var_os("NATS_SERVER_2_12_BIN") else {
-        eprintln!("skipped: NATS_SERVER_2_12_BIN is not set");
+    let Some(server) = older_server("NATS_SERVER_2_12_BIN") else {
         return;
     };
-    let server = natask_testing::NatsServer::start_binary(bin, &[]);
     let client = connect(&server).await;
     let version = client.nats().server_info().version;
     assert!(version.starts_with("2.12."), "{version}");

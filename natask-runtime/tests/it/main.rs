@@ -100,6 +100,17 @@ pub(crate) async fn queued(client: &Client, queue: &str) -> u64 {
     stream.get_info().await.expect("stream info").state.messages
 }
 
+/// A real nats-server of an older version, from the binary the variable
+/// `env` names (`scripts/dev test` installs them into `target/`); `None`,
+/// after printing "skipped", when it is not set (a bare `cargo test`).
+pub(crate) fn older_server(env: &str) -> Option<NatsServer> {
+    let Some(bin) = std::env::var_os(env) else {
+        eprintln!("skipped: {env} is not set");
+        return None;
+    };
+    Some(NatsServer::start_binary(bin, &[]))
+}
+
 /// Log lines of the current thread, captured by a thread-local subscriber
 /// (a test's runtime is single-threaded, so that is every task it spawns).
 #[derive(Clone, Default)]

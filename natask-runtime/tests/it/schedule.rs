@@ -8,7 +8,7 @@ use async_nats::jetstream::{consumer::PullConsumer, stream};
 use natask_runtime::{task, EnqueueError, State, TaskContext, TaskId};
 use tokio::sync::mpsc;
 
-use crate::{builder, connect, queued, recv_n, within, Running};
+use crate::{builder, connect, older_server, queued, recv_n, within, Running};
 
 /// One firing, as the handler saw it.
 #[derive(Debug)]
@@ -414,11 +414,9 @@ async fn a_stream_from_before_delayed_tasks_is_upgraded_in_place() {
 /// `cargo test` without it prints "skipped" here.
 #[tokio::test]
 async fn a_server_before_2_12_is_refused_with_a_clear_error_not_ignored() {
-    let Some(bin) = std::env::var_os("NATS_SERVER_2_11_BIN") else {
-        eprintln!("skipped: NATS_SERVER_2_11_BIN is not set");
+    let Some(server) = older_server("NATS_SERVER_2_11_BIN") else {
         return;
     };
-    let server = natask_testing::NatsServer::start_binary(bin, &[]);
     let client = connect(&server).await;
     let version = client.nats().server_info().version;
     assert!(version.starts_with("2.11."), "{version}");

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use natask_runtime::{task, Client, Cron, ScheduleError, State, TaskContext, TaskId};
 use tokio::sync::mpsc;
 
-use crate::{builder, connect, within, Running};
+use crate::{builder, connect, older_server, within, Running};
 
 const QUEUE: &str = "it_sched";
 
@@ -239,11 +239,9 @@ async fn bad_keys_and_expressions_are_refused_before_anything_is_sent() {
 /// test` installs one); prints "skipped" without it.
 #[tokio::test]
 async fn a_server_before_2_14_refuses_the_expression_with_a_clear_error() {
-    let Some(bin) = std::env::var_os("NATS_SERVER_2_12_BIN") else {
-        eprintln!("skipped: NATS_SERVER_2_12_BIN is not set");
+    let Some(server) = older_server("NATS_SERVER_2_12_BIN") else {
         return;
     };
-    let server = natask_testing::NatsServer::start_binary(bin, &[]);
     let client = connect(&server).await;
     let version = client.nats().server_info().version;
     let err = client

@@ -11,7 +11,7 @@ use natask_runtime::{
 };
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::{builder, connect, queued, within, Running};
+use crate::{builder, connect, older_server, queued, within, Running};
 
 /// What a handler saw, and a gate it waits at before finishing.
 pub(crate) struct Probe {
@@ -413,11 +413,9 @@ async fn a_declared_unique_task_is_unique_by_its_fields_until_it_finishes() {
 /// test` without it prints "skipped" here.
 #[tokio::test]
 async fn a_server_before_2_11_is_refused_with_a_clear_error() {
-    let Some(bin) = std::env::var_os("NATS_SERVER_2_10_BIN") else {
-        eprintln!("skipped: NATS_SERVER_2_10_BIN is not set");
+    let Some(server) = older_server("NATS_SERVER_2_10_BIN") else {
         return;
     };
-    let server = natask_testing::NatsServer::start_binary(bin, &[]);
     let client = connect(&server).await;
     let version = client.nats().server_info().version;
     assert!(version.starts_with("2.10."), "{version}");
@@ -457,11 +455,9 @@ async fn a_server_before_2_11_is_refused_with_a_clear_error() {
 /// tasks support. Needs `NATS_SERVER_2_11_BIN` (see above).
 #[tokio::test]
 async fn locks_work_and_expire_on_nats_server_2_11() {
-    let Some(bin) = std::env::var_os("NATS_SERVER_2_11_BIN") else {
-        eprintln!("skipped: NATS_SERVER_2_11_BIN is not set");
+    let Some(server) = older_server("NATS_SERVER_2_11_BIN") else {
         return;
     };
-    let server = natask_testing::NatsServer::start_binary(bin, &[]);
     let client = connect(&server).await;
     assert!(client.nats().server_info().version.starts_with("2.11."));
     let options = || EnqueueOptions::new().unique(Unique::by("acme", Duration::from_secs(1)));
