@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use async_nats::jetstream::context::PublishAckFuture;
+use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
 use async_nats::jetstream::kv;
 use async_nats::HeaderMap;
 use futures_util::StreamExt;
@@ -295,15 +295,7 @@ impl Client {
         let mut headers = HeaderMap::new();
         headers.insert(async_nats::header::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, "0");
         self.jetstream()
-            .publish_with_headers(
-                format!(
-                    "{}{}",
-                    store.put_prefix.as_ref().unwrap_or(&store.prefix),
-                    info.id
-                ),
-                headers,
-                info.encode(),
-            )
+            .publish_with_headers(state_subject(store, info.id), headers, info.encode())
             .await
             .map_err(|e| self.unavailable(e))
     }
@@ -311,16 +303,16 @@ impl Client {
     /// Records the state of a task just enqueued. A failure is logged, not
     /// returned: the task is stored, and an error would invite a duplicate.
     pub(crate) async fn record_initial_state(&self, info: &TaskInfo) {
-        let sent = match self.send_initial_state(info).await {
-            Ok(ack) => ack.await.map_err(|e| self.unavailable(e)),
-            Err(e) => Err(e),
+        let error = match self.send_initial_state(info).await {
+            Ok(ack) => match ack.await {
+                Ok(_) => return,
+                // A worker has already recorded it.
+                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => return,
+                Err(e) => self.unavailable(e),
+            },
+            Err(e) => e,
         };
-        if let Err(e) = sent {
-            // "wrong last sequence": a worker has already recorded it.
-            if !is_wrong_last_sequence(&e) {
-                tracing::warn!(id = %info.id, error = %e, "the task is enqueued, but its state could not be recorded; task_info will not know it");
-            }
-        }
+        tracing::warn!(id = %info.id, error = %error, "the task is enqueued, but its state could not be recorded; task_info will not know it");
     }
 
     /// The state of task `id`, or `None` if none is kept: its queue does not
@@ -505,11 +497,7 @@ impl Client {
         let Some(store) = self.task_store_cell().get() else {
             return;
         };
-        let subject = format!(
-            "{}{}",
-            store.put_prefix.as_ref().unwrap_or(&store.prefix),
-            info.id
-        );
+        let subject = state_subject(store, info.id);
         // A plain publish, with no reply subject: JetStream stores it and
         // sends no acknowledgement that nobody would read.
         if let Err(e) = self.nats().publish(subject, info.encode()).await {
@@ -522,13 +510,10 @@ fn decode(id: TaskId, value: &[u8]) -> Result<TaskInfo, TrackingError> {
     serde_json::from_slice(value).map_err(|source| TrackingError::Corrupt { id, source })
 }
 
-fn is_wrong_last_sequence(e: &TrackingError) -> bool {
-    match e {
-        TrackingError::Unavailable { source, .. } => {
-            source.to_string().contains("wrong last sequence")
-        }
-        _ => false,
-    }
+/// The subject a put of task `id`'s state is published to, as the store's
+/// own `put` builds it.
+fn state_subject(store: &kv::Store, id: TaskId) -> String {
+    format!("{}{id}", store.put_prefix.as_ref().unwrap_or(&store.prefix))
 }
 
 /// A runtime's view of cancellations: every `cancel.<id>` key seen, and a

@@ -310,6 +310,13 @@ fn header(msg: &jetstream::Message, name: HeaderName) -> Option<&str> {
         .map(|v| v.as_str())
 }
 
+/// A header holding Unix milliseconds (`Natask-Enqueued-At`, `Natask-Due-At`).
+fn header_time(msg: &jetstream::Message, name: HeaderName) -> Option<std::time::SystemTime> {
+    header(msg, name)
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
+}
+
 /// The task's id: its `Natask-Id` header or, for a tick of a cron task
 /// (produced by a schedule, `Nats-Scheduler` set, and no `Natask-Id` since
 /// it would be the same on every tick), an id derived from the message: a
@@ -488,22 +495,17 @@ async fn handle(
     let timeout = entry
         .timeout_ms
         .map_or(config.default_timeout, Duration::from_millis);
-    let millis_header = |name| {
-        header(&msg, name)
-            .and_then(|v| v.parse::<u64>().ok())
-            .map(|ms| UNIX_EPOCH + Duration::from_millis(ms))
-    };
     let ctx = TaskContext::new(
         id,
         entry.name,
         entry.queue,
         u32::try_from(attempt).unwrap_or(u32::MAX),
         max_attempts,
-        millis_header(ENQUEUED_AT),
+        header_time(&msg, ENQUEUED_AT),
         timeout,
         context_headers(&msg),
     )
-    .with_due_at(millis_header(DUE_AT))
+    .with_due_at(header_time(&msg, DUE_AT))
     .with_cancellation(Arc::clone(&running.flag));
     if let Some(validity) = worker.validity {
         let since = ctx.due_at().or(ctx.enqueued_at());
@@ -727,11 +729,8 @@ async fn drop_unstarted(
     #[cfg(feature = "metrics")]
     crate::metrics::ended_unrun(worker.queue, task, state);
     if worker.tracking {
-        let info = TaskInfo::new(id, task, worker.queue, state);
-        let mut info = info;
-        info.enqueued_at = header(msg, ENQUEUED_AT)
-            .and_then(|v| v.parse::<u64>().ok())
-            .map(|ms| UNIX_EPOCH + Duration::from_millis(ms));
+        let mut info = TaskInfo::new(id, task, worker.queue, state);
+        info.enqueued_at = header_time(msg, ENQUEUED_AT);
         finish(shared, info, error).await;
     }
     if let Err(e) = msg.double_ack().await {
