@@ -35,9 +35,9 @@ pub struct TaskEntry {
     /// value such as `0 */5 * * * *` or `@every 1m`) a runtime serving the
     /// queue keeps in place; `None` for ordinary tasks.
     pub cron: Option<&'static str>,
-    /// `#[task(timezone = "...")]`: the IANA time zone the `cron` schedule's
+    /// `#[task(time_zone = "...")]`: the IANA time zone the `cron` schedule's
     /// fields are read in (`Nats-Schedule-Time-Zone`); `None` is UTC.
-    pub timezone: Option<&'static str>,
+    pub time_zone: Option<&'static str>,
     /// The erased handler.
     pub handler: HandlerFn,
     /// The `State<T>` types the handler needs.
@@ -78,7 +78,7 @@ impl fmt::Debug for TaskEntry {
             .field("timeout_ms", &self.timeout_ms)
             .field("backoff", &self.backoff)
             .field("cron", &self.cron)
-            .field("timezone", &self.timezone)
+            .field("time_zone", &self.time_zone)
             .field("states", &self.states)
             .field("location", &self.location())
             .finish()
@@ -181,7 +181,7 @@ mod tests {
             timeout_ms: None,
             backoff: None,
             cron: None,
-            timezone: None,
+            time_zone: None,
             handler: noop,
             states: &[],
             crate_name: "app",

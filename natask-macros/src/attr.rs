@@ -15,7 +15,7 @@ pub(crate) const KEYS: &[&str] = &[
     "timeout",
     "backoff",
     "cron",
-    "timezone",
+    "time_zone",
     "unique",
     "unique_by",
     "unique_until",
@@ -46,8 +46,8 @@ pub(crate) struct TaskArgs {
     pub(crate) backoff: Option<Spanned<BackoffSpec>>,
     /// The literal, kept whole: `valid` checks its syntax on its span.
     pub(crate) cron: Option<LitStr>,
-    /// `timezone = "Europe/Berlin"` for `cron`, kept whole for its span.
-    pub(crate) timezone: Option<LitStr>,
+    /// `time_zone = "Europe/Berlin"` for `cron`, kept whole for its span.
+    pub(crate) time_zone: Option<LitStr>,
     /// `unique = "10m"`: the lock's TTL in milliseconds (`valid` checks it
     /// is whole seconds).
     pub(crate) unique_ms: Option<Spanned<u64>>,
@@ -164,7 +164,7 @@ impl TaskArgs {
                     })
             }
             "cron" => self.cron = value.lit_str(cx, &key),
-            "timezone" => self.timezone = value.lit_str(cx, &key),
+            "time_zone" => self.time_zone = value.lit_str(cx, &key),
             "payload" => {
                 self.payload = value.path(cx, &key).and_then(|p| match p.get_ident() {
                     Some(i) => Some(i.clone()),
@@ -355,7 +355,7 @@ fn example(key: &str) -> &'static str {
         "retries" => "3",
         "backoff" => "\"exponential(1s, x2, max 5m)\"",
         "cron" => "\"0 */5 * * * *\"",
-        "timezone" => "\"Europe/Berlin\"",
+        "time_zone" => "\"Europe/Berlin\"",
         "unique" => "\"10m\"",
         "unique_by" => "\"tenant, report\"",
         "unique_until" => "\"started\"",
@@ -554,7 +554,7 @@ mod tests {
         ));
         assert_eq!(
             errors.unwrap_err(),
-            "unknown `#[task]` argument `qeue`; expected one of `queue`, `name`, `retries`, `timeout`, `backoff`, `cron`, `timezone`, `unique`, `unique_by`, `unique_until`, `payload`, `crate`; did you mean `queue`? \
+            "unknown `#[task]` argument `qeue`; expected one of `queue`, `name`, `retries`, `timeout`, `backoff`, `cron`, `time_zone`, `unique`, `unique_by`, `unique_until`, `payload`, `crate`; did you mean `queue`? \
              | `retries` takes an integer, not a string; write `retries = 3` \
              | `30x` is not a duration; write a whole number followed by `ms`, `s`, `m`, `h` or `d`, e.g. `30s` \
              | `fixd` is not a backoff policy (did you mean `fixed`?); write `fixed(5s)`, `exponential(500ms, x2, max 1m)` or `list(1s, 5s, 30s)`"
@@ -568,7 +568,7 @@ mod tests {
             errors.unwrap_err(),
             "`queue` takes a string literal; write `queue = \"emails\"` \
              | `retries` cannot be negative; write `retries = 0` for a task that is never retried \
-             | unknown `#[task]` argument `retries2`; expected one of `queue`, `name`, `retries`, `timeout`, `backoff`, `cron`, `timezone`, `unique`, `unique_by`, `unique_until`, `payload`, `crate`; did you mean `retries`? \
+             | unknown `#[task]` argument `retries2`; expected one of `queue`, `name`, `retries`, `timeout`, `backoff`, `cron`, `time_zone`, `unique`, `unique_by`, `unique_until`, `payload`, `crate`; did you mean `retries`? \
              | `name` takes a string literal; write `name = \"send_email\"`"
         );
         let (_, errors) = parse(quote!(retries = 99999999999999999999999));

@@ -161,7 +161,7 @@ pub(crate) fn expand(args: &TaskArgs, f: &TaskFn, names: &Names) -> TokenStream 
             quote!(::core::option::Option::Some(#text))
         },
     );
-    let timezone = args.timezone.as_ref().map_or_else(
+    let time_zone = args.time_zone.as_ref().map_or_else(
         || none.clone(),
         |z| {
             let text = z.value();
@@ -233,20 +233,10 @@ pub(crate) fn expand(args: &TaskArgs, f: &TaskFn, names: &Names) -> TokenStream 
     );
     let unique = unique_name_guard(task_name, names.task_span);
 
-    // A unique task's `enqueue` says whether it stored a task or found the
-    // holder of its key; every other task's returns the id alone.
-    let enqueue_fn = match &names.unique {
-        None => quote! {
-            #[doc = #enqueue_doc]
-            #vis async fn enqueue(
-                &self,
-                client: &#p::Client,
-            ) -> ::core::result::Result<#p::TaskId, #p::EnqueueError> {
-                #[allow(unused_imports)]
-                use #p::{EnqueueFails as _, EnqueueHolds as _};
-                (&#p::Probe::<Self>::NEW).enqueue_task(client, self).await
-            }
-        },
+    // `enqueue` returns an `Enqueued` for every task; a unique task's doc
+    // says when it finds the holder of its key instead of storing a task.
+    let enqueue_doc = match &names.unique {
+        None => enqueue_doc,
         Some(u) => {
             let key = if u.fields.is_empty() {
                 "task name".to_owned()
@@ -262,25 +252,12 @@ pub(crate) fn expand(args: &TaskArgs, f: &TaskFn, names: &Names) -> TokenStream 
                 .until
                 .map(|v| format!(", or until the task has {}", v.to_lowercase()))
                 .unwrap_or_default();
-            let doc = format!(
+            format!(
                 " Enqueues this task on queue `{queue}` unless a task with the same {key} holds \
                  the unique lock (held for {} s{until}); returns the id of the task stored, or of \
                  the one found (`created: false`).",
                 u.ttl_secs
-            );
-            quote! {
-                #[doc = #doc]
-                #vis async fn enqueue(
-                    &self,
-                    client: &#p::Client,
-                ) -> ::core::result::Result<#p::Enqueued, #p::EnqueueError> {
-                    #[allow(unused_imports)]
-                    use #p::{EnqueueFails as _, EnqueueHolds as _};
-                    (&#p::Probe::<Self>::NEW)
-                        .enqueue_task_with(client, self, #p::EnqueueOptions::new())
-                        .await
-                }
-            }
+            )
         }
     };
     let unique_items = names.unique.as_ref().map(|u| {
@@ -325,7 +302,15 @@ pub(crate) fn expand(args: &TaskArgs, f: &TaskFn, names: &Names) -> TokenStream 
                 #construct
             }
 
-            #enqueue_fn
+            #[doc = #enqueue_doc]
+            #vis async fn enqueue(
+                &self,
+                client: &#p::Client,
+            ) -> ::core::result::Result<#p::Enqueued, #p::EnqueueError> {
+                #[allow(unused_imports)]
+                use #p::{EnqueueFails as _, EnqueueHolds as _};
+                (&#p::Probe::<Self>::NEW).enqueue_task(client, self).await
+            }
 
             #[doc = #enqueue_with_doc]
             #vis async fn enqueue_with(
@@ -343,7 +328,7 @@ pub(crate) fn expand(args: &TaskArgs, f: &TaskFn, names: &Names) -> TokenStream 
                 &self,
                 client: &#p::Client,
                 delay: ::core::time::Duration,
-            ) -> ::core::result::Result<#p::TaskId, #p::EnqueueError> {
+            ) -> ::core::result::Result<#p::Enqueued, #p::EnqueueError> {
                 #[allow(unused_imports)]
                 use #p::{EnqueueFails as _, EnqueueHolds as _};
                 (&#p::Probe::<Self>::NEW).enqueue_task_in(client, self, delay).await
@@ -354,7 +339,7 @@ pub(crate) fn expand(args: &TaskArgs, f: &TaskFn, names: &Names) -> TokenStream 
                 &self,
                 client: &#p::Client,
                 due: ::std::time::SystemTime,
-            ) -> ::core::result::Result<#p::TaskId, #p::EnqueueError> {
+            ) -> ::core::result::Result<#p::Enqueued, #p::EnqueueError> {
                 #[allow(unused_imports)]
                 use #p::{EnqueueFails as _, EnqueueHolds as _};
                 (&#p::Probe::<Self>::NEW).enqueue_task_at(client, self, due).await
@@ -405,7 +390,7 @@ pub(crate) fn expand(args: &TaskArgs, f: &TaskFn, names: &Names) -> TokenStream 
                 timeout_ms: #timeout,
                 backoff: #backoff,
                 cron: #cron,
-                timezone: #timezone,
+                time_zone: #time_zone,
                 handler: __natask_handler,
                 states: &[#(#state_keys),*],
                 crate_name: ::core::env!("CARGO_PKG_NAME"),

@@ -145,13 +145,13 @@ mod valid;
 /// | `@every` and a Go duration of at least `1s` | `"@every 30s"`, `"@every 1h30m"` |
 /// | a predefined name | `"@hourly"`, `"@daily"`/`"@midnight"`, `"@weekly"`, `"@monthly"`, `"@yearly"`/`"@annually"` |
 ///
-/// The fields are read in UTC unless `timezone` says otherwise. A runtime
+/// The fields are read in UTC unless `time_zone` says otherwise. A runtime
 /// serving the queue puts the schedule in place as it builds, and removes
 /// the schedules of cron tasks it does not serve; see `docs/scheduling.md`.
 ///
-/// ## `timezone = "Europe/Berlin"`
+/// ## `time_zone = "Europe/Berlin"`
 /// With `cron`: the IANA time zone its fields are read in
-/// (`Nats-Schedule-Time-Zone`), so `cron = "0 0 6 * * *", timezone =
+/// (`Nats-Schedule-Time-Zone`), so `cron = "0 0 6 * * *", time_zone =
 /// "Europe/Berlin"` runs at 06:00 Berlin time, summer and winter. Not with
 /// `@every` (an interval no zone changes; nats-server refuses it). The form
 /// of the name is checked at compile time; whether the zone exists, by the
@@ -163,9 +163,9 @@ mod valid;
 /// 2.11+), and while a task with the same key holds it, enqueueing stores
 /// nothing and returns the holder's id. The value is the lock's TTL, the
 /// longest it is held: whole seconds, at least `1s` (the server's per-message
-/// TTL counts seconds). The generated `enqueue` then returns
-/// `Result<Enqueued, EnqueueError>`: `Enqueued { id, created }` says whether
-/// this call stored the task. Not with `cron` (nobody enqueues a tick).
+/// TTL counts seconds). The `Enqueued { id, created }` that `enqueue`
+/// returns says whether this call stored the task. Not with `cron` (nobody
+/// enqueues a tick).
 ///
 /// ```no_run
 /// #[natask_runtime::task(queue = "reports", unique = "1h", unique_by = "tenant", unique_until = "started")]
@@ -224,7 +224,7 @@ mod valid;
 ///
 /// impl SendEmail {
 ///     pub fn new(to: String) -> Self { SendEmail { to } }
-///     pub async fn enqueue(&self, client: &Client) -> Result<TaskId, EnqueueError> {
+///     pub async fn enqueue(&self, client: &Client) -> Result<Enqueued, EnqueueError> {
 ///         client.enqueue(self).await
 ///     }
 /// }
@@ -242,7 +242,7 @@ mod valid;
 ///     const QUEUE: &'static str = "emails";
 ///     const ENTRY: TaskEntry = TaskEntry {
 ///         name: "send_email", queue: "emails", retries: Some(3), timeout_ms: None,
-///         backoff: None, cron: None, timezone: None, handler,
+///         backoff: None, cron: None, time_zone: None, handler,
 ///         states: &[StateKey::of::<Mailer>()], ..
 ///     };
 /// }

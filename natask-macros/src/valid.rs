@@ -84,10 +84,10 @@ pub(crate) fn validate(cx: &mut Ctxt, args: &TaskArgs, f: &TaskFn) -> Names {
         check_param(cx, param);
     }
     check_policy(cx, args);
-    if let (Some(zone), None) = (&args.timezone, &args.cron) {
+    if let (Some(zone), None) = (&args.time_zone, &args.cron) {
         cx.error_spanned_by(
             zone,
-            "`timezone` says when the ticks of a `cron` task fall; it needs `cron = \"...\"` \
+            "`time_zone` says when the ticks of a `cron` task fall; it needs `cron = \"...\"` \
              (delayed tasks take an absolute time: `enqueue_at`)",
         );
     }
@@ -95,7 +95,7 @@ pub(crate) fn validate(cx: &mut Ctxt, args: &TaskArgs, f: &TaskFn) -> Names {
         match natask_core::cron::check(&cron.value()) {
             Err(e) => cx.error_spanned_by(cron, e),
             Ok(()) => {
-                if let Some(zone) = &args.timezone {
+                if let Some(zone) = &args.time_zone {
                     if let Err(e) = natask_core::cron::check_time_zone(&cron.value(), &zone.value())
                     {
                         cx.error_spanned_by(zone, e);

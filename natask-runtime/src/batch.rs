@@ -12,6 +12,7 @@ use natask_core::{Task, TaskId};
 
 use crate::client::{initial_state, publish_error, Client, EnqueueError};
 use crate::tracking::TaskState;
+use crate::unique::Enqueued;
 
 /// Enqueues whose acknowledgement `enqueue_many` awaits at once. JetStream
 /// acknowledges a stream's publishes in order; more than this gains little
@@ -47,7 +48,7 @@ impl Client {
     /// let results = client.enqueue_many((0..10_000).map(Thumbnail::new)).await;
     /// for (image, result) in results.iter().enumerate() {
     ///     match result {
-    ///         Ok(id) => println!("image {image} is task {id}"),
+    ///         Ok(enqueued) => println!("image {image} is task {}", enqueued.id),
     ///         Err(e) => eprintln!("image {image} was not enqueued: {e}"),
     ///     }
     /// }
@@ -56,7 +57,7 @@ impl Client {
     pub async fn enqueue_many<T: Task>(
         &self,
         tasks: impl IntoIterator<Item = T>,
-    ) -> Vec<Result<TaskId, EnqueueError>> {
+    ) -> Vec<Result<Enqueued, EnqueueError>> {
         let tasks = tasks.into_iter();
         let span = tracing::info_span!("enqueue_many", task = T::NAME, queue = T::QUEUE);
         let subject = match self.subject_of::<T>().instrument(span.clone()).await {
@@ -87,9 +88,9 @@ impl Client {
         &self,
         tasks: impl Iterator<Item = T>,
         subject: Subject,
-    ) -> Vec<Result<TaskId, EnqueueError>> {
+    ) -> Vec<Result<Enqueued, EnqueueError>> {
         let timeout = self.timeout();
-        let mut results: Vec<Option<Result<(TaskId, u64), EnqueueError>>> =
+        let mut results: Vec<Option<Result<Settled, EnqueueError>>> =
             Vec::with_capacity(tasks.size_hint().0);
         let mut in_flight: VecDeque<InFlight> = VecDeque::with_capacity(IN_FLIGHT);
         for task in tasks {
@@ -133,15 +134,24 @@ impl Client {
         if self.tracks(T::QUEUE) {
             self.record_initial_states::<T>(&results).await;
         }
-        results.into_iter().map(|r| r.map(|(id, _)| id)).collect()
+        results
+            .into_iter()
+            .map(|r| {
+                r.map(|s| Enqueued {
+                    id: s.id,
+                    created: !s.duplicate,
+                })
+            })
+            .collect()
     }
 
     /// Records the `queued` state of every stored task, with up to
     /// [`IN_FLIGHT`] writes outstanding.
-    async fn record_initial_states<T: Task>(&self, stored: &[Result<(TaskId, u64), EnqueueError>]) {
+    async fn record_initial_states<T: Task>(&self, stored: &[Result<Settled, EnqueueError>]) {
         let mut in_flight = VecDeque::with_capacity(IN_FLIGHT);
         let mut failed = 0usize;
-        for &(id, seq) in stored.iter().flatten() {
+        for settled in stored.iter().flatten().filter(|s| !s.duplicate) {
+            let (id, seq) = (settled.id, settled.sequence);
             if in_flight.len() == IN_FLIGHT {
                 let oldest: PublishAckFuture = in_flight.pop_front().expect("in flight is full");
                 failed += usize::from(oldest.await.is_err());
@@ -163,17 +173,30 @@ impl Client {
         }
     }
 
-    async fn settle<T: Task>(&self, task: InFlight) -> Result<(TaskId, u64), EnqueueError> {
+    async fn settle<T: Task>(&self, task: InFlight) -> Result<Settled, EnqueueError> {
         match tokio::time::timeout_at(task.deadline, task.ack).await {
             Ok(Ok(ack)) => {
                 #[cfg(feature = "metrics")]
-                crate::metrics::enqueued(T::QUEUE, T::NAME);
-                Ok((task.id, ack.sequence))
+                if !ack.duplicate {
+                    crate::metrics::enqueued(T::QUEUE, T::NAME);
+                }
+                Ok(Settled {
+                    id: task.id,
+                    sequence: ack.sequence,
+                    duplicate: ack.duplicate,
+                })
             }
             Ok(Err(e)) => Err(publish_error::<T>(e.into())),
             Err(_) => Err(self.timed_out::<T>()),
         }
     }
+}
+
+/// A task JetStream acknowledged.
+struct Settled {
+    id: TaskId,
+    sequence: u64,
+    duplicate: bool,
 }
 
 /// A published task whose acknowledgement is outstanding.

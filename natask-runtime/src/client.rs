@@ -17,7 +17,7 @@ use crate::middleware::{self, Enqueue, Middleware, Rejected};
 use crate::policy::{Drift, Provisioning, QueuePolicy};
 use crate::provision::{self, ProvisionError};
 use crate::tracking::{TaskInfo, TaskState};
-use crate::unique::EnqueueOptions;
+use crate::unique::{EnqueueOptions, Enqueued};
 
 /// How long requests wait by default.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -461,10 +461,9 @@ impl Client {
     ///
     /// The generated `SendEmail { .. }.enqueue(&client)` calls this. For a
     /// unique task (`#[task(unique = "..")]`) whose key is held, nothing is
-    /// stored and the id is the holder's; [`enqueue_with`](Self::enqueue_with)
-    /// says which happened.
-    pub async fn enqueue<T: Task>(&self, task: &T) -> Result<TaskId, EnqueueError> {
-        Ok(self.enqueue_with(task, EnqueueOptions::new()).await?.id)
+    /// stored: the answer has the holder's id and `created: false`.
+    pub async fn enqueue<T: Task>(&self, task: &T) -> Result<Enqueued, EnqueueError> {
+        self.enqueue_with(task, EnqueueOptions::new()).await
     }
 
     /// Runs one enqueue of a `T` within the client's timeout.

@@ -97,7 +97,7 @@ fn schedule_headers(entry: &TaskEntry, cron: &str, target: &str) -> HeaderMap {
     let mut headers = kind_headers(entry.name);
     headers.insert(NATS_SCHEDULE, cron);
     headers.insert(NATS_SCHEDULE_TARGET, target);
-    if let Some(zone) = entry.timezone {
+    if let Some(zone) = entry.time_zone {
         headers.insert(NATS_SCHEDULE_TIME_ZONE, zone);
     }
     headers
@@ -182,7 +182,7 @@ pub(crate) async fn sync(
         };
         if let Err(e) = published {
             let e: async_nats::Error = e.into();
-            if let (true, Some(zone)) = (has_error_code(&*e, TIME_ZONE_INVALID), entry.timezone) {
+            if let (true, Some(zone)) = (has_error_code(&*e, TIME_ZONE_INVALID), entry.time_zone) {
                 return Err(CronError::TimeZone {
                     queue,
                     task: entry.name,
@@ -278,7 +278,7 @@ mod tests {
             timeout_ms: None,
             backoff: None,
             cron: Some("@hourly"),
-            timezone: None,
+            time_zone: None,
             handler: |_| Box::pin(async { Ok(Vec::new()) }),
             states: &[],
             crate_name: "app",

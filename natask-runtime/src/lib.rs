@@ -253,7 +253,7 @@ pub mod __private {
             &self,
             client: &'a Client,
             task: &'a T,
-        ) -> impl Future<Output = Result<TaskId, EnqueueError>> + Send + 'a;
+        ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a;
 
         /// Enqueues `task` as `options` say.
         fn enqueue_task_with<'a>(
@@ -269,7 +269,7 @@ pub mod __private {
             client: &'a Client,
             task: &'a T,
             delay: Duration,
-        ) -> impl Future<Output = Result<TaskId, EnqueueError>> + Send + 'a;
+        ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a;
 
         /// Enqueues `task` to run at `due`.
         fn enqueue_task_at<'a>(
@@ -277,7 +277,7 @@ pub mod __private {
             client: &'a Client,
             task: &'a T,
             due: SystemTime,
-        ) -> impl Future<Output = Result<TaskId, EnqueueError>> + Send + 'a;
+        ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a;
     }
 
     impl<T: Task> EnqueueHolds<T> for Probe<T> {
@@ -285,7 +285,7 @@ pub mod __private {
             &self,
             client: &'a Client,
             task: &'a T,
-        ) -> impl Future<Output = Result<TaskId, EnqueueError>> + Send + 'a {
+        ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a {
             client.enqueue(task)
         }
 
@@ -303,7 +303,7 @@ pub mod __private {
             client: &'a Client,
             task: &'a T,
             delay: Duration,
-        ) -> impl Future<Output = Result<TaskId, EnqueueError>> + Send + 'a {
+        ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a {
             client.enqueue_in(task, delay)
         }
 
@@ -312,7 +312,7 @@ pub mod __private {
             client: &'a Client,
             task: &'a T,
             due: SystemTime,
-        ) -> impl Future<Output = Result<TaskId, EnqueueError>> + Send + 'a {
+        ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a {
             client.enqueue_at(task, due)
         }
     }
@@ -324,7 +324,7 @@ pub mod __private {
             &self,
             client: &'a Client,
             task: &'a T,
-        ) -> impl Future<Output = Result<TaskId, EnqueueError>> + Send + 'a;
+        ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a;
 
         /// Never completes.
         fn enqueue_task_with<'a>(
@@ -340,7 +340,7 @@ pub mod __private {
             client: &'a Client,
             task: &'a T,
             delay: Duration,
-        ) -> impl Future<Output = Result<TaskId, EnqueueError>> + Send + 'a;
+        ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a;
 
         /// Never completes.
         fn enqueue_task_at<'a>(
@@ -348,7 +348,7 @@ pub mod __private {
             client: &'a Client,
             task: &'a T,
             due: SystemTime,
-        ) -> impl Future<Output = Result<TaskId, EnqueueError>> + Send + 'a;
+        ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a;
     }
 
     impl<T> EnqueueFails<T> for &Probe<T> {
@@ -356,7 +356,7 @@ pub mod __private {
             &self,
             _: &'a Client,
             _: &'a T,
-        ) -> impl Future<Output = Result<TaskId, EnqueueError>> + Send + 'a {
+        ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a {
             core::future::pending()
         }
 
@@ -374,7 +374,7 @@ pub mod __private {
             _: &'a Client,
             _: &'a T,
             _: Duration,
-        ) -> impl Future<Output = Result<TaskId, EnqueueError>> + Send + 'a {
+        ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a {
             core::future::pending()
         }
 
@@ -383,7 +383,7 @@ pub mod __private {
             _: &'a Client,
             _: &'a T,
             _: SystemTime,
-        ) -> impl Future<Output = Result<TaskId, EnqueueError>> + Send + 'a {
+        ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a {
             core::future::pending()
         }
     }

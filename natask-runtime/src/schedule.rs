@@ -60,7 +60,7 @@ impl Client {
     /// # #[natask_runtime::task(queue = "emails")]
     /// # async fn remind(to: String) {}
     /// # async fn demo(client: natask_runtime::Client) -> Result<(), Box<dyn std::error::Error>> {
-    /// let id = client.enqueue_in(&Remind::new("ada@example.com".into()), Duration::from_secs(3600)).await?;
+    /// let id = client.enqueue_in(&Remind::new("ada@example.com".into()), Duration::from_secs(3600)).await?.id;
     /// // changed our mind:
     /// client.cancel_scheduled::<Remind>(id).await?;
     /// # Ok(()) }
@@ -69,7 +69,7 @@ impl Client {
         &self,
         task: &T,
         delay: Duration,
-    ) -> Result<TaskId, EnqueueError> {
+    ) -> Result<Enqueued, EnqueueError> {
         if delay.is_zero() {
             return self.enqueue(task).await;
         }
@@ -91,7 +91,7 @@ impl Client {
         &self,
         task: &T,
         due: SystemTime,
-    ) -> Result<TaskId, EnqueueError> {
+    ) -> Result<Enqueued, EnqueueError> {
         if due <= SystemTime::now() {
             return self.enqueue(task).await;
         }
@@ -101,7 +101,6 @@ impl Client {
         let span = tracing::info_span!("enqueue", task = T::NAME, queue = T::QUEUE, due = %at);
         self.bounded::<T, _>(self.schedule_at(task, due, at).instrument(span))
             .await
-            .map(|enqueued| enqueued.id)
     }
 
     async fn schedule_at<T: Task>(

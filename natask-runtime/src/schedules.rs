@@ -131,7 +131,7 @@ pub enum ScheduleError {
 ///
 /// ```
 /// use natask_runtime::Cron;
-/// let at_six_in_berlin = Cron::new("0 0 6 * * *").time_zone("Europe/Berlin");
+/// let at_six_in_berlin = Cron::new("0 0 6 * * *").with_time_zone("Europe/Berlin");
 /// let every_minute: Cron = "@every 1m".into();
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -151,7 +151,7 @@ impl Cron {
 
     /// Reads the expression's fields in the IANA time zone `zone` (e.g.
     /// `Europe/Berlin`; `Nats-Schedule-Time-Zone`). Not with `@every`.
-    pub fn time_zone(mut self, zone: impl Into<String>) -> Cron {
+    pub fn with_time_zone(mut self, zone: impl Into<String>) -> Cron {
         self.time_zone = Some(zone.into());
         self
     }
@@ -161,8 +161,8 @@ impl Cron {
         &self.expression
     }
 
-    /// The time zone, if one was given.
-    pub fn zone(&self) -> Option<&str> {
+    /// The time zone, if one was given; `None` is UTC.
+    pub fn time_zone(&self) -> Option<&str> {
         self.time_zone.as_deref()
     }
 }
@@ -247,7 +247,7 @@ impl Client {
             source,
         })?;
         natask_core::cron::check(cron)
-            .and_then(|()| match schedule.zone() {
+            .and_then(|()| match schedule.time_zone() {
                 Some(zone) => natask_core::cron::check_time_zone(cron, zone),
                 None => Ok(()),
             })
@@ -275,7 +275,7 @@ impl Client {
             NATS_SCHEDULE_TARGET,
             names.task_subject(T::QUEUE, T::NAME).as_str(),
         );
-        if let Some(zone) = schedule.zone() {
+        if let Some(zone) = schedule.time_zone() {
             headers.insert(NATS_SCHEDULE_TIME_ZONE, zone);
         }
         let stream = self
@@ -305,7 +305,9 @@ impl Client {
         };
         if let Err(e) = published {
             let e: async_nats::Error = e.into();
-            if let (true, Some(zone)) = (crate::cron::is_time_zone_invalid(&*e), schedule.zone()) {
+            if let (true, Some(zone)) =
+                (crate::cron::is_time_zone_invalid(&*e), schedule.time_zone())
+            {
                 return Err(ScheduleError::TimeZone {
                     task: T::NAME,
                     zone: zone.to_owned(),

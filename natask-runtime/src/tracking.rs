@@ -344,7 +344,7 @@ impl Client {
     /// # async fn build_report(month: u32) -> Result<u64, natask_runtime::TaskError> { Ok(0) }
     /// # async fn demo(client: natask_runtime::Client) -> Result<(), Box<dyn std::error::Error>> {
     /// use std::time::Duration;
-    /// let id = BuildReport::new(11).enqueue(&client).await?;
+    /// let id = BuildReport::new(11).enqueue(&client).await?.id;
     /// let done = client.wait(id, Duration::from_secs(60)).await?;
     /// let rows: u64 = serde_json::from_value(done.result.unwrap_or_default())?;
     /// # Ok(()) }

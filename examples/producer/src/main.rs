@@ -18,7 +18,7 @@ async fn main() -> anyhow::Result<()> {
     let mut last = None;
     for i in 1..=count {
         let email = SendEmail::new(format!("user{i}@example.com"), format!("Welcome, #{i}"));
-        let id = email.enqueue(&client).await?;
+        let id = email.enqueue(&client).await?.id;
         println!("enqueued send_email id={id} to={}", email.to);
 
         let image = ResizeImage {
@@ -32,7 +32,7 @@ async fn main() -> anyhow::Result<()> {
                 },
             },
         };
-        let id = image.enqueue(&client).await?;
+        let id = image.enqueue(&client).await?.id;
         println!("enqueued resize_image id={id} url={}", image.url);
         last = Some(id);
     }

@@ -37,11 +37,7 @@ impl BuildReport {
         #[allow(unused_imports)]
         use ::natask_runtime::__private::{EnqueueFails as _, EnqueueHolds as _};
         (&::natask_runtime::__private::Probe::<Self>::NEW)
-            .enqueue_task_with(
-                client,
-                self,
-                ::natask_runtime::__private::EnqueueOptions::new(),
-            )
+            .enqueue_task(client, self)
             .await
     }
     /// Enqueues this task on queue `reports` as `options` say (a given id, uniqueness); returns its id and whether this call stored it, once JetStream has.
@@ -65,7 +61,7 @@ impl BuildReport {
         client: &::natask_runtime::__private::Client,
         delay: ::core::time::Duration,
     ) -> ::core::result::Result<
-        ::natask_runtime::__private::TaskId,
+        ::natask_runtime::__private::Enqueued,
         ::natask_runtime::__private::EnqueueError,
     > {
         #[allow(unused_imports)]
@@ -80,7 +76,7 @@ impl BuildReport {
         client: &::natask_runtime::__private::Client,
         due: ::std::time::SystemTime,
     ) -> ::core::result::Result<
-        ::natask_runtime::__private::TaskId,
+        ::natask_runtime::__private::Enqueued,
         ::natask_runtime::__private::EnqueueError,
     > {
         #[allow(unused_imports)]
@@ -157,7 +153,7 @@ const _: () = {
         timeout_ms: ::core::option::Option::None,
         backoff: ::core::option::Option::None,
         cron: ::core::option::Option::None,
-        timezone: ::core::option::Option::None,
+        time_zone: ::core::option::Option::None,
         handler: __natask_handler,
         states: &[],
         crate_name: ::core::env!("CARGO_PKG_NAME"),

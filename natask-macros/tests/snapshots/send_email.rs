@@ -41,7 +41,7 @@ impl SendEmail {
         &self,
         client: &::natask_runtime::__private::Client,
     ) -> ::core::result::Result<
-        ::natask_runtime::__private::TaskId,
+        ::natask_runtime::__private::Enqueued,
         ::natask_runtime::__private::EnqueueError,
     > {
         #[allow(unused_imports)]
@@ -71,7 +71,7 @@ impl SendEmail {
         client: &::natask_runtime::__private::Client,
         delay: ::core::time::Duration,
     ) -> ::core::result::Result<
-        ::natask_runtime::__private::TaskId,
+        ::natask_runtime::__private::Enqueued,
         ::natask_runtime::__private::EnqueueError,
     > {
         #[allow(unused_imports)]
@@ -86,7 +86,7 @@ impl SendEmail {
         client: &::natask_runtime::__private::Client,
         due: ::std::time::SystemTime,
     ) -> ::core::result::Result<
-        ::natask_runtime::__private::TaskId,
+        ::natask_runtime::__private::Enqueued,
         ::natask_runtime::__private::EnqueueError,
     > {
         #[allow(unused_imports)]
@@ -177,7 +177,7 @@ const _: () = {
             max_ms: 300000u64,
         }),
         cron: ::core::option::Option::None,
-        timezone: ::core::option::Option::None,
+        time_zone: ::core::option::Option::None,
         handler: __natask_handler,
         states: &[::natask_runtime::__private::StateKey::of::<Mailer>()],
         crate_name: ::core::env!("CARGO_PKG_NAME"),

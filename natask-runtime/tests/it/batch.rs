@@ -26,7 +26,10 @@ async fn every_task_is_stored_once_and_handled_once() {
         .enqueue_many((0..count).map(|n| BatchItem::new(n, String::new())))
         .await;
     assert_eq!(results.len(), count as usize, "one result per task");
-    let ids: HashSet<_> = results.into_iter().map(|r| r.expect("enqueued")).collect();
+    let ids: HashSet<_> = results
+        .into_iter()
+        .map(|r| r.expect("enqueued").id)
+        .collect();
     assert_eq!(ids.len(), count as usize, "ids are unique");
     assert_eq!(queued(&client, "it_batch").await, u64::from(count));
 

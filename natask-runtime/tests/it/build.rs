@@ -49,7 +49,7 @@ async fn state_and_context_are_injected() {
             .state(Observed(tx)),
     )
     .await;
-    let id = Inject::new("ada".into()).enqueue(&client).await.unwrap();
+    let id = Inject::new("ada".into()).enqueue(&client).await.unwrap().id;
     let line = within(rx.recv()).await.unwrap();
     running.stop().await;
     assert_eq!(

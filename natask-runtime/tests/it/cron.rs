@@ -286,14 +286,14 @@ async fn a_server_before_2_14_refuses_cron_and_the_build_says_why() {
 #[task(
     queue = "it_cron_zone",
     cron = "0 0 6 * * *",
-    timezone = "Europe/Berlin"
+    time_zone = "Europe/Berlin"
 )]
 async fn berlin_morning() {}
 
 #[task(
     queue = "it_cron_zone_unknown",
     cron = "0 0 6 * * *",
-    timezone = "Mars/Olympus_Mons"
+    time_zone = "Mars/Olympus_Mons"
 )]
 async fn martian_morning() {}
 

@@ -289,7 +289,14 @@ async fn dead_letters_are_listed_replayed_with_attempts_reset_and_purged() {
     let mut dead = client.nats().subscribe("natask.dlq.>").await.unwrap();
     let mut ids = Vec::new();
     for n in 0..3 {
-        ids.push(NeedsFix::new(n).enqueue(&client).await.unwrap().to_string());
+        ids.push(
+            NeedsFix::new(n)
+                .enqueue(&client)
+                .await
+                .unwrap()
+                .id
+                .to_string(),
+        );
     }
     for _ in 0..3 {
         within(dead.next()).await.unwrap();
@@ -393,7 +400,7 @@ async fn a_server_killed_and_restarted_mid_run_loses_no_task_and_the_worker_resu
     let client = connect(&server).await;
     let mut ids = HashSet::new();
     for n in 0..TASKS as u32 {
-        ids.insert(Survive::new(n).enqueue(&client).await.unwrap());
+        ids.insert(Survive::new(n).enqueue(&client).await.unwrap().id);
     }
     let (tx, mut rx) = mpsc::unbounded_channel();
     let running = Running::start(

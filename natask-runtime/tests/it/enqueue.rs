@@ -98,7 +98,7 @@ async fn every_payload_shape_arrives_intact_exactly_once() {
     let sent = samples();
     let mut ids = Vec::new();
     for task in &sent {
-        ids.push(task.enqueue(&client).await.expect("enqueue"));
+        ids.push(task.enqueue(&client).await.expect("enqueue").id);
     }
     assert_eq!(
         queued(&client, "it_round_trip").await,
@@ -146,7 +146,7 @@ async fn the_function_stays_callable() {
 async fn ids_are_returned_and_parse_back() {
     let server = natask_testing::NatsServer::start();
     let client = connect(&server).await;
-    let id = samples().remove(0).enqueue(&client).await.unwrap();
+    let id = samples().remove(0).enqueue(&client).await.unwrap().id;
     let parsed: natask_runtime::TaskId = id.to_string().parse().unwrap();
     assert_eq!(parsed, id);
     let stream = client

@@ -85,7 +85,11 @@ async fn failures_retry_then_land_in_the_dead_letters_with_their_last_error() {
     )
     .await;
 
-    let always = AlwaysFails::new("x".into()).enqueue(&client).await.unwrap();
+    let always = AlwaysFails::new("x".into())
+        .enqueue(&client)
+        .await
+        .unwrap()
+        .id;
     let letter = within(dead.next()).await.unwrap();
     assert_eq!(header(&letter, "Natask-Id"), always.to_string());
     assert_eq!(header(&letter, "Natask-Reason"), "exhausted");
@@ -119,7 +123,7 @@ async fn failures_retry_then_land_in_the_dead_letters_with_their_last_error() {
     .collect();
     assert_eq!(seen, [1, 2, 3], "succeeded on attempt 3");
 
-    let fatal = GivesUp.enqueue(&client).await.unwrap();
+    let fatal = GivesUp.enqueue(&client).await.unwrap().id;
     let letter = within(dead.next()).await.unwrap();
     assert_eq!(header(&letter, "Natask-Id"), fatal.to_string());
     assert_eq!(

@@ -108,7 +108,7 @@ async fn every_state_is_recorded_and_results_round_trip() {
     let client = connect(&server).await;
 
     // Queued and scheduled: no worker yet.
-    let ok = LifeJob::new("ok".into()).enqueue(&client).await.unwrap();
+    let ok = LifeJob::new("ok".into()).enqueue(&client).await.unwrap().id;
     let queued_info = state(&client, ok).await;
     assert_eq!(queued_info.state, TaskState::Queued);
     assert_eq!(
@@ -120,7 +120,8 @@ async fn every_state_is_recorded_and_results_round_trip() {
     let later = LifeJob::new("ok".into())
         .enqueue_in(&client, Duration::from_secs(3600))
         .await
-        .unwrap();
+        .unwrap()
+        .id;
     let scheduled = state(&client, later).await;
     assert_eq!(scheduled.state, TaskState::Scheduled);
     assert!(scheduled.due_at.is_some());
@@ -144,7 +145,11 @@ async fn every_state_is_recorded_and_results_round_trip() {
     assert_eq!(recv_n(&mut started, 1).await, ["ok"]);
 
     // Running: the handler holds until released.
-    let held = LifeJob::new("hold".into()).enqueue(&client).await.unwrap();
+    let held = LifeJob::new("hold".into())
+        .enqueue(&client)
+        .await
+        .unwrap()
+        .id;
     assert_eq!(recv_n(&mut started, 1).await, ["hold"]);
     let running_info = eventually(&client, held, TaskState::Running).await;
     assert_eq!(running_info.attempts, 1);
@@ -156,7 +161,11 @@ async fn every_state_is_recorded_and_results_round_trip() {
     );
 
     // Dead: a fatal error, with the error kept.
-    let fatal = LifeJob::new("fatal".into()).enqueue(&client).await.unwrap();
+    let fatal = LifeJob::new("fatal".into())
+        .enqueue(&client)
+        .await
+        .unwrap()
+        .id;
     let dead = client.wait(fatal, EVENT_DEADLINE).await.unwrap();
     assert_eq!(dead.state, TaskState::Dead);
     assert!(
@@ -168,7 +177,11 @@ async fn every_state_is_recorded_and_results_round_trip() {
     );
 
     // Retrying: the first attempt failed, the next one is an hour away.
-    let failing = LifeJob::new("fail".into()).enqueue(&client).await.unwrap();
+    let failing = LifeJob::new("fail".into())
+        .enqueue(&client)
+        .await
+        .unwrap()
+        .id;
     let retrying = eventually(&client, failing, TaskState::Retrying).await;
     assert_eq!(retrying.attempts, 1);
     assert!(
@@ -244,7 +257,7 @@ async fn cancelled_tasks_never_run_and_running_ones_are_stopped() {
     let client = connect(&server).await;
 
     // Before any worker: the queued task is removed from the queue.
-    let before = LifeJob::new("ok".into()).enqueue(&client).await.unwrap();
+    let before = LifeJob::new("ok".into()).enqueue(&client).await.unwrap().id;
     assert_eq!(queued(&client, "it_life").await, 1);
     assert_eq!(client.cancel(before).await.unwrap(), Cancelled::Removed);
     assert_eq!(
@@ -259,7 +272,8 @@ async fn cancelled_tasks_never_run_and_running_ones_are_stopped() {
     let delayed = LifeJob::new("ok".into())
         .enqueue_in(&client, Duration::from_secs(3600))
         .await
-        .unwrap();
+        .unwrap()
+        .id;
     assert_eq!(client.cancel(delayed).await.unwrap(), Cancelled::Removed);
     assert_eq!(state(&client, delayed).await.state, TaskState::Cancelled);
     assert_eq!(
@@ -272,7 +286,11 @@ async fn cancelled_tasks_never_run_and_running_ones_are_stopped() {
     let running = Running::start(builder(&client, &["it_life"]).state(probe)).await;
 
     // While it runs: the handler's future is dropped and the state recorded.
-    let held = LifeJob::new("hold".into()).enqueue(&client).await.unwrap();
+    let held = LifeJob::new("hold".into())
+        .enqueue(&client)
+        .await
+        .unwrap()
+        .id;
     assert_eq!(recv_n(&mut started, 1).await, ["hold"]);
     eventually(&client, held, TaskState::Running).await;
     assert_eq!(client.cancel(held).await.unwrap(), Cancelled::Stopping);
@@ -285,7 +303,7 @@ async fn cancelled_tasks_never_run_and_running_ones_are_stopped() {
     assert_eq!(stopped.state, TaskState::Cancelled);
 
     // Finished tasks stay as they were.
-    let ok = LifeJob::new("ok".into()).enqueue(&client).await.unwrap();
+    let ok = LifeJob::new("ok".into()).enqueue(&client).await.unwrap().id;
     assert_eq!(
         client.wait(ok, EVENT_DEADLINE).await.unwrap().state,
         TaskState::Succeeded
@@ -314,11 +332,11 @@ async fn without_tracking_no_state_is_kept_but_cancellation_still_holds() {
         .await
         .with_queue(QueuePolicy::new("it_life_untracked").tracking(false))
         .unwrap();
-    let cancelled = UntrackedJob::new(1).enqueue(&client).await.unwrap();
+    let cancelled = UntrackedJob::new(1).enqueue(&client).await.unwrap().id;
     // Nothing is known, but the request is kept for the runtime below,
     // which starts after it was made.
     assert_eq!(client.cancel(cancelled).await.unwrap(), Cancelled::Unknown);
-    let ran = UntrackedJob::new(2).enqueue(&client).await.unwrap();
+    let ran = UntrackedJob::new(2).enqueue(&client).await.unwrap().id;
 
     let (probe, mut started, _dropped, _release) = Probe::new();
     let running = Running::start(builder(&client, &["it_life_untracked"]).state(probe)).await;
@@ -346,8 +364,8 @@ async fn tasks_not_started_within_their_validity_expire_and_never_run() {
         .with_queue(QueuePolicy::new("it_life_expiry").validity(Duration::from_secs(1)))
         .unwrap();
     let stale = [
-        ExpiringJob::new(1).enqueue(&client).await.unwrap(),
-        ExpiringJob::new(2).enqueue(&client).await.unwrap(),
+        ExpiringJob::new(1).enqueue(&client).await.unwrap().id,
+        ExpiringJob::new(2).enqueue(&client).await.unwrap().id,
     ];
     // Time passing is what is tested here: the validity runs out before
     // any worker starts.
@@ -367,7 +385,7 @@ async fn tasks_not_started_within_their_validity_expire_and_never_run() {
         );
     }
     // A fresh task runs.
-    let fresh = ExpiringJob::new(3).enqueue(&client).await.unwrap();
+    let fresh = ExpiringJob::new(3).enqueue(&client).await.unwrap().id;
     assert_eq!(
         client.wait(fresh, EVENT_DEADLINE).await.unwrap().state,
         TaskState::Succeeded

@@ -345,7 +345,7 @@ async fn a_full_queue_refuses_a_task_and_keeps_every_queued_one() {
         .unwrap();
     let mut ids = Vec::new();
     for n in 0..5 {
-        ids.push(PolicyJob::new(n).enqueue(&client).await.unwrap());
+        ids.push(PolicyJob::new(n).enqueue(&client).await.unwrap().id);
     }
     let error = PolicyJob::new(5).enqueue(&client).await.unwrap_err();
     match &error {

@@ -155,7 +155,7 @@ async fn two_hundred_delayed_tasks_each_fire_within_a_second_of_their_due_time()
                 .enqueue_in(&Delayed::new(n, millis(due)), delay)
                 .await
         };
-        ids.push(id.expect("delayed enqueue"));
+        ids.push(id.expect("delayed enqueue").id);
     }
     let fired = recv_n(&mut rx, TASKS as usize).await;
     drained(&client, "it_delay").await;
@@ -229,7 +229,8 @@ async fn delayed_tasks_survive_a_server_restart_none_lost_none_twice() {
             DelayedRestart::new(n, millis(due))
                 .enqueue_at(&client, due)
                 .await
-                .unwrap(),
+                .unwrap()
+                .id,
         );
     }
     assert!(
@@ -287,15 +288,18 @@ async fn a_zero_or_past_delay_runs_at_once_as_an_ordinary_task() {
         DelayedNow::new(0, 0)
             .enqueue_in(&client, Duration::ZERO)
             .await
-            .unwrap(),
+            .unwrap()
+            .id,
         DelayedNow::new(1, 0)
             .enqueue_at(&client, now - Duration::from_secs(3600))
             .await
-            .unwrap(),
+            .unwrap()
+            .id,
         client
             .enqueue_at(&DelayedNow::new(2, 0), UNIX_EPOCH)
             .await
-            .unwrap(),
+            .unwrap()
+            .id,
     ];
     let fired = recv_n(&mut rx, 3).await;
     running.stop().await;
@@ -324,11 +328,13 @@ async fn waiting_schedules_are_not_work_and_can_be_cancelled() {
     let cancelled = DelayedCancel::new(0, millis(due))
         .enqueue_at(&client, due)
         .await
-        .unwrap();
+        .unwrap()
+        .id;
     let kept = DelayedCancel::new(1, millis(due))
         .enqueue_at(&client, due)
         .await
-        .unwrap();
+        .unwrap()
+        .id;
     // Both wait in the queue's stream, but the workers' consumer does not
     // see them: its filter covers the task subjects only.
     assert_eq!(queued(&client, "it_delay_cancel").await, 2);
@@ -377,13 +383,14 @@ async fn a_stream_from_before_delayed_tasks_is_upgraded_in_place() {
         ..Default::default()
     };
     client.jetstream().create_stream(old).await.unwrap();
-    let waiting = DelayedUpgrade::new(0, 0).enqueue(&client).await.unwrap();
+    let waiting = DelayedUpgrade::new(0, 0).enqueue(&client).await.unwrap().id;
 
     let due = UNIX_EPOCH + Duration::from_millis(millis(SystemTime::now()) + 300);
     let delayed = DelayedUpgrade::new(1, millis(due))
         .enqueue_at(&client, due)
         .await
-        .expect("the old stream is upgraded, not refused");
+        .expect("the old stream is upgraded, not refused")
+        .id;
     let info = client
         .jetstream()
         .get_stream("NATASK_Q_it_delay_upgrade")

@@ -160,7 +160,7 @@ async fn storing_a_key_again_replaces_it_and_an_unchanged_one_is_not_resent() {
     client
         .schedule(
             "acme",
-            Cron::new("0 0 6 * * *").time_zone("Europe/Berlin"),
+            Cron::new("0 0 6 * * *").with_time_zone("Europe/Berlin"),
             &TenantReport::new("acme-2".into()),
         )
         .await
@@ -172,7 +172,7 @@ async fn storing_a_key_again_replaces_it_and_an_unchanged_one_is_not_resent() {
     let err = client
         .schedule(
             "acme",
-            Cron::new("0 0 6 * * *").time_zone("Mars/Olympus_Mons"),
+            Cron::new("0 0 6 * * *").with_time_zone("Mars/Olympus_Mons"),
             &TenantReport::new("acme-2".into()),
         )
         .await
@@ -215,7 +215,7 @@ async fn bad_keys_and_expressions_are_refused_before_anything_is_sent() {
         "{err}"
     );
     let err = client
-        .schedule("acme", Cron::new("@every 1h").time_zone("UTC"), &task)
+        .schedule("acme", Cron::new("@every 1h").with_time_zone("UTC"), &task)
         .await
         .unwrap_err();
     assert!(

@@ -351,14 +351,14 @@ async fn a_declared_unique_task_is_unique_by_its_fields_until_it_finishes() {
             .enqueue(&DeclaredReport::new("acme".into(), 3))
             .await
             .unwrap(),
-        first.id
+        found
     );
     assert_eq!(
         DeclaredReport::new("acme".into(), 4)
             .enqueue_in(&client, Duration::from_secs(3600))
             .await
             .unwrap(),
-        first.id
+        found
     );
     assert_eq!(
         client
@@ -367,7 +367,7 @@ async fn a_declared_unique_task_is_unique_by_its_fields_until_it_finishes() {
             .into_iter()
             .map(Result::unwrap)
             .collect::<Vec<_>>(),
-        [first.id]
+        [found]
     );
     // unless told otherwise
     let forced = DeclaredReport::new("acme".into(), 6)
@@ -504,7 +504,8 @@ async fn cancelling_a_waiting_unique_task_releases_its_lock() {
     let delayed = client
         .enqueue_in(&report, Duration::from_secs(3600))
         .await
-        .unwrap();
+        .unwrap()
+        .id;
     let held = report.enqueue(&client).await.unwrap();
     assert_eq!(
         held,

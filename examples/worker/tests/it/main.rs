@@ -81,7 +81,8 @@ async fn a_worker_linked_only_through_cargo_toml_and_one_use_line_finds_every_ta
     let email = SendEmail::new("ada@example.com".into(), "hi".into())
         .enqueue(&client)
         .await
-        .unwrap();
+        .unwrap()
+        .id;
     let image = ResizeImage::new(
         "https://x/1.png".into(),
         Target {
@@ -91,7 +92,8 @@ async fn a_worker_linked_only_through_cargo_toml_and_one_use_line_finds_every_ta
     )
     .enqueue(&client)
     .await
-    .unwrap();
+    .unwrap()
+    .id;
     let mut want: HashSet<String> = [
         format!("send_email {email}"),
         format!("resize_image {image}"),
@@ -148,7 +150,8 @@ async fn two_worker_processes_share_a_queue_and_run_each_task_exactly_once() {
         let id = SendEmail::new(format!("u{i}@example.com"), "bulk".into())
             .enqueue(&client)
             .await
-            .unwrap();
+            .unwrap()
+            .id;
         enqueued.insert(id.to_string());
     }
 

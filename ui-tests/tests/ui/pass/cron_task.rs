@@ -17,7 +17,7 @@ async fn hourly() {}
 #[task(cron = "0 0 9 * * MON-FRI")]
 async fn weekdays() {}
 
-#[task(cron = "0 0 6 * * *", timezone = "Europe/Berlin")]
+#[task(cron = "0 0 6 * * *", time_zone = "Europe/Berlin")]
 async fn berlin_morning() {}
 
 fn main() {
@@ -27,6 +27,6 @@ fn main() {
     assert_eq!(Hourly::ENTRY.cron, Some("@hourly"));
     assert_eq!(Weekdays::ENTRY.cron, Some("0 0 9 * * MON-FRI"));
     assert_eq!(Poll::ENTRY.retries, None);
-    assert_eq!(BerlinMorning::ENTRY.timezone, Some("Europe/Berlin"));
-    assert_eq!(Weekdays::ENTRY.timezone, None);
+    assert_eq!(BerlinMorning::ENTRY.time_zone, Some("Europe/Berlin"));
+    assert_eq!(Weekdays::ENTRY.time_zone, None);
 }

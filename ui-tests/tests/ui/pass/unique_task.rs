@@ -30,10 +30,11 @@ fn key<T: Task>(task: &T) -> String {
     String::from_utf8(out).unwrap()
 }
 
-// `enqueue` of a unique task says whether it stored one
+// `enqueue` answers `Enqueued` for every task; a unique task's says
+// whether it stored one
 #[allow(dead_code)]
 async fn producer(client: &Client) -> Result<Enqueued, EnqueueError> {
-    let _: natask_runtime::TaskId = NotUnique::new(1).enqueue(client).await?;
+    let _: natask_runtime::TaskId = NotUnique::new(1).enqueue(client).await?.id;
     BuildReport::new("acme".into(), "pdf".into(), 7).enqueue(client).await
 }
 

@@ -1,6 +1,6 @@
 use natask_runtime::task;
 
-#[task(queue = "reports", timezone = "Europe/Berlin")]
+#[task(queue = "reports", time_zone = "Europe/Berlin")]
 async fn report(month: u32) {
     let _ = month;
 }
