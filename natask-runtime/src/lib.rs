@@ -24,7 +24,7 @@
 //! let client = Client::connect("nats://127.0.0.1:4222").await?;
 //!
 //! // producer side: typed, no task-name strings
-//! let id = SendEmail::new("ada@example.com".into(), "hello".into()).enqueue(&client).await?;
+//! let id = SendEmail::new("ada@example.com".into(), "hello".into()).enqueue(&client).await?.id;
 //!
 //! // worker side: every #[task] linked into the binary is served
 //! let runtime = Runtime::builder(client).state(Mailer).build().await?;
@@ -38,14 +38,16 @@
 //! due)` ([`Client::enqueue_in`], [`Client::enqueue_at`]) store the task as a
 //! JetStream message schedule (nats-server 2.12+) that the server turns into
 //! an ordinary task when it is due, 0–250 ms late; no natask process holds
-//! it meanwhile. [`Client::cancel_scheduled`] removes a waiting one.
-//! `docs/scheduling.md` in the repository has the details.
+//! it meanwhile. [`Client::cancel`] removes a waiting one, as it removes any
+//! task. `docs/scheduling.md` in the repository has the details.
+//!
+//! # Recurring tasks
 //!
 //! `#[task(cron = "0 */5 * * * *")]` runs a task without payload on a
 //! repeating server-side schedule (nats-server 2.14+);
-//! [`Client::schedule`] makes such schedules at run time, with a payload and
-//! a key (e.g. one per tenant), [`Client::unschedule`] removes one and
-//! [`Client::schedules`] lists them.
+//! [`Client::recurring`] makes such schedules at run time, with a payload and
+//! a key (e.g. one per tenant): [`Recurring::set`], [`Recurring::remove`],
+//! [`Recurring::list`].
 //!
 //! # Unique tasks
 //!
@@ -55,7 +57,8 @@
 //! per-message TTL, nats-server 2.11+) stores nothing and returns that
 //! task's id. [`Client::enqueue_with`] takes [`EnqueueOptions`]: a given
 //! task id, so that a retried enqueue is absorbed by JetStream's duplicate
-//! window, or a [`Unique`] key chosen per call. Both answer [`Enqueued`].
+//! window, or a [`Unique`] key chosen per call. Every enqueue answers
+//! [`Enqueued`]: the task's id, and whether this call stored it.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -89,8 +92,9 @@
 //! with [`Client::with_queue`]; every producer and runtime built from that
 //! client creates the queue's stream and consumer from it. An existing
 //! stream or consumer is attached to as it is, never rewritten: each
-//! setting that differs is logged as a warning, [`Client::queue_drift`]
-//! lists them, and [`Client::update_queue`] applies the policy.
+//! setting that differs is logged as a warning, [`Queue::drift`] lists
+//! them, and [`Queue::update`] applies the policy ([`Client::queue`] hands
+//! out a queue's handle, which also pauses, resumes and inspects it).
 //! [`Provisioning::NoCreate`] never creates anything, for accounts whose
 //! streams an operator manages. `docs/queues.md` in the repository has the
 //! details.
@@ -109,7 +113,7 @@
 //!             .max_tasks(100_000)
 //!             .ack_wait(Duration::from_secs(60)),
 //!     )?;
-//! for drift in client.update_queue("emails").await? {
+//! for drift in client.queue("emails").update().await? {
 //!     println!("changed {drift}"); // e.g. "max_in_flight: live 10000, wanted 20"
 //! }
 //! Runtime::builder(client).build().await?.run().await?;
@@ -119,10 +123,11 @@
 //! # Task state, results and cancellation
 //!
 //! [`Client::task_info`] tells where a task is ([`TaskState`]: queued,
-//! scheduled, running, retrying, succeeded, dead, expired, cancelled), with
+//! delayed, running, retrying, succeeded, dead, expired, cancelled), with
 //! its attempts, last error, times and, once it succeeded, the handler's
 //! `Ok` value as JSON; [`Client::wait`] awaits its outcome;
-//! [`Client::cancel`] removes a waiting task or stops a running one. The
+//! [`Client::cancel`] removes a waiting or delayed task or stops a running
+//! one. The
 //! states live in a JetStream key-value bucket, per queue on by default
 //! ([`QueuePolicy::tracking`]). A queue's
 //! [`QueuePolicy::validity`] expires tasks not started in time.
@@ -168,56 +173,74 @@
 //! `natask.q.<queue>.<task>`, and `natask.s.<queue>.<task>.<id>` for the
 //! schedules of delayed tasks), one durable pull consumer `workers` per
 //! queue shared by every worker process, and a dead-letter stream
-//! `NATASK_DLQ`. `docs/wire-format.md` documents headers and payloads for
-//! producers in other languages.
+//! `NATASK_DLQ` ([`Client::dead_letters`] lists, replays and purges them).
+//! `docs/wire-format.md` documents headers and payloads for producers in
+//! other languages.
+//!
+//! # How the crate is built
+//!
+//! Four layers, each using only those above it in this list, and the
+//! folders of `src/` follow them:
+//!
+//! 1. `jetstream/`: what natask says to JetStream. Header names and times
+//!    as the wire format writes them, which server error a failure is, the
+//!    configuration of every stream, consumer and bucket natask creates,
+//!    the **one provisioning path** they all take (where replicas,
+//!    storage, [`Provisioning::NoCreate`], drift warnings and the server
+//!    features an asset needs apply), repeating message schedules, and the
+//!    pull loop that fetches tasks.
+//! 2. `store/`: what natask keeps besides the tasks, each in a bucket the
+//!    first layer provisions: task states and cancellation requests,
+//!    unique locks, and the deliveries that spent no attempt.
+//! 3. `client/` (the producer side): [`Client`], enqueueing (one path for
+//!    every way of enqueueing), delayed tasks, batches, and the handles an
+//!    operator thinks in: [`Queue`], [`DeadLetters`], [`Recurring`]. It
+//!    never uses the worker side.
+//! 4. `worker/` (the worker side): [`Runtime`] and its builder, the fetch
+//!    loop of each queue, one attempt split into classify → run → settle,
+//!    dead-lettering, cron schedules, pause logging and the HTTP endpoint.
+//!
+//! Beside them, used by both sides and owning their own pieces:
+//! `policy` (the [`QueuePolicy`] vocabulary), [`middleware`], and the
+//! optional `metrics` and `otel`.
 
-mod batch;
 mod client;
-mod cron;
-mod dead_letter;
-mod handback;
-mod headers;
-mod http;
+mod jetstream;
 #[cfg(feature = "metrics")]
 mod metrics;
 pub mod middleware;
 #[cfg(feature = "opentelemetry")]
 mod otel;
 mod policy;
-mod provision;
-mod pull;
-mod queue;
-mod runtime;
-mod schedule;
-mod schedules;
-mod tracking;
-mod unique;
+mod store;
 mod worker;
 
-pub use client::{Client, ConnectError, EnqueueError};
-pub use cron::CronError;
-pub use dead_letter::{DeadLetter, DeadLetterError};
-pub use http::Health;
+pub use client::dead_letters::{DeadLetter, DeadLetterError, DeadLetters};
+pub use client::enqueue::{EnqueueError, QueueLimit};
+pub use client::options::{EnqueueOptions, Enqueued, Unique};
+pub use client::queue::{Queue, QueueError, QueueInfo};
+pub use client::recurring::{Cron, Recurring, RecurringError, RecurringTask};
+pub use client::tasks::Cancelled;
+pub use client::{Client, ConnectError};
+pub use jetstream::provision::ProvisionError;
 pub use natask_core::task::assert_payload_field;
 pub use natask_core::{
     name, wire, Backoff, HandlerFuture, Headers, IntoTaskResult, PayloadField, State, Task,
-    TaskContext, TaskError, TaskErrorKind, TaskId,
+    TaskContext, TaskError, TaskErrorKind, TaskId, UniquePolicy, Until,
 };
 pub use natask_macros::task;
 pub use policy::{
     Drift, InvalidPolicy, Provisioning, QueuePolicy, Storage, WhenFull, DEFAULT_DEDUP_WINDOW,
     DEFAULT_MAX_IN_FLIGHT,
 };
-pub use provision::ProvisionError;
-pub use queue::{QueueError, QueueInfo};
-pub use runtime::{
-    BuildError, RunError, Runtime, RuntimeBuilder, DEFAULT_ACK_WAIT, DEFAULT_CONCURRENCY,
-    DEFAULT_RETRIES, DEFAULT_SHUTDOWN_GRACE, DEFAULT_TIMEOUT,
+pub use store::tasks::{TaskInfo, TaskState, TrackingError, DEFAULT_TASK_RETENTION};
+pub use worker::builder::{
+    BuildError, RuntimeBuilder, DEFAULT_ACK_WAIT, DEFAULT_CONCURRENCY, DEFAULT_RETRIES,
+    DEFAULT_SHUTDOWN_GRACE, DEFAULT_TIMEOUT,
 };
-pub use schedule::CancelError;
-pub use schedules::{Cron, Schedule, ScheduleError};
-pub use tracking::{Cancelled, TaskInfo, TaskState, TrackingError, DEFAULT_TASK_RETENTION};
-pub use unique::{EnqueueOptions, Enqueued, Unique, UniquePolicy, Until};
+pub use worker::cron::CronError;
+pub use worker::http::{Health, HealthError};
+pub use worker::{RunError, Runtime};
 
 /// The link-time task registry.
 pub mod registry {
@@ -226,165 +249,4 @@ pub mod registry {
 
 // Not public API: used by code `#[task]` generates.
 #[doc(hidden)]
-pub mod __private {
-    pub use crate::client::{Client, EnqueueError};
-    pub use crate::unique::{EnqueueOptions, Enqueued, UniquePolicy, Until};
-    pub use linkme;
-    pub use natask_core::handler::decode;
-    pub use natask_core::registry::TASKS;
-    pub use natask_core::task::{
-        assert_payload_field, fail, DecodeFails, DecodeHolds, FinishFails, FinishHolds,
-        PayloadField, Probe,
-    };
-    pub use natask_core::{
-        Backoff, HandlerFuture, IntoTaskResult, Invocation, StateKey, Task, TaskEntry, TaskId,
-    };
-    pub use serde;
-
-    use core::future::Future;
-    use core::time::Duration;
-    use std::time::SystemTime;
-
-    /// `enqueue`, `enqueue_in` and `enqueue_at` on a generated struct, when
-    /// it is a [`Task`] (see [`Probe`]).
-    pub trait EnqueueHolds<T> {
-        /// Enqueues `task`.
-        fn enqueue_task<'a>(
-            &self,
-            client: &'a Client,
-            task: &'a T,
-        ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a;
-
-        /// Enqueues `task` as `options` say.
-        fn enqueue_task_with<'a>(
-            &self,
-            client: &'a Client,
-            task: &'a T,
-            options: EnqueueOptions,
-        ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a;
-
-        /// Enqueues `task` to run after `delay`.
-        fn enqueue_task_in<'a>(
-            &self,
-            client: &'a Client,
-            task: &'a T,
-            delay: Duration,
-        ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a;
-
-        /// Enqueues `task` to run at `due`.
-        fn enqueue_task_at<'a>(
-            &self,
-            client: &'a Client,
-            task: &'a T,
-            due: SystemTime,
-        ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a;
-    }
-
-    impl<T: Task> EnqueueHolds<T> for Probe<T> {
-        fn enqueue_task<'a>(
-            &self,
-            client: &'a Client,
-            task: &'a T,
-        ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a {
-            client.enqueue(task)
-        }
-
-        fn enqueue_task_with<'a>(
-            &self,
-            client: &'a Client,
-            task: &'a T,
-            options: EnqueueOptions,
-        ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a {
-            client.enqueue_with(task, options)
-        }
-
-        fn enqueue_task_in<'a>(
-            &self,
-            client: &'a Client,
-            task: &'a T,
-            delay: Duration,
-        ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a {
-            client.enqueue_in(task, delay)
-        }
-
-        fn enqueue_task_at<'a>(
-            &self,
-            client: &'a Client,
-            task: &'a T,
-            due: SystemTime,
-        ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a {
-            client.enqueue_at(task, due)
-        }
-    }
-
-    /// The fallback, picked only when a payload assertion fails (never run).
-    pub trait EnqueueFails<T> {
-        /// Never completes.
-        fn enqueue_task<'a>(
-            &self,
-            client: &'a Client,
-            task: &'a T,
-        ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a;
-
-        /// Never completes.
-        fn enqueue_task_with<'a>(
-            &self,
-            client: &'a Client,
-            task: &'a T,
-            options: EnqueueOptions,
-        ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a;
-
-        /// Never completes.
-        fn enqueue_task_in<'a>(
-            &self,
-            client: &'a Client,
-            task: &'a T,
-            delay: Duration,
-        ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a;
-
-        /// Never completes.
-        fn enqueue_task_at<'a>(
-            &self,
-            client: &'a Client,
-            task: &'a T,
-            due: SystemTime,
-        ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a;
-    }
-
-    impl<T> EnqueueFails<T> for &Probe<T> {
-        fn enqueue_task<'a>(
-            &self,
-            _: &'a Client,
-            _: &'a T,
-        ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a {
-            core::future::pending()
-        }
-
-        fn enqueue_task_with<'a>(
-            &self,
-            _: &'a Client,
-            _: &'a T,
-            _: EnqueueOptions,
-        ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a {
-            core::future::pending()
-        }
-
-        fn enqueue_task_in<'a>(
-            &self,
-            _: &'a Client,
-            _: &'a T,
-            _: Duration,
-        ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a {
-            core::future::pending()
-        }
-
-        fn enqueue_task_at<'a>(
-            &self,
-            _: &'a Client,
-            _: &'a T,
-            _: SystemTime,
-        ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a {
-            core::future::pending()
-        }
-    }
-}
+pub mod __private;

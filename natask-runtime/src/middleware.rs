@@ -134,6 +134,16 @@ impl<'a> Next<'a> {
     }
 }
 
+/// natask's own middleware, always outermost: tracing and, with the
+/// `metrics` feature, metrics.
+pub(crate) fn builtin() -> Vec<Arc<dyn Middleware>> {
+    #[allow(unused_mut)] // pushed to only with the `metrics` feature
+    let mut chain: Vec<Arc<dyn Middleware>> = vec![Arc::new(Tracing)];
+    #[cfg(feature = "metrics")]
+    chain.push(Arc::new(crate::metrics::Metrics::default()));
+    chain
+}
+
 /// Runs every `on_enqueue` hook in order.
 pub(crate) fn enqueue_chain(
     chain: &[Arc<dyn Middleware>],

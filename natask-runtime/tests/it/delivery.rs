@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use natask_runtime::{task, Backoff, EnqueueError, State, TaskContext, TaskError, TaskId};
 use tokio::sync::{mpsc, Notify};
 
-use crate::{builder, connect, queued, recv_n, within, Running};
+use crate::{builder, connect, drained, eventually, queued, recv_n, within, Running};
 
 pub(crate) struct Events(mpsc::UnboundedSender<(&'static str, u32, Instant)>);
 
@@ -265,14 +265,15 @@ async fn needs_fix(ev: State<Events>, ctx: &TaskContext, n: u32) -> Result<u32, 
 /// Waits until `queue` has `n` dead letters stored. A subscriber of
 /// `natask.dlq.>` sees a dead letter a moment before the stream serves it.
 async fn stored_dead_letters(client: &natask_runtime::Client, queue: &str, n: usize) {
-    let deadline = Instant::now() + crate::EVENT_DEADLINE;
-    while client.dead_letters(queue, 0, n + 1).await.unwrap().len() < n {
-        assert!(
-            Instant::now() < deadline,
-            "{n} dead letters were not stored in time"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    eventually(&format!("{n} dead letters being stored"), || async {
+        let stored = client.dead_letters().list(queue, 0, n + 1).await.unwrap();
+        if stored.len() >= n {
+            Ok(())
+        } else {
+            Err(format!("{} stored", stored.len()))
+        }
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -289,14 +290,7 @@ async fn dead_letters_are_listed_replayed_with_attempts_reset_and_purged() {
     let mut dead = client.nats().subscribe("natask.dlq.>").await.unwrap();
     let mut ids = Vec::new();
     for n in 0..3 {
-        ids.push(
-            NeedsFix::new(n)
-                .enqueue(&client)
-                .await
-                .unwrap()
-                .id
-                .to_string(),
-        );
+        ids.push(NeedsFix::new(n).enqueue(&client).await.unwrap().id);
     }
     for _ in 0..3 {
         within(dead.next()).await.unwrap();
@@ -304,13 +298,14 @@ async fn dead_letters_are_listed_replayed_with_attempts_reset_and_purged() {
     assert_eq!(recv_n(&mut rx, 6).await.len(), 6, "two attempts each");
     stored_dead_letters(&client, "it_replay", 3).await;
 
-    let page1 = client.dead_letters("it_replay", 0, 2).await.unwrap();
+    let page1 = client.dead_letters().list("it_replay", 0, 2).await.unwrap();
     let page2 = client
-        .dead_letters("it_replay", page1[1].sequence, 2)
+        .dead_letters()
+        .list("it_replay", page1[1].sequence, 2)
         .await
         .unwrap();
     assert_eq!((page1.len(), page2.len()), (2, 1));
-    let listed: Vec<_> = page1.iter().chain(&page2).map(|l| l.id.clone()).collect();
+    let listed: Vec<_> = page1.iter().chain(&page2).map(|l| l.id).collect();
     assert_eq!(
         listed.iter().collect::<HashSet<_>>(),
         ids.iter().collect::<HashSet<_>>()
@@ -328,22 +323,26 @@ async fn dead_letters_are_listed_replayed_with_attempts_reset_and_purged() {
     assert!(first.error.starts_with("bug #"));
     assert!(first.failed_at.is_some());
     assert!(client
-        .dead_letters("it_other", 0, 10)
+        .dead_letters()
+        .list("it_other", 0, 10)
         .await
         .unwrap()
         .is_empty());
 
     REPLAY_FIXED.store(true, Ordering::SeqCst);
-    client.replay(&ids[0]).await.unwrap();
+    client.dead_letters().replay(ids[0]).await.unwrap();
     let (_, attempt, _) = within(rx.recv()).await.unwrap();
     assert_eq!(attempt, 1, "attempts start again");
-    let err = client.replay(&ids[0]).await.unwrap_err();
+    let err = client.dead_letters().replay(ids[0]).await.unwrap_err();
     assert_eq!(
         err.to_string(),
         format!("no dead letter with id `{}`", ids[0])
     );
 
-    assert_eq!(client.replay_all("it_replay").await.unwrap(), 2);
+    assert_eq!(
+        client.dead_letters().replay_all("it_replay").await.unwrap(),
+        2
+    );
     assert_eq!(
         recv_n(&mut rx, 2)
             .await
@@ -355,7 +354,8 @@ async fn dead_letters_are_listed_replayed_with_attempts_reset_and_purged() {
     running.stop().await;
     assert!(rx.try_recv().is_err());
     assert!(client
-        .dead_letters("it_replay", 0, 10)
+        .dead_letters()
+        .list("it_replay", 0, 10)
         .await
         .unwrap()
         .is_empty());
@@ -375,9 +375,10 @@ async fn dead_letters_are_listed_replayed_with_attempts_reset_and_purged() {
     recv_n(&mut rx, 2).await;
     running.stop().await;
     stored_dead_letters(&client, "it_replay", 1).await;
-    assert_eq!(client.purge_dead_letters("it_replay").await.unwrap(), 1);
+    assert_eq!(client.dead_letters().purge("it_replay").await.unwrap(), 1);
     assert!(client
-        .dead_letters("it_replay", 0, 10)
+        .dead_letters()
+        .list("it_replay", 0, 10)
         .await
         .unwrap()
         .is_empty());
@@ -421,14 +422,7 @@ async fn a_server_killed_and_restarted_mid_run_loses_no_task_and_the_worker_resu
     assert_eq!(seen, ids, "every task ran after the restart");
     // Tasks that ran just before the kill can run again (their acks died
     // with the server); the queue drains once those have run.
-    let deadline = Instant::now() + crate::EVENT_DEADLINE;
-    while queued(&client, "it_restart").await > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the queue did not drain after the restart"
-        );
-        let _ = tokio::time::timeout(Duration::from_millis(50), rx.recv()).await;
-    }
+    drained(&client, "it_restart").await;
     running.stop().await;
 }
 
@@ -456,7 +450,7 @@ async fn enqueue_while_nats_is_down_fails_after_the_timeout_instead_of_hanging()
     assert!(
         matches!(
             err,
-            EnqueueError::Timeout { .. } | EnqueueError::Publish { .. }
+            EnqueueError::Timeout { .. } | EnqueueError::JetStream { .. }
         ),
         "{err:?}"
     );
@@ -468,13 +462,10 @@ async fn enqueue_while_nats_is_down_fails_after_the_timeout_instead_of_hanging()
     );
     server.restart();
     // the same client works again once the server is back
-    let deadline = Instant::now() + crate::EVENT_DEADLINE;
-    loop {
-        match DuringOutage::new(3).enqueue(&client).await {
-            Ok(_) => break,
-            Err(e) => assert!(Instant::now() < deadline, "no recovery: {e}"),
-        }
-    }
+    eventually("the client recovering", || async {
+        DuringOutage::new(3).enqueue(&client).await
+    })
+    .await;
 }
 
 pub(crate) struct Busy(mpsc::UnboundedSender<u32>);

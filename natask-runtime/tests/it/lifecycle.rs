@@ -8,7 +8,7 @@ use natask_runtime::{
 };
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::{builder, connect, queued, recv_n, within, Running, EVENT_DEADLINE};
+use crate::{builder, connect, drained, eventually, queued, recv_n, Running, EVENT_DEADLINE};
 
 /// What the handlers of this module report.
 pub(crate) struct Probe {
@@ -123,7 +123,7 @@ async fn every_state_is_recorded_and_results_round_trip() {
         .unwrap()
         .id;
     let scheduled = state(&client, later).await;
-    assert_eq!(scheduled.state, TaskState::Scheduled);
+    assert_eq!(scheduled.state, TaskState::Delayed);
     assert!(scheduled.due_at.is_some());
 
     let (probe, mut started, _dropped, release) = Probe::new();
@@ -151,7 +151,7 @@ async fn every_state_is_recorded_and_results_round_trip() {
         .unwrap()
         .id;
     assert_eq!(recv_n(&mut started, 1).await, ["hold"]);
-    let running_info = eventually(&client, held, TaskState::Running).await;
+    let running_info = reaches(&client, held, TaskState::Running).await;
     assert_eq!(running_info.attempts, 1);
     assert!(running_info.started_at.is_some() && running_info.finished_at.is_none());
     release.add_permits(1);
@@ -182,7 +182,7 @@ async fn every_state_is_recorded_and_results_round_trip() {
         .await
         .unwrap()
         .id;
-    let retrying = eventually(&client, failing, TaskState::Retrying).await;
+    let retrying = reaches(&client, failing, TaskState::Retrying).await;
     assert_eq!(retrying.attempts, 1);
     assert!(
         retrying
@@ -214,7 +214,7 @@ async fn every_state_is_recorded_and_results_round_trip() {
     );
 
     // The scheduled task is still waiting, untouched by all of this.
-    assert_eq!(state(&client, later).await.state, TaskState::Scheduled);
+    assert_eq!(state(&client, later).await.state, TaskState::Delayed);
     // An id nobody enqueued has no state.
     assert!(client
         .task_info(natask_runtime::TaskId::new())
@@ -226,29 +226,26 @@ async fn every_state_is_recorded_and_results_round_trip() {
 
 /// Polls `task_info` until the task is in `want`: the running and retrying
 /// states are passed through, so `wait` (terminal states) cannot be used.
-async fn eventually(
+async fn reaches(
     client: &Client,
     id: natask_runtime::TaskId,
     want: TaskState,
 ) -> natask_runtime::TaskInfo {
-    let deadline = tokio::time::Instant::now() + EVENT_DEADLINE;
-    loop {
-        if let Some(info) = client.task_info(id).await.unwrap() {
-            if info.state == want {
-                return info;
+    eventually(&format!("{id} reaching {want}"), || async {
+        match client.task_info(id).await.unwrap() {
+            Some(info) if info.state == want => Ok(info),
+            Some(info) => {
+                assert!(
+                    !info.state.is_terminal(),
+                    "{id} ended as {} instead of reaching {want}",
+                    info.state
+                );
+                Err(Some(info.state))
             }
-            assert!(
-                !info.state.is_terminal(),
-                "{id} ended as {} instead of reaching {want}",
-                info.state
-            );
+            None => Err(None),
         }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{id} never reached {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    })
+    .await
 }
 
 #[tokio::test]
@@ -292,7 +289,7 @@ async fn cancelled_tasks_never_run_and_running_ones_are_stopped() {
         .unwrap()
         .id;
     assert_eq!(recv_n(&mut started, 1).await, ["hold"]);
-    eventually(&client, held, TaskState::Running).await;
+    reaches(&client, held, TaskState::Running).await;
     assert_eq!(client.cancel(held).await.unwrap(), Cancelled::Stopping);
     assert_eq!(
         recv_n(&mut dropped, 1).await,
@@ -341,12 +338,7 @@ async fn without_tracking_no_state_is_kept_but_cancellation_still_holds() {
     let (probe, mut started, _dropped, _release) = Probe::new();
     let running = Running::start(builder(&client, &["it_life_untracked"]).state(probe)).await;
     assert_eq!(recv_n(&mut started, 1).await, ["2"]);
-    within(async {
-        while queued(&client, "it_life_untracked").await > 0 {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await;
+    drained(&client, "it_life_untracked").await;
     running.stop().await;
     assert!(started.try_recv().is_err(), "the cancelled task ran");
     assert!(client.task_info(ran).await.unwrap().is_none(), "untracked");

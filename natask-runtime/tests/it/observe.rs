@@ -1,7 +1,6 @@
 //! Middleware, health, the HTTP endpoint, metrics and trace propagation.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use natask_runtime::middleware::{Enqueue, Middleware, Next, Rejected};
 use natask_runtime::{task, EnqueueError, HandlerFuture, State, TaskContext, TaskError};
@@ -179,14 +178,10 @@ async fn health_and_readiness_are_served_over_http_and_follow_the_connection() {
     assert_eq!(http_get(addr, "/nope").await.0, 404);
 
     server.kill();
-    let deadline = std::time::Instant::now() + crate::EVENT_DEADLINE;
-    while health.is_ready().await {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "still ready without a server"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    crate::eventually("readiness ending without a server", || async {
+        health.check().await.err().ok_or("still ready")
+    })
+    .await;
     let (status, body) = http_get(addr, "/readyz").await;
     assert_eq!(status, 503);
     assert!(body.starts_with("not ready: "), "{body}");
@@ -203,7 +198,7 @@ async fn metrics_are_scraped_over_http_with_the_right_counts() {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let runtime = builder(&client, &["it_observe"])
         .state(Tick(tx))
-        .default_backoff(natask_runtime::Backoff::fixed(Duration::from_millis(10)))
+        .default_backoff(natask_runtime::Backoff::fixed(std::time::Duration::from_millis(10)))
         .http("127.0.0.1:0".parse().unwrap())
         .build()
         .await
@@ -222,17 +217,16 @@ async fn metrics_are_scraped_over_http_with_the_right_counts() {
     futures_util::StreamExt::next(&mut dead).await.unwrap();
     // the dead letter is visible to subscribers a moment before the worker
     // counts it: scrape until the count is there
-    let deadline = std::time::Instant::now() + crate::EVENT_DEADLINE;
-    let (status, body) = loop {
+    let (status, body) = crate::eventually("the dead letter being counted", || async {
         let (status, body) = http_get(addr, "/metrics").await;
         // (metrics are process-wide: other tests dead-letter on other queues)
-        if body.contains(r#"natask_tasks_dead_lettered_total{queue="it_observe""#)
-            || std::time::Instant::now() > deadline
-        {
-            break (status, body);
+        if body.contains(r#"natask_tasks_dead_lettered_total{queue="it_observe""#) {
+            Ok((status, body))
+        } else {
+            Err(body)
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    })
+    .await;
     let _ = stop.send(());
     within(done).await.unwrap().unwrap();
     assert_eq!(status, 200);

@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use natask_runtime::{task, Client, QueueError, QueueInfo, State, TaskError};
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::{builder, connect, recv_n, within, Captured, Running, EVENT_DEADLINE};
+use crate::{builder, connect, eventually, recv_n, Captured, Running};
 
 pub(crate) struct Ran(mpsc::UnboundedSender<u32>);
 
@@ -48,19 +48,19 @@ async fn idle_job() -> Result<(), TaskError> {
 
 /// Polls `queue_info` until `ok` holds: counts change on the server with
 /// no event a test could await.
-async fn eventually(client: &Client, queue: &str, ok: impl Fn(&QueueInfo) -> bool) -> QueueInfo {
-    let deadline = tokio::time::Instant::now() + EVENT_DEADLINE;
-    loop {
-        let info = client.queue_info(queue).await.expect("queue info");
-        if ok(&info) {
-            return info;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "queue info never got there; last: {info:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+async fn queue_reaches(client: &Client, queue: &str, ok: impl Fn(&QueueInfo) -> bool) -> QueueInfo {
+    eventually(
+        &format!("queue `{queue}` reaching the state wanted"),
+        || async {
+            let info = client.queue(queue).info().await.expect("queue info");
+            if ok(&info) {
+                Ok(info)
+            } else {
+                Err(info)
+            }
+        },
+    )
+    .await
 }
 
 #[tokio::test]
@@ -77,11 +77,11 @@ async fn pausing_stops_every_worker_and_resuming_runs_what_was_enqueued_meanwhil
     PausedJob::new(0).enqueue(&client).await.unwrap();
     assert_eq!(recv_n(&mut rx, 1).await, [0], "served before the pause");
 
-    client.pause_queue("it_pause", None).await.unwrap();
+    client.queue("it_pause").pause().await.unwrap();
     for n in 1..=5 {
         PausedJob::new(n).enqueue(&client).await.unwrap();
     }
-    let info = client.queue_info("it_pause").await.unwrap();
+    let info = client.queue("it_pause").info().await.unwrap();
     assert!(info.is_paused());
     assert!(
         info.paused_until.unwrap() > SystemTime::now() + Duration::from_secs(100 * 365 * 24 * 3600),
@@ -89,7 +89,7 @@ async fn pausing_stops_every_worker_and_resuming_runs_what_was_enqueued_meanwhil
     );
     assert_eq!((info.depth, info.in_flight), (5, 0), "{info:?}");
     // Both workers ask for tasks all along: each holds a pull request.
-    eventually(&client, "it_pause", |i| i.waiting_pulls >= 2).await;
+    queue_reaches(&client, "it_pause", |i| i.waiting_pulls >= 2).await;
     // Absence of tasks, shown over a bounded window: the workers' pull
     // requests are open (above) and an unpaused consumer serves them within
     // milliseconds, so without the pause the tasks would arrive well inside it.
@@ -99,16 +99,16 @@ async fn pausing_stops_every_worker_and_resuming_runs_what_was_enqueued_meanwhil
             .is_err(),
         "no task runs while the queue is paused"
     );
-    let info = client.queue_info("it_pause").await.unwrap();
+    let info = client.queue("it_pause").info().await.unwrap();
     assert_eq!((info.depth, info.in_flight), (5, 0), "{info:?}");
 
-    client.resume_queue("it_pause").await.unwrap();
+    client.queue("it_pause").resume().await.unwrap();
     let mut got = recv_n(&mut rx, 5).await;
     got.sort_unstable();
     assert_eq!(got, [1, 2, 3, 4, 5]);
     first.stop().await;
     second.stop().await;
-    let info = client.queue_info("it_pause").await.unwrap();
+    let info = client.queue("it_pause").info().await.unwrap();
     assert_eq!(
         (info.depth, info.in_flight, info.paused_until),
         (0, 0, None),
@@ -123,7 +123,7 @@ async fn queue_info_counts_each_step_and_running_tasks_finish_while_paused() {
     let queue = "it_queue_info";
     assert!(
         matches!(
-            client.queue_info(queue).await,
+            client.queue(queue).info().await,
             Err(QueueError::NoStream { .. })
         ),
         "a queue never used has no info"
@@ -133,7 +133,7 @@ async fn queue_info_counts_each_step_and_running_tasks_finish_while_paused() {
     for n in 0..3 {
         HeldJob::new(n).enqueue(&client).await.unwrap();
     }
-    let info = client.queue_info(queue).await.unwrap();
+    let info = client.queue(queue).info().await.unwrap();
     assert_eq!(
         (
             info.depth,
@@ -160,12 +160,12 @@ async fn queue_info_counts_each_step_and_running_tasks_finish_while_paused() {
     let mut running_now = recv_n(&mut started, 2).await;
     running_now.sort_unstable();
     assert_eq!(running_now, [0, 1]);
-    let info = eventually(&client, queue, |i| i.dead_letters == 1 && i.in_flight == 2).await;
+    let info = queue_reaches(&client, queue, |i| i.dead_letters == 1 && i.in_flight == 2).await;
     assert_eq!((info.depth, info.paused_until), (1, None), "{info:?}");
 
     let until = SystemTime::now() + Duration::from_secs(3600);
-    client.pause_queue(queue, Some(until)).await.unwrap();
-    let info = client.queue_info(queue).await.unwrap();
+    client.queue(queue).pause_until(until).await.unwrap();
+    let info = client.queue(queue).info().await.unwrap();
     let paused_until = info.paused_until.expect("paused");
     let off = paused_until
         .duration_since(until)
@@ -185,16 +185,16 @@ async fn queue_info_counts_each_step_and_running_tasks_finish_while_paused() {
     let mut done = recv_n(&mut finished, 2).await;
     done.sort_unstable();
     assert_eq!(done, [0, 1]);
-    let info = eventually(&client, queue, |i| i.in_flight == 0).await;
+    let info = queue_reaches(&client, queue, |i| i.in_flight == 0).await;
     assert_eq!((info.depth, info.dead_letters), (1, 1), "{info:?}");
     // The worker has free slots again and asks for tasks, and the third
     // still does not start.
-    eventually(&client, queue, |i| i.waiting_pulls >= 1).await;
+    queue_reaches(&client, queue, |i| i.waiting_pulls >= 1).await;
     running.stop().await;
     assert!(started.try_recv().is_err(), "nothing started while paused");
 
-    client.resume_queue(queue).await.unwrap();
-    let info = client.queue_info(queue).await.unwrap();
+    client.queue(queue).resume().await.unwrap();
+    let info = client.queue(queue).info().await.unwrap();
     assert_eq!(
         (
             info.depth,
@@ -213,10 +213,7 @@ async fn pausing_an_unknown_queue_says_it_has_no_stream_or_consumer_yet() {
     let server = natask_testing::NatsServer::start();
     let client = connect(&server).await;
 
-    let err = client
-        .pause_queue("it_pause_never", None)
-        .await
-        .unwrap_err();
+    let err = client.queue("it_pause_never").pause().await.unwrap_err();
     assert!(
         matches!(&err, QueueError::NoStream { queue } if queue == "it_pause_never"),
         "{err:?}"
@@ -227,25 +224,22 @@ async fn pausing_an_unknown_queue_says_it_has_no_stream_or_consumer_yet() {
          served it; check the name, or start a worker serving the queue"
     );
     assert!(matches!(
-        client.resume_queue("it_pause_never").await,
+        client.queue("it_pause_never").resume().await,
         Err(QueueError::NoStream { .. })
     ));
 
     // A producer created the stream; no worker has created the consumer.
     OrphanJob.enqueue(&client).await.unwrap();
-    let err = client
-        .pause_queue("it_pause_orphan", None)
-        .await
-        .unwrap_err();
+    let err = client.queue("it_pause_orphan").pause().await.unwrap_err();
     assert_eq!(
         err.to_string(),
         "queue `it_pause_orphan` has no consumer yet: no worker has served it so far; start a \
          worker serving the queue (it creates the consumer), then pause it"
     );
-    let info = client.queue_info("it_pause_orphan").await.unwrap();
+    let info = client.queue("it_pause_orphan").info().await.unwrap();
     assert_eq!((info.depth, info.paused_until), (1, None), "{info:?}");
 
-    let err = client.pause_queue("it.pause", None).await.unwrap_err();
+    let err = client.queue("it.pause").pause().await.unwrap_err();
     assert!(matches!(err, QueueError::InvalidName { .. }), "{err:?}");
     assert_eq!(err.to_string(), "`it.pause` is not a valid queue name");
 }
@@ -259,11 +253,13 @@ async fn a_worker_of_a_paused_queue_waits_quietly_and_logs_the_pause_once() {
     let queue = "it_pause_idle";
     let running = Running::start(builder(&client, &[queue])).await;
     // Once the worker asks for tasks, it follows the queue's pauses.
-    eventually(&client, queue, |i| i.waiting_pulls >= 1).await;
-    client.pause_queue(queue, None).await.unwrap();
-    within(async {
-        while logs.lines_with("no new ones are fetched").is_empty() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+    queue_reaches(&client, queue, |i| i.waiting_pulls >= 1).await;
+    client.queue(queue).pause().await.unwrap();
+    eventually("the pause being logged", || async {
+        if logs.lines_with("no new ones are fetched").is_empty() {
+            Err("not logged")
+        } else {
+            Ok(())
         }
     })
     .await;
@@ -312,8 +308,9 @@ async fn a_worker_of_a_paused_queue_waits_quietly_and_logs_the_pause_once() {
 
     // A pause "until" a time already past is a resume.
     client
-        .pause_queue(queue, Some(SystemTime::now() - Duration::from_secs(1)))
+        .queue(queue)
+        .pause_until(SystemTime::now() - Duration::from_secs(1))
         .await
         .unwrap();
-    assert_eq!(client.queue_info(queue).await.unwrap().paused_until, None);
+    assert_eq!(client.queue(queue).info().await.unwrap().paused_until, None);
 }

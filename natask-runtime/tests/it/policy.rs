@@ -9,12 +9,12 @@ use std::time::Duration;
 use async_nats::jetstream::stream::{DiscardPolicy, StorageType};
 use futures_util::StreamExt;
 use natask_runtime::{
-    task, BuildError, Client, Drift, EnqueueError, ProvisionError, Provisioning, QueuePolicy,
-    State, Storage, TaskError, WhenFull,
+    task, BuildError, Client, Drift, EnqueueError, ProvisionError, Provisioning, QueueLimit,
+    QueuePolicy, State, Storage, TaskError, WhenFull,
 };
 use tokio::sync::{mpsc, watch};
 
-use crate::{builder, connect, queued, recv_n, within, Captured, Running};
+use crate::{builder, connect, drained, queued, recv_n, within, Captured, Running};
 
 #[task(queue = "it_policy")]
 async fn policy_job(n: u32) -> Result<(), TaskError> {
@@ -98,7 +98,7 @@ async fn the_first_enqueue_creates_the_stream_from_the_policy() {
     assert_eq!(config.max_bytes, 1 << 20);
     assert_eq!(config.discard, DiscardPolicy::Old);
     assert_eq!(config.duplicate_window, Duration::from_secs(30));
-    assert_eq!(client.queue_drift("it_policy").await.unwrap(), []);
+    assert_eq!(client.queue("it_policy").drift().await.unwrap(), []);
 }
 
 #[tokio::test]
@@ -142,7 +142,7 @@ async fn a_runtime_creates_the_consumer_from_the_policy_and_runs_that_many_handl
         stream.duplicate_window,
         natask_runtime::DEFAULT_DEDUP_WINDOW
     );
-    assert_eq!(client.queue_drift(queue).await.unwrap(), []);
+    assert_eq!(client.queue(queue).drift().await.unwrap(), []);
 
     for n in 0..6 {
         Gated::new(n).enqueue(&client).await.unwrap();
@@ -224,7 +224,7 @@ async fn an_existing_queue_is_attached_to_as_it_is_and_update_queue_applies_the_
         ("max_in_flight", "5", "2"),
         ("ack_wait", "30s", "10s"),
     ];
-    let drift = second.queue_drift(queue).await.unwrap();
+    let drift = second.queue(queue).drift().await.unwrap();
     assert_eq!(fields(&drift), want);
     let warnings = logs.lines_with(" WARN ");
     assert_eq!(warnings.len(), want.len(), "{warnings:#?}");
@@ -237,9 +237,9 @@ async fn an_existing_queue_is_attached_to_as_it_is_and_update_queue_applies_the_
         assert_eq!(found, 1, "warnings `{line}` in {warnings:#?}");
     }
 
-    let changed = second.update_queue(queue).await.unwrap();
+    let changed = second.queue(queue).update().await.unwrap();
     assert_eq!(changed, drift);
-    assert_eq!(second.queue_drift(queue).await.unwrap(), []);
+    assert_eq!(second.queue(queue).drift().await.unwrap(), []);
     let stream = stream_config(&second, queue).await;
     assert_eq!(stream.max_messages, 20);
     assert_eq!(stream.discard, DiscardPolicy::Old);
@@ -247,7 +247,7 @@ async fn an_existing_queue_is_attached_to_as_it_is_and_update_queue_applies_the_
     let consumer = consumer_config(&second, queue).await;
     assert_eq!(consumer.max_ack_pending, 2);
     assert_eq!(consumer.ack_wait, Duration::from_secs(10));
-    assert_eq!(second.update_queue(queue).await.unwrap(), []);
+    assert_eq!(second.queue(queue).update().await.unwrap(), []);
     assert_eq!(queued(&second, queue).await, 1, "the queued task survived");
 
     // what the server cannot change is an error, and nothing changes
@@ -259,7 +259,7 @@ async fn an_existing_queue_is_attached_to_as_it_is_and_update_queue_applies_the_
                 .max_tasks(50),
         )
         .unwrap();
-    let error = memory.update_queue(queue).await.unwrap_err();
+    let error = memory.queue(queue).update().await.unwrap_err();
     assert!(
         matches!(&error, ProvisionError::Immutable { field: "storage", live, wanted, .. }
             if live == "file" && wanted == "memory"),
@@ -311,7 +311,7 @@ async fn no_create_refuses_a_missing_queue_and_attaches_to_an_existing_one() {
 
     // an operator creates the stream: producers attach
     let operator = connect(&server).await;
-    operator.update_queue(queue).await.unwrap();
+    operator.queue(queue).update().await.unwrap();
     PolicyJob::new(1).enqueue(&locked).await.unwrap();
     // ...but the consumer is still missing
     let error = builder(&locked, &[queue]).build().await.unwrap_err();
@@ -326,12 +326,7 @@ async fn no_create_refuses_a_missing_queue_and_attaches_to_an_existing_one() {
     // hand-back bucket), a locked-down worker serves the queue
     builder(&operator, &[queue]).build().await.unwrap();
     let running = Running::start(builder(&locked, &[queue])).await;
-    within(async {
-        while queued(&locked, queue).await > 0 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
+    drained(&locked, queue).await;
     running.stop().await;
 }
 
@@ -355,7 +350,7 @@ async fn a_full_queue_refuses_a_task_and_keeps_every_queued_one() {
             limit,
         } => {
             assert_eq!((*q, *task), (queue, "policy_job"));
-            assert_eq!(limit, "maximum messages exceeded");
+            assert_eq!(*limit, QueueLimit::MaxTasks);
         }
         other => panic!("{other:?}"),
     }
@@ -422,7 +417,13 @@ async fn a_full_queue_refuses_a_task_and_keeps_every_queued_one() {
         assert!(stored < 100, "a 1000-byte queue took {stored} tasks");
     };
     assert!(
-        matches!(&error, EnqueueError::QueueFull { limit, .. } if limit == "maximum bytes exceeded"),
+        matches!(
+            &error,
+            EnqueueError::QueueFull {
+                limit: QueueLimit::MaxBytes,
+                ..
+            }
+        ),
         "{error:?}"
     );
     assert_eq!(queued(&bytes, "it_policy_retries").await, stored);
@@ -488,11 +489,13 @@ async fn an_invalid_policy_is_refused_before_anything_is_created() {
         assert_eq!((invalid.field, invalid.problem.as_str()), (field, problem));
         let client = connect(&server).await.with_queue(policy).unwrap();
         let error = builder(&client, &[queue]).build().await.unwrap_err();
+        assert!(
+            matches!(&error, BuildError::InvalidPolicy(p) if p.field == field),
+            "{error:?}"
+        );
         assert_eq!(
             error.to_string(),
-            format!(
-                "invalid runtime setting: invalid policy of queue `it_policy`: `{field}` {problem}"
-            )
+            format!("invalid policy of queue `it_policy`: `{field}` {problem}")
         );
         let error = PolicyJob::new(1).enqueue(&client).await.unwrap_err();
         assert!(

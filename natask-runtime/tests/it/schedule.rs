@@ -2,13 +2,13 @@
 //! restart, cancelled, on old streams and old servers.
 
 use std::collections::HashSet;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::{consumer::PullConsumer, stream};
-use natask_runtime::{task, EnqueueError, State, TaskContext, TaskId};
+use natask_runtime::{task, Cancelled, EnqueueError, State, TaskContext, TaskId, TaskState};
 use tokio::sync::mpsc;
 
-use crate::{builder, connect, older_server, queued, recv_n, within, Running};
+use crate::{builder, connect, drained, older_server, queued, recv_n, within, Running};
 
 /// One firing, as the handler saw it.
 #[derive(Debug)]
@@ -71,16 +71,6 @@ fn signed_ms(a: SystemTime, b: SystemTime) -> i64 {
     match a.duration_since(b) {
         Ok(d) => d.as_millis() as i64,
         Err(e) => -(e.duration().as_millis() as i64),
-    }
-}
-
-/// Waits until nothing is left in the queue's stream: no waiting schedule
-/// and no unacknowledged task, so nothing can fire or run again.
-async fn drained(client: &natask_runtime::Client, queue: &str) {
-    let deadline = Instant::now() + crate::EVENT_DEADLINE;
-    while queued(client, queue).await > 0 {
-        assert!(Instant::now() < deadline, "queue `{queue}` did not drain");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -317,10 +307,10 @@ async fn waiting_schedules_are_not_work_and_can_be_cancelled() {
     let server = natask_testing::NatsServer::start();
     let client = connect(&server).await;
     // Nothing was ever scheduled on a queue without a stream.
-    assert!(!client
-        .cancel_scheduled::<DelayedCancel>(TaskId::new())
-        .await
-        .unwrap());
+    assert_eq!(
+        client.cancel(TaskId::new()).await.unwrap(),
+        Cancelled::Unknown
+    );
 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let running = Running::start(builder(&client, &["it_delay_cancel"]).state(Fires(tx))).await;
@@ -340,15 +330,10 @@ async fn waiting_schedules_are_not_work_and_can_be_cancelled() {
     assert_eq!(queued(&client, "it_delay_cancel").await, 2);
     assert_eq!(consumer_pending(&client, "it_delay_cancel").await, 0);
 
-    assert!(client
-        .cancel_scheduled::<DelayedCancel>(cancelled)
-        .await
-        .unwrap());
-    assert!(
-        !client
-            .cancel_scheduled::<DelayedCancel>(cancelled)
-            .await
-            .unwrap(),
+    assert_eq!(client.cancel(cancelled).await.unwrap(), Cancelled::Removed);
+    assert_eq!(
+        client.cancel(cancelled).await.unwrap(),
+        Cancelled::Finished(TaskState::Cancelled),
         "cancelled once"
     );
     assert_eq!(queued(&client, "it_delay_cancel").await, 1);
@@ -359,11 +344,9 @@ async fn waiting_schedules_are_not_work_and_can_be_cancelled() {
     drained(&client, "it_delay_cancel").await;
     running.stop().await;
     assert!(rx.try_recv().is_err(), "the cancelled task fired");
-    assert!(
-        !client
-            .cancel_scheduled::<DelayedCancel>(kept)
-            .await
-            .unwrap(),
+    assert_eq!(
+        client.cancel(kept).await.unwrap(),
+        Cancelled::Finished(TaskState::Succeeded),
         "too late: it already ran"
     );
 }

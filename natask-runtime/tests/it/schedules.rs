@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use natask_runtime::{task, Client, Cron, ScheduleError, State, TaskContext, TaskId};
+use natask_runtime::{task, Client, Cron, RecurringError, State, TaskContext, TaskId};
 use tokio::sync::mpsc;
 
 use crate::{builder, connect, older_server, within, Running};
@@ -59,7 +59,8 @@ async fn schedules_made_at_run_time_tick_with_their_payload_beside_cron_tasks() 
     let client = connect(&server).await;
     for tenant in ["acme", "globex"] {
         client
-            .schedule(tenant, "@every 1s", &TenantReport::new(tenant.into()))
+            .recurring()
+            .set(tenant, "@every 1s", &TenantReport::new(tenant.into()))
             .await
             .unwrap();
     }
@@ -68,11 +69,12 @@ async fn schedules_made_at_run_time_tick_with_their_payload_beside_cron_tasks() 
     let running = Running::start(builder(&client, &[QUEUE]).state(Runs(tx))).await;
     // the runtime put the cron task's schedule in place and kept ours
     let listed: Vec<_> = client
-        .schedules::<TenantReport>()
+        .recurring::<TenantReport>()
+        .list()
         .await
         .unwrap()
         .into_iter()
-        .map(|s| (s.key, s.cron, s.task.tenant))
+        .map(|s| (s.key, s.cron.expression().to_owned(), s.task.tenant))
         .collect();
     assert_eq!(
         listed,
@@ -102,10 +104,19 @@ async fn schedules_made_at_run_time_tick_with_their_payload_beside_cron_tasks() 
 
     // removed: no tick of acme is produced any more (the ones stored
     // before may still run); globex goes on
-    assert!(client.unschedule::<TenantReport>("acme").await.unwrap());
-    assert!(!client.unschedule::<TenantReport>("acme").await.unwrap());
+    assert!(client
+        .recurring::<TenantReport>()
+        .remove("acme")
+        .await
+        .unwrap());
+    assert!(!client
+        .recurring::<TenantReport>()
+        .remove("acme")
+        .await
+        .unwrap());
     let keys: Vec<_> = client
-        .schedules::<TenantReport>()
+        .recurring::<TenantReport>()
+        .list()
         .await
         .unwrap()
         .into_iter()
@@ -120,28 +131,31 @@ async fn storing_a_key_again_replaces_it_and_an_unchanged_one_is_not_resent() {
     let server = natask_testing::NatsServer::start();
     let client = connect(&server).await;
     client
-        .schedule("acme", "@hourly", &TenantReport::new("acme".into()))
+        .recurring()
+        .set("acme", "@hourly", &TenantReport::new("acme".into()))
         .await
         .unwrap();
     let first = stored_sequence(&client, "acme").await;
     // unchanged: not published again (that would restart an interval)
     client
-        .schedule("acme", "@hourly", &TenantReport::new("acme".into()))
+        .recurring()
+        .set("acme", "@hourly", &TenantReport::new("acme".into()))
         .await
         .unwrap();
     assert_eq!(stored_sequence(&client, "acme").await, first);
 
     client
-        .schedule("acme", "0 0 6 * * *", &TenantReport::new("acme-2".into()))
+        .recurring()
+        .set("acme", "0 0 6 * * *", &TenantReport::new("acme-2".into()))
         .await
         .unwrap();
     assert!(stored_sequence(&client, "acme").await > first);
-    let listed = client.schedules::<TenantReport>().await.unwrap();
+    let listed = client.recurring::<TenantReport>().list().await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(
         (
             listed[0].key.as_str(),
-            listed[0].cron.as_str(),
+            listed[0].cron.expression(),
             listed[0].task.tenant.as_str()
         ),
         ("acme", "0 0 6 * * *", "acme-2")
@@ -158,7 +172,8 @@ async fn storing_a_key_again_replaces_it_and_an_unchanged_one_is_not_resent() {
     // a time zone is part of the schedule: a change replaces it
     let before = stored_sequence(&client, "acme").await;
     client
-        .schedule(
+        .recurring()
+        .set(
             "acme",
             Cron::new("0 0 6 * * *").with_time_zone("Europe/Berlin"),
             &TenantReport::new("acme-2".into()),
@@ -166,11 +181,12 @@ async fn storing_a_key_again_replaces_it_and_an_unchanged_one_is_not_resent() {
         .await
         .unwrap();
     assert!(stored_sequence(&client, "acme").await > before);
-    let listed = client.schedules::<TenantReport>().await.unwrap();
-    assert_eq!(listed[0].time_zone.as_deref(), Some("Europe/Berlin"));
+    let listed = client.recurring::<TenantReport>().list().await.unwrap();
+    assert_eq!(listed[0].cron.time_zone(), Some("Europe/Berlin"));
     // a zone the server does not know: refused, the stored one is kept
     let err = client
-        .schedule(
+        .recurring()
+        .set(
             "acme",
             Cron::new("0 0 6 * * *").with_time_zone("Mars/Olympus_Mons"),
             &TenantReport::new("acme-2".into()),
@@ -178,15 +194,15 @@ async fn storing_a_key_again_replaces_it_and_an_unchanged_one_is_not_resent() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, ScheduleError::TimeZone { zone, .. } if zone == "Mars/Olympus_Mons"),
+        matches!(&err, RecurringError::TimeZone { time_zone, .. } if time_zone == "Mars/Olympus_Mons"),
         "{err:?}"
     );
     assert!(
         err.to_string().contains("does not know the time zone"),
         "{err}"
     );
-    let listed = client.schedules::<TenantReport>().await.unwrap();
-    assert_eq!(listed[0].time_zone.as_deref(), Some("Europe/Berlin"));
+    let listed = client.recurring::<TenantReport>().list().await.unwrap();
+    assert_eq!(listed[0].cron.time_zone(), Some("Europe/Berlin"));
 }
 
 #[tokio::test]
@@ -195,18 +211,20 @@ async fn bad_keys_and_expressions_are_refused_before_anything_is_sent() {
     let client = connect(&server).await;
     let task = TenantReport::new("acme".into());
     let err = client
-        .schedule("acme.eu", "@daily", &task)
+        .recurring()
+        .set("acme.eu", "@daily", &task)
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, ScheduleError::Key { key, .. } if key == "acme.eu"),
+        matches!(&err, RecurringError::Key { key, .. } if key == "acme.eu"),
         "{err:?}"
     );
     let err = client
-        .schedule("acme", "*/5 * * * *", &task)
+        .recurring()
+        .set("acme", "*/5 * * * *", &task)
         .await
         .unwrap_err();
-    assert!(matches!(&err, ScheduleError::Cron { .. }), "{err:?}");
+    assert!(matches!(&err, RecurringError::Cron { .. }), "{err:?}");
     assert!(
         std::error::Error::source(&err)
             .unwrap()
@@ -215,7 +233,8 @@ async fn bad_keys_and_expressions_are_refused_before_anything_is_sent() {
         "{err}"
     );
     let err = client
-        .schedule("acme", Cron::new("@every 1h").with_time_zone("UTC"), &task)
+        .recurring()
+        .set("acme", Cron::new("@every 1h").with_time_zone("UTC"), &task)
         .await
         .unwrap_err();
     assert!(
@@ -231,8 +250,17 @@ async fn bad_keys_and_expressions_are_refused_before_anything_is_sent() {
         .get_stream(client.names().queue_stream(QUEUE))
         .await
         .is_err());
-    assert!(client.schedules::<TenantReport>().await.unwrap().is_empty());
-    assert!(!client.unschedule::<TenantReport>("acme").await.unwrap());
+    assert!(client
+        .recurring::<TenantReport>()
+        .list()
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(!client
+        .recurring::<TenantReport>()
+        .remove("acme")
+        .await
+        .unwrap());
 }
 
 /// Needs `NATS_SERVER_2_12_BIN`, a nats-server 2.12 binary (`scripts/dev
@@ -245,11 +273,12 @@ async fn a_server_before_2_14_refuses_the_expression_with_a_clear_error() {
     let client = connect(&server).await;
     let version = client.nats().server_info().version;
     let err = client
-        .schedule("acme", "@every 1s", &TenantReport::new("acme".into()))
+        .recurring()
+        .set("acme", "@every 1s", &TenantReport::new("acme".into()))
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, ScheduleError::Refused { server_version, .. } if *server_version == version),
+        matches!(&err, RecurringError::Refused { server_version, .. } if *server_version == version),
         "{err:?}"
     );
     assert_eq!(
@@ -259,5 +288,10 @@ async fn a_server_before_2_14_refuses_the_expression_with_a_clear_error() {
              `@every` schedules need nats-server 2.14 or newer, and a date that never occurs is refused by all"
         )
     );
-    assert!(client.schedules::<TenantReport>().await.unwrap().is_empty());
+    assert!(client
+        .recurring::<TenantReport>()
+        .list()
+        .await
+        .unwrap()
+        .is_empty());
 }

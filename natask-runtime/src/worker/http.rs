@@ -21,6 +21,30 @@ pub struct Health {
     pub(crate) queues: Vec<(&'static str, PullConsumer)>,
 }
 
+/// Why a runtime is not ready ([`Health::check`]).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HealthError {
+    /// The connection to NATS is down.
+    #[error("not connected to NATS")]
+    Disconnected,
+    /// A served queue's consumer could not be read.
+    #[error("queue `{queue}`: consumer not available")]
+    JetStream {
+        /// The queue.
+        queue: &'static str,
+        /// What JetStream answered.
+        #[source]
+        source: async_nats::Error,
+    },
+    /// JetStream did not answer about a served queue in time.
+    #[error("queue `{queue}`: no answer from JetStream")]
+    Timeout {
+        /// The queue.
+        queue: &'static str,
+    },
+}
+
 impl Health {
     /// Whether NATS is connected and every served queue's stream and
     /// consumer exist.
@@ -29,9 +53,9 @@ impl Health {
     }
 
     /// Like [`is_ready`](Self::is_ready), saying what is missing.
-    pub async fn check(&self) -> Result<(), String> {
+    pub async fn check(&self) -> Result<(), HealthError> {
         if !self.client.is_ready() {
-            return Err("not connected to NATS".to_owned());
+            return Err(HealthError::Disconnected);
         }
         for (queue, consumer) in &self.queues {
             match tokio::time::timeout(Duration::from_secs(2), consumer.get_info()).await {
@@ -40,8 +64,13 @@ impl Health {
                     crate::metrics::queue_state(queue, &info);
                     let _ = info;
                 }
-                Ok(Err(e)) => return Err(format!("queue `{queue}`: consumer not available: {e}")),
-                Err(_) => return Err(format!("queue `{queue}`: no answer from JetStream")),
+                Ok(Err(e)) => {
+                    return Err(HealthError::JetStream {
+                        queue,
+                        source: e.into(),
+                    })
+                }
+                Err(_) => return Err(HealthError::Timeout { queue }),
             }
         }
         Ok(())

@@ -12,15 +12,18 @@
 
 use std::collections::HashMap;
 
+use async_nats::jetstream::stream;
 use async_nats::HeaderMap;
 use futures_util::TryStreamExt;
 
 use natask_core::registry::TaskEntry;
 
-use crate::client::{kind_headers, Client};
-use crate::headers::{
-    CONTENT_TYPE, FORMAT, NATS_SCHEDULE, NATS_SCHEDULE_TARGET, NATS_SCHEDULE_TIME_ZONE, TASK,
+use crate::client::enqueue::provision_error;
+use crate::jetstream::headers::{
+    kind_headers, NATS_SCHEDULE, NATS_SCHEDULE_TARGET, NATS_SCHEDULE_TIME_ZONE,
 };
+use crate::jetstream::message_schedules::{self, Put, Refused};
+use crate::Client;
 
 /// The body of every tick: a cron task has no payload, and its generated
 /// unit struct is serialised as `null`.
@@ -40,7 +43,7 @@ pub enum CronError {
         task: &'static str,
         /// Why.
         #[source]
-        source: crate::EnqueueError,
+        source: Box<crate::EnqueueError>,
     },
     /// The server refused the expression (error 10189, "message schedules
     /// pattern is invalid"): nats-server 2.12 and 2.13 know only `@at`
@@ -63,7 +66,7 @@ pub enum CronError {
     /// The server does not know the cron task's time zone (error 10223,
     /// "message schedules time zone is invalid").
     #[error(
-        "nats-server does not know the time zone `{zone}` of cron task `{task}` on queue `{queue}`; \
+        "nats-server does not know the time zone `{time_zone}` of cron task `{task}` on queue `{queue}`; \
          write an IANA name from its time-zone database, such as `Europe/Berlin` or `UTC`"
     )]
     TimeZone {
@@ -72,12 +75,12 @@ pub enum CronError {
         /// The cron task.
         task: &'static str,
         /// The zone it names.
-        zone: &'static str,
+        time_zone: &'static str,
     },
     /// JetStream refused or did not answer a read, publish or purge of a
     /// schedule.
     #[error("the schedule of cron task `{task}` on queue `{queue}` could not be read, published or removed")]
-    Schedule {
+    JetStream {
         /// The queue.
         queue: &'static str,
         /// The cron task (or `*` while listing the queue's schedules).
@@ -91,8 +94,8 @@ pub enum CronError {
 /// The headers of the schedule of cron task `entry`: natask's task headers
 /// without `Natask-Id`, `Nats-Msg-Id` and `Natask-Enqueued-At`, which would
 /// be the same on every tick (the worker gives each tick its own id, see
-/// `worker::task_id`), plus the schedule itself. Enqueue middleware does not
-/// run: no producer publishes the ticks.
+/// `worker::message::task_id`), plus the schedule itself. Enqueue
+/// middleware does not run: no producer publishes the ticks.
 fn schedule_headers(entry: &TaskEntry, cron: &str, target: &str) -> HeaderMap {
     let mut headers = kind_headers(entry.name);
     headers.insert(NATS_SCHEDULE, cron);
@@ -101,26 +104,6 @@ fn schedule_headers(entry: &TaskEntry, cron: &str, target: &str) -> HeaderMap {
         headers.insert(NATS_SCHEDULE_TIME_ZONE, zone);
     }
     headers
-}
-
-/// Whether a stored schedule already says what `wanted` says. Republishing
-/// an unchanged schedule would restart an `@every` interval (measured on
-/// nats-server 2.15.1), so that a fleet restarting more often than the
-/// interval would never tick.
-pub(crate) fn unchanged(stored: Option<&HeaderMap>, wanted: &HeaderMap) -> bool {
-    let Some(stored) = stored else { return false };
-    [
-        NATS_SCHEDULE,
-        NATS_SCHEDULE_TARGET,
-        NATS_SCHEDULE_TIME_ZONE,
-        TASK,
-        FORMAT,
-        CONTENT_TYPE,
-    ]
-    .into_iter()
-    .all(|name| {
-        stored.get(name.clone()).map(|v| v.as_str()) == wanted.get(name).map(|v| v.as_str())
-    })
 }
 
 /// Puts the schedule of every cron task in `tasks` (all of `queue`'s tasks
@@ -137,77 +120,79 @@ pub(crate) async fn sync(
         .filter_map(|e| e.cron.map(|c| (e, c)))
         .collect();
     crons.sort_by_key(|(e, _)| e.name);
-    let names = client.names();
     if let Some((first, _)) = crons.first() {
         client
-            .ensure_schedules(queue)
+            .provisioner()
+            .schedules(queue)
             .await
             .map_err(|source| CronError::Unsupported {
                 queue,
                 task: first.name,
-                source,
+                source: Box::new(provision_error(queue, source)),
             })?;
     }
-    let error = |task: &'static str| {
-        move |e: async_nats::Error| CronError::Schedule {
-            queue,
-            task,
-            source: e,
-        }
-    };
-    let stream = match client
+    let stream = client
         .jetstream()
-        .get_stream(names.queue_stream(queue))
+        .get_stream(client.names().queue_stream(queue))
         .await
-    {
-        Ok(stream) => stream,
-        Err(e) => return Err(error("*")(e.into())),
-    };
+        .map_err(|e| failed(queue, "*", e))?;
     for (entry, cron) in crons {
-        let subject = names.cron_subject(queue, entry.name);
-        let target = names.task_subject(queue, entry.name);
-        let headers = schedule_headers(entry, cron, &target);
-        let stored = stream.direct_get_last_for_subject(subject.as_str()).await;
-        if unchanged(stored.as_ref().ok().map(|m| &m.headers), &headers) {
-            tracing::debug!(queue, task = entry.name, cron, "cron schedule in place");
-            continue;
-        }
-        let published = match client
-            .jetstream()
-            .publish_with_headers(subject, headers, BODY.into())
-            .await
-        {
-            Ok(ack) => ack.await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = published {
-            let e: async_nats::Error = e.into();
-            if let (true, Some(zone)) = (has_error_code(&*e, TIME_ZONE_INVALID), entry.time_zone) {
-                return Err(CronError::TimeZone {
-                    queue,
-                    task: entry.name,
-                    zone,
-                });
-            }
-            if is_pattern_invalid(&*e) {
-                return Err(CronError::Refused {
-                    queue,
-                    task: entry.name,
-                    cron,
-                    server_version: client.nats().server_info().version,
-                });
-            }
-            return Err(error(entry.name)(e));
-        }
-        tracing::info!(queue, task = entry.name, cron, "cron schedule published");
+        put(client, &stream, queue, entry, cron).await?;
     }
+    remove_stale(client, &stream, queue, tasks).await
+}
+
+/// Puts the schedule of cron task `entry` in place.
+async fn put(
+    client: &Client,
+    stream: &stream::Stream,
+    queue: &'static str,
+    entry: &TaskEntry,
+    cron: &'static str,
+) -> Result<(), CronError> {
+    let names = client.names();
+    let subject = names.cron_subject(queue, entry.name);
+    let target = names.task_subject(queue, entry.name);
+    let headers = schedule_headers(entry, cron, &target);
+    let put = message_schedules::put(client.jetstream(), stream, subject, headers, BODY.into())
+        .await
+        .map_err(|refused| match (refused, entry.time_zone) {
+            (Refused::TimeZone, Some(time_zone)) => CronError::TimeZone {
+                queue,
+                task: entry.name,
+                time_zone,
+            },
+            (Refused::Pattern | Refused::TimeZone, _) => CronError::Refused {
+                queue,
+                task: entry.name,
+                cron,
+                server_version: client.nats().server_info().version,
+            },
+            (Refused::JetStream(e), _) => failed(queue, entry.name, e),
+        })?;
+    match put {
+        Put::Unchanged => tracing::debug!(queue, task = entry.name, cron, "cron schedule in place"),
+        Put::Published => tracing::info!(queue, task = entry.name, cron, "cron schedule published"),
+    }
+    Ok(())
+}
+
+/// Removes the cron schedules of `queue` whose task is not a cron task in
+/// `tasks`.
+async fn remove_stale(
+    client: &Client,
+    stream: &stream::Stream,
+    queue: &'static str,
+    tasks: &HashMap<&'static str, TaskEntry>,
+) -> Result<(), CronError> {
+    let names = client.names();
     let subjects: Vec<(String, usize)> = stream
         .info_with_subjects(names.cron_filter(queue))
         .await
-        .map_err(|e| error("*")(e.into()))?
+        .map_err(|e| failed(queue, "*", e))?
         .try_collect()
         .await
-        .map_err(|e| error("*")(e.into()))?;
+        .map_err(|e| failed(queue, "*", e))?;
     let prefix = format!("{}.s.{queue}.", names.prefix());
     for (subject, _) in subjects {
         let Some(task) = subject
@@ -223,7 +208,7 @@ pub(crate) async fn sync(
             .purge()
             .filter(subject.as_str())
             .await
-            .map_err(|e| error("*")(e.into()))?;
+            .map_err(|e| failed(queue, "*", e))?;
         tracing::info!(
             queue,
             task,
@@ -233,40 +218,18 @@ pub(crate) async fn sync(
     Ok(())
 }
 
-/// Whether `e` (or an error it wraps) is JetStream's "message schedules
-/// pattern is invalid".
-pub(crate) fn is_pattern_invalid(e: &(dyn std::error::Error + 'static)) -> bool {
-    has_error_code(e, PATTERN_INVALID)
-}
-
-/// Whether `e` (or an error it wraps) is JetStream's "message schedules
-/// time zone is invalid".
-pub(crate) fn is_time_zone_invalid(e: &(dyn std::error::Error + 'static)) -> bool {
-    has_error_code(e, TIME_ZONE_INVALID)
-}
-
-/// JetStream's "message schedules pattern is invalid".
-const PATTERN_INVALID: u64 = 10189;
-/// JetStream's "message schedules time zone is invalid".
-const TIME_ZONE_INVALID: u64 = 10223;
-
-/// Whether `e` (or an error it wraps) is the JetStream error `code`.
-fn has_error_code(e: &(dyn std::error::Error + 'static), code: u64) -> bool {
-    let mut next = Some(e);
-    while let Some(e) = next {
-        if e.downcast_ref::<async_nats::jetstream::Error>()
-            .is_some_and(|js| js.error_code() == async_nats::jetstream::ErrorCode(code))
-        {
-            return true;
-        }
-        next = e.source();
+fn failed(queue: &'static str, task: &'static str, e: impl Into<async_nats::Error>) -> CronError {
+    CronError::JetStream {
+        queue,
+        task,
+        source: e.into(),
     }
-    false
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jetstream::message_schedules::unchanged;
     use natask_core::wire;
 
     #[test]

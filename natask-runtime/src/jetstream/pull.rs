@@ -279,6 +279,16 @@ impl Puller {
     }
 }
 
+/// Sleeps before the next try after `failures` failures in a row, a
+/// little longer each time (at most 5 s); false if stopped meanwhile.
+pub(crate) async fn backoff(stop: &tokio_util::sync::CancellationToken, failures: u32) -> bool {
+    let delay = Duration::from_millis(250 * u64::from(failures.min(20)));
+    tokio::select! {
+        () = tokio::time::sleep(delay) => true,
+        () = stop.cancelled() => false,
+    }
+}
+
 /// The request a message answers, from the last token of its subject.
 fn request_seq(subject: &Subject) -> Option<u64> {
     subject.rsplit('.').next().and_then(|seq| seq.parse().ok())

@@ -10,9 +10,10 @@ use tracing::Instrument;
 
 use natask_core::{Task, TaskId};
 
-use crate::client::{initial_state, publish_error, Client, EnqueueError};
-use crate::tracking::TaskState;
-use crate::unique::Enqueued;
+use super::enqueue::{initial_state, publish_error, EnqueueError};
+use super::options::Enqueued;
+use super::Client;
+use crate::store::tasks::TaskState;
 
 /// Enqueues whose acknowledgement `enqueue_many` awaits at once. JetStream
 /// acknowledges a stream's publishes in order; more than this gains little
@@ -96,7 +97,8 @@ impl Client {
         for task in tasks {
             let index = results.len();
             results.push(None);
-            let (id, headers, payload) = match self.prepare(&task) {
+            let id = TaskId::new();
+            let (headers, payload) = match self.prepare(&task, id, |_| {}) {
                 Ok(prepared) => prepared,
                 Err(e) => {
                     results[index] = Some(Err(e));
@@ -157,7 +159,8 @@ impl Client {
                 failed += usize::from(oldest.await.is_err());
             }
             match self
-                .send_initial_state(&initial_state::<T>(id, TaskState::Queued, seq))
+                .tasks()
+                .create(&initial_state::<T>(id, TaskState::Queued, seq))
                 .await
             {
                 Ok(ack) => in_flight.push_back(ack),
@@ -168,7 +171,7 @@ impl Client {
             failed += usize::from(ack.await.is_err());
         }
         if failed > 0 {
-            // Mostly a worker that recorded the task first; see `record_initial_state`.
+            // Mostly a worker that recorded the task first; see `TaskStore::record_new`.
             tracing::debug!(failed, "some enqueued tasks' states were not recorded");
         }
     }

@@ -1,0 +1,263 @@
+//! The dead letters of every queue, as an operator sees them
+//! ([`Client::dead_letters`](crate::Client::dead_letters)): list, read,
+//! replay and purge. Workers park tasks there (`worker::dead_letter`).
+
+use std::time::SystemTime;
+
+use async_nats::jetstream::{self, stream};
+
+use natask_core::wire;
+use natask_core::TaskId;
+
+use super::Client;
+use crate::jetstream::headers::DEAD_LETTER_HEADERS;
+use crate::jetstream::time;
+
+/// The dead letters of every queue, as
+/// [`Client::dead_letters`](crate::Client::dead_letters) hands them out.
+/// Cheap to clone.
+///
+/// ```no_run
+/// # async fn demo(client: natask_runtime::Client) -> Result<(), Box<dyn std::error::Error>> {
+/// let dead = client.dead_letters();
+/// for letter in dead.list("emails", 0, 100).await? {
+///     println!("{} ({}): {}", letter.id, letter.reason, letter.error);
+/// }
+/// let replayed = dead.replay_all("emails").await?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct DeadLetters {
+    client: Client,
+}
+
+/// One parked task, as stored in the dead-letter stream.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DeadLetter {
+    /// The task id. A message that had no valid `Natask-Id` was given one
+    /// when it was parked (a UUIDv7 from its stream sequence and time).
+    pub id: TaskId,
+    /// The task name, if the message had one.
+    pub task: Option<String>,
+    /// The queue the task was taken from.
+    pub queue: String,
+    /// Why it was parked: `exhausted`, `fatal`, `decode`, `unknown_task` or `not_a_task`.
+    pub reason: String,
+    /// The last error.
+    pub error: String,
+    /// Attempts spent.
+    pub attempts: u64,
+    /// When it was parked.
+    pub failed_at: Option<SystemTime>,
+    /// The original payload.
+    pub payload: bytes::Bytes,
+    /// Every header: the original ones and the dead-letter ones.
+    pub headers: async_nats::HeaderMap,
+    /// Sequence in the dead-letter stream; pass it as `after` to read the next page.
+    pub sequence: u64,
+}
+
+impl DeadLetter {
+    fn from_stored(m: jetstream::message::StreamMessage) -> DeadLetter {
+        let h = |name: &str| m.headers.get(name).map(|v| v.as_str().to_owned());
+        // Letters parked by natask 0.1 without a valid task id end in
+        // `<stream>-<sequence>`; they get an id from their own sequence.
+        let id = m
+            .subject
+            .rsplit('.')
+            .next()
+            .and_then(|id| id.parse().ok())
+            .unwrap_or_else(|| TaskId::from(uuid::Uuid::from_u128(u128::from(m.sequence))));
+        DeadLetter {
+            task: h(wire::HEADER_TASK),
+            queue: h(wire::HEADER_QUEUE).unwrap_or_default(),
+            reason: h(wire::HEADER_REASON).unwrap_or_default(),
+            error: h(wire::HEADER_ERROR).unwrap_or_default(),
+            attempts: h(wire::HEADER_ATTEMPTS)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            failed_at: h(wire::HEADER_FAILED_AT)
+                .and_then(|v| v.parse().ok())
+                .map(time::from_unix_millis),
+            id,
+            payload: m.payload,
+            headers: m.headers,
+            sequence: m.sequence,
+        }
+    }
+}
+
+/// A dead-letter operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeadLetterError {
+    /// No dead letter has this id.
+    #[error("no dead letter with id `{id}`")]
+    NotFound {
+        /// The id looked for.
+        id: TaskId,
+    },
+    /// The dead letter cannot go back to a queue.
+    #[error("dead letter `{id}` cannot be replayed: {why}")]
+    NotReplayable {
+        /// Its id.
+        id: TaskId,
+        /// Why not.
+        why: &'static str,
+    },
+    /// JetStream refused or did not answer.
+    #[error("the dead-letter stream could not be {action}")]
+    JetStream {
+        /// What was being done.
+        action: &'static str,
+        /// async-nats's error.
+        #[source]
+        source: async_nats::Error,
+    },
+}
+
+fn failed(action: &'static str) -> impl FnOnce(async_nats::Error) -> DeadLetterError {
+    move |source| DeadLetterError::JetStream { action, source }
+}
+
+impl DeadLetters {
+    pub(crate) fn new(client: Client) -> DeadLetters {
+        DeadLetters { client }
+    }
+
+    async fn stream(&self) -> Result<&stream::Stream, DeadLetterError> {
+        self.client
+            .provisioner()
+            .dead_letters()
+            .await
+            .map_err(|e| failed("opened")(e.into()))
+    }
+
+    /// Up to `limit` dead letters of `queue`, oldest first, with sequence
+    /// greater than `after` (start with 0; continue with the last
+    /// letter's [`DeadLetter::sequence`]).
+    pub async fn list(
+        &self,
+        queue: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, DeadLetterError> {
+        let stream = self.stream().await?;
+        let filter = self.client.names().dead_letter_queue_filter(queue);
+        let mut out = Vec::new();
+        let mut next = after + 1;
+        while out.len() < limit {
+            match stream
+                .direct_get_next_for_subject(filter.as_str(), Some(next))
+                .await
+            {
+                Ok(m) => {
+                    next = m.sequence + 1;
+                    out.push(DeadLetter::from_stored(m));
+                }
+                Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => break,
+                Err(e) => return Err(failed("read")(e.into())),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The dead letter of task `id`.
+    pub async fn get(&self, id: TaskId) -> Result<DeadLetter, DeadLetterError> {
+        let stream = self.stream().await?;
+        let filter = self.client.names().dead_letter_id_filter(&id.to_string());
+        match stream.direct_get_last_for_subject(filter).await {
+            Ok(m) => Ok(DeadLetter::from_stored(m)),
+            Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => {
+                Err(DeadLetterError::NotFound { id })
+            }
+            Err(e) => Err(failed("read")(e.into())),
+        }
+    }
+
+    /// Puts task `id` back on its queue with its attempts reset (same id,
+    /// same payload and headers), then removes the dead letter.
+    pub async fn replay(&self, id: TaskId) -> Result<(), DeadLetterError> {
+        let letter = self.get(id).await?;
+        self.replay_letter(letter).await
+    }
+
+    /// Replays every dead letter of `queue`; returns how many went back.
+    pub async fn replay_all(&self, queue: &str) -> Result<usize, DeadLetterError> {
+        let mut replayed = 0;
+        let mut after = 0;
+        loop {
+            let page = self.list(queue, after, 256).await?;
+            let Some(last) = page.last() else { break };
+            after = last.sequence;
+            for letter in page {
+                if letter.task.is_some() {
+                    self.replay_letter(letter).await?;
+                    replayed += 1;
+                }
+            }
+        }
+        Ok(replayed)
+    }
+
+    /// Deletes every dead letter of `queue`; returns how many were deleted.
+    pub async fn purge(&self, queue: &str) -> Result<u64, DeadLetterError> {
+        let stream = self.stream().await?;
+        let purged = stream
+            .purge()
+            .filter(self.client.names().dead_letter_queue_filter(queue))
+            .await
+            .map_err(|e| failed("purged")(e.into()))?;
+        Ok(purged.purged)
+    }
+
+    async fn replay_letter(&self, letter: DeadLetter) -> Result<(), DeadLetterError> {
+        let not_replayable = |why| DeadLetterError::NotReplayable { id: letter.id, why };
+        let Some(task) = letter
+            .task
+            .as_deref()
+            .filter(|t| natask_core::name::check(t).is_ok())
+        else {
+            return Err(not_replayable("it has no valid task name"));
+        };
+        if natask_core::name::check(&letter.queue).is_err() {
+            return Err(not_replayable("it has no valid queue name"));
+        }
+        self.client
+            .provisioner()
+            .ensure_queue(&letter.queue)
+            .await
+            .map_err(|e| failed("replayed")(e.into()))?;
+        let mut clean = async_nats::HeaderMap::new();
+        for (name, values) in letter.headers.iter() {
+            let name: &str = name.as_ref();
+            if DEAD_LETTER_HEADERS.contains(&name) || name == wire::HEADER_MSG_ID {
+                continue;
+            }
+            for value in values {
+                clean.append(name, value.as_str());
+            }
+        }
+        // A fresh dedup id: the original's may still be inside the window.
+        clean.insert(
+            wire::HEADER_MSG_ID,
+            format!("{}:replay:{}", letter.id, letter.sequence).as_str(),
+        );
+        let subject = self.client.names().task_subject(&letter.queue, task);
+        self.client
+            .jetstream()
+            .publish_with_headers(subject, clean, letter.payload.clone())
+            .await
+            .map_err(|e| failed("replayed")(e.into()))?
+            .await
+            .map_err(|e| failed("replayed")(e.into()))?;
+        self.stream()
+            .await?
+            .delete_message(letter.sequence)
+            .await
+            .map_err(|e| failed("cleaned up after a replay")(e.into()))?;
+        tracing::info!(id = %letter.id, queue = %letter.queue, task, "dead letter replayed");
+        Ok(())
+    }
+}

@@ -1,0 +1,327 @@
+//! The producer side: a [`Client`] connects to NATS and enqueues tasks
+//! (`enqueue`, `delayed`, `batch`), and hands out the handles an operator
+//! thinks in: a queue ([`Client::queue`]), the dead letters
+//! ([`Client::dead_letters`]), a task type's recurring schedules
+//! ([`Client::recurring`]); task lookups by id live on the client itself
+//! (`tasks`). Nothing here knows the worker side.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::{jetstream, Subject};
+
+use natask_core::name::{self, NameError};
+use natask_core::wire::Names;
+use natask_core::Task;
+
+use crate::jetstream::provision::Provisioner;
+use crate::middleware::{self, Middleware};
+use crate::policy::{Provisioning, QueuePolicy};
+use crate::store::locks::Locks;
+use crate::store::tasks::{TaskStore, DEFAULT_TASK_RETENTION};
+
+mod batch;
+pub(crate) mod dead_letters;
+mod delayed;
+pub(crate) mod enqueue;
+pub(crate) mod options;
+pub(crate) mod queue;
+pub(crate) mod recurring;
+pub(crate) mod tasks;
+
+/// How long requests wait by default.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A connection to NATS that enqueues tasks. Cheap to clone; share one.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = natask_runtime::Client::connect("nats://127.0.0.1:4222").await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    nats: async_nats::Client,
+    settings: Settings,
+    provisioner: Arc<Provisioner>,
+    tasks: TaskStore,
+    locks: Locks,
+    /// The subject of each (queue, task) whose stream is known to exist.
+    subjects: Mutex<HashMap<(&'static str, &'static str), Subject>>,
+    /// The server's `max_payload`, once known (0 before).
+    max_payload: AtomicUsize,
+}
+
+/// What a client is configured with; each `with_*` method changes one part.
+#[derive(Clone)]
+struct Settings {
+    names: Names,
+    timeout: Duration,
+    middleware: Vec<Arc<dyn Middleware>>,
+    /// Policies registered with [`Client::with_queue`], by queue name.
+    policies: Arc<HashMap<String, Arc<QueuePolicy>>>,
+    provisioning: Provisioning,
+    task_retention: Duration,
+}
+
+/// Connecting to NATS failed.
+#[derive(Debug, thiserror::Error)]
+#[error("could not connect to NATS at `{url}`; check the URL, that nats-server is running, and the credentials")]
+pub struct ConnectError {
+    url: String,
+    #[source]
+    source: async_nats::ConnectError,
+}
+
+impl Client {
+    /// Connects to the NATS server at `url` (e.g. `nats://127.0.0.1:4222`;
+    /// credentials may be given as `nats://user:password@host:port`).
+    pub async fn connect(url: &str) -> Result<Client, ConnectError> {
+        let mut options =
+            async_nats::ConnectOptions::new().connection_timeout(Duration::from_secs(5));
+        // async-nats does not read credentials from the URL itself.
+        let (address, credentials) = split_credentials(url);
+        match credentials {
+            Some((user, Some(password))) => options = options.user_and_password(user, password),
+            Some((token, None)) => options = options.token(token),
+            None => {}
+        }
+        let nats = options
+            .connect(address.as_str())
+            .await
+            .map_err(|source| ConnectError {
+                url: redact(url),
+                source,
+            })?;
+        Ok(Client::from_nats(nats))
+    }
+
+    /// Uses an existing async-nats connection (for custom TLS, auth or
+    /// reconnect settings).
+    pub fn from_nats(nats: async_nats::Client) -> Client {
+        Self::build(
+            nats,
+            Settings {
+                names: Names::default(),
+                timeout: DEFAULT_TIMEOUT,
+                middleware: middleware::builtin(),
+                policies: Arc::default(),
+                provisioning: Provisioning::default(),
+                task_retention: DEFAULT_TASK_RETENTION,
+            },
+        )
+    }
+
+    fn build(nats: async_nats::Client, settings: Settings) -> Client {
+        let mut js = jetstream::new(nats.clone());
+        js.set_timeout(settings.timeout);
+        let provisioner = Arc::new(Provisioner::new(
+            js,
+            settings.names.clone(),
+            settings.provisioning,
+            Arc::clone(&settings.policies),
+            settings.task_retention,
+        ));
+        Client {
+            inner: Arc::new(Inner {
+                nats,
+                tasks: TaskStore::new(Arc::clone(&provisioner)),
+                locks: Locks::new(Arc::clone(&provisioner)),
+                provisioner,
+                settings,
+                subjects: Mutex::default(),
+                max_payload: AtomicUsize::new(0),
+            }),
+        }
+    }
+
+    /// A new client on the same connection, with this one's settings as
+    /// `change` leaves them (and empty caches).
+    fn with(&self, change: impl FnOnce(&mut Settings)) -> Client {
+        let mut settings = self.inner.settings.clone();
+        change(&mut settings);
+        Self::build(self.inner.nats.clone(), settings)
+    }
+
+    /// Registers the policy of one queue (see [`QueuePolicy`]); a second
+    /// policy for the same queue replaces the first. Every producer and
+    /// runtime built from the returned client provisions the queue with it
+    /// (checking it with [`QueuePolicy::validate`] first), and attaches to
+    /// an existing stream or consumer without rewriting it (see
+    /// [`Queue::update`](crate::Queue::update)).
+    pub fn with_queue(self, policy: QueuePolicy) -> Result<Client, NameError> {
+        name::check(&policy.name)?;
+        let mut policies = (*self.inner.settings.policies).clone();
+        policies.insert(policy.name.clone(), Arc::new(policy));
+        Ok(self.with(|s| s.policies = Arc::new(policies)))
+    }
+
+    /// Whether this client (and every runtime built from it) may create a
+    /// missing stream, consumer or bucket (default [`Provisioning::Create`]).
+    /// With [`Provisioning::NoCreate`], for accounts whose streams an
+    /// operator manages, a missing one is an error that names it; existing
+    /// ones are attached to either way.
+    pub fn with_provisioning(self, provisioning: Provisioning) -> Client {
+        self.with(|s| s.provisioning = provisioning)
+    }
+
+    /// Uses `prefix` instead of `natask` for every subject and stream, so
+    /// that two applications can share one NATS account.
+    pub fn with_prefix(self, prefix: &str) -> Result<Client, NameError> {
+        name::check(prefix)?;
+        Ok(self.with(|s| s.names = Names::new(prefix)))
+    }
+
+    /// How long `enqueue` and JetStream requests wait for an answer
+    /// (default 5 s). While NATS is unreachable, `enqueue` fails after this
+    /// long with [`EnqueueError::Timeout`](crate::EnqueueError::Timeout)
+    /// instead of hanging.
+    pub fn with_timeout(self, timeout: Duration) -> Client {
+        self.with(|s| s.timeout = timeout)
+    }
+
+    /// Adds middleware whose [`on_enqueue`](Middleware::on_enqueue) runs
+    /// before every task this client publishes, in the order added.
+    pub fn with_middleware(self, middleware: impl Middleware) -> Client {
+        self.with(|s| s.middleware.push(Arc::new(middleware)))
+    }
+
+    /// Keeps task states and cancellations for `retention` (default
+    /// [`DEFAULT_TASK_RETENTION`]). Applies when this client creates the
+    /// bucket `<PREFIX>_TASKS`; an existing bucket keeps its setting.
+    pub fn with_task_retention(self, retention: Duration) -> Client {
+        self.with(|s| s.task_retention = retention)
+    }
+
+    /// Whether the connection to NATS is up. Cheap; no request is made.
+    pub fn is_ready(&self) -> bool {
+        self.inner.nats.connection_state() == async_nats::connection::State::Connected
+    }
+
+    /// The underlying NATS connection.
+    pub fn nats(&self) -> &async_nats::Client {
+        &self.inner.nats
+    }
+
+    /// The JetStream context natask uses.
+    pub fn jetstream(&self) -> &jetstream::Context {
+        self.inner.provisioner.js()
+    }
+
+    /// The subject and stream names in use.
+    pub fn names(&self) -> &Names {
+        self.inner.provisioner.names()
+    }
+
+    /// The queue `name`: its policy, state, pause and updates. Cheap; the
+    /// name is checked by each request.
+    pub fn queue(&self, name: &str) -> crate::Queue {
+        crate::Queue::new(self.clone(), name)
+    }
+
+    /// The dead letters of every queue: list, read, replay and purge them.
+    pub fn dead_letters(&self) -> crate::DeadLetters {
+        crate::DeadLetters::new(self.clone())
+    }
+
+    /// The recurring schedules of task type `T` made at run time.
+    pub fn recurring<T: Task>(&self) -> crate::Recurring<T> {
+        crate::Recurring::new(self.clone())
+    }
+
+    /// How long enqueueing waits for JetStream's confirmation.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.inner.settings.timeout
+    }
+
+    /// The one provisioning path, shared with every runtime built from
+    /// this client.
+    pub(crate) fn provisioner(&self) -> &Arc<Provisioner> {
+        &self.inner.provisioner
+    }
+
+    /// The bucket of task states.
+    pub(crate) fn tasks(&self) -> &TaskStore {
+        &self.inner.tasks
+    }
+
+    /// The bucket of unique locks.
+    pub(crate) fn locks(&self) -> &Locks {
+        &self.inner.locks
+    }
+
+    /// Whether tasks of `queue` have their state tracked (cheap).
+    pub(crate) fn tracks(&self, queue: &str) -> bool {
+        self.inner.provisioner.tracks(queue)
+    }
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("prefix", &self.names().prefix())
+            .field("state", &self.inner.nats.connection_state())
+            .finish()
+    }
+}
+
+/// Splits `scheme://user:password@host` into `scheme://host` and the credentials.
+fn split_credentials(url: &str) -> (String, Option<(String, Option<String>)>) {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let address = format!("{}{}", &url[..scheme + 3], &url[at + 1..]);
+            let credentials = match userinfo.split_once(':') {
+                Some((user, password)) => (user.to_owned(), Some(password.to_owned())),
+                None => (userinfo.to_owned(), None),
+            };
+            (address, Some(credentials))
+        }
+        _ => (url.to_owned(), None),
+    }
+}
+
+/// Drops the password from a URL before it appears in an error.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or_default();
+            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_errors() {
+        assert_eq!(redact("nats://u:secret@h:4222"), "nats://u:***@h:4222");
+        assert_eq!(redact("nats://h:4222"), "nats://h:4222");
+    }
+
+    #[test]
+    fn credentials_come_out_of_the_url() {
+        assert_eq!(
+            split_credentials("nats://u:p:w@h:1"),
+            (
+                "nats://h:1".to_owned(),
+                Some(("u".to_owned(), Some("p:w".to_owned())))
+            )
+        );
+        assert_eq!(
+            split_credentials("tls://tok@h"),
+            ("tls://h".to_owned(), Some(("tok".to_owned(), None)))
+        );
+        assert_eq!(split_credentials("h:4222"), ("h:4222".to_owned(), None));
+    }
+}

@@ -1,0 +1,545 @@
+//! The one provisioning path: every stream, consumer and key-value bucket
+//! natask uses is found or created here, so that a setting (replicas,
+//! storage, [`Provisioning::NoCreate`], drift warnings, the server features
+//! an asset needs) applies to all of them in one place.
+//!
+//! Provisioning attaches: an existing stream or consumer is used as it is,
+//! whatever its settings (each difference from the queue's policy is logged
+//! as a warning), so several producers and workers may start at once and
+//! an operator's changes are never undone. Only
+//! [`Queue::update`](crate::Queue::update) rewrites a queue.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::context::{ConsumerInfoError, ConsumerInfoErrorKind};
+use async_nats::jetstream::{self, consumer, kv, stream};
+use tokio::sync::OnceCell;
+
+use natask_core::wire::{self, Names};
+
+use super::assets::{self, Bucket, ConsumerSettings};
+use super::drift::{consumer_drift, stream_drift};
+use super::error::{self, Code};
+use super::server::{self, Feature};
+use crate::policy::{Drift, InvalidPolicy, Provisioning, QueuePolicy};
+
+/// A stream, consumer or bucket could not be created, looked up or updated.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProvisionError {
+    /// JetStream refused or did not answer a request about the stream (or
+    /// its consumer).
+    #[error("{} could not be created or found", what(stream, consumer.as_deref()))]
+    JetStream {
+        /// The stream's name.
+        stream: String,
+        /// The consumer's name, if the request was about the consumer.
+        consumer: Option<String>,
+        /// What JetStream answered.
+        #[source]
+        source: async_nats::Error,
+    },
+    /// The queue's policy is invalid.
+    #[error(transparent)]
+    InvalidPolicy(#[from] InvalidPolicy),
+    /// The stream or consumer does not exist, and
+    /// [`Provisioning::NoCreate`] forbids creating it.
+    #[error(
+        "{} does not exist, and this client may not create it (Provisioning::NoCreate); \
+         whoever manages the NATS account must create it, e.g. by running a natask producer or \
+         worker once with the default Provisioning::Create",
+        what(stream, consumer.as_deref())
+    )]
+    Missing {
+        /// The stream's name.
+        stream: String,
+        /// The consumer's name, if the stream exists but the consumer does not.
+        consumer: Option<String>,
+    },
+    /// [`Queue::drift`](crate::Queue::drift) was asked about a queue whose
+    /// stream does not exist yet.
+    #[error(
+        "stream `{stream}` does not exist yet; it is created by the first enqueue or by a runtime \
+         serving the queue"
+    )]
+    NotFound {
+        /// The stream's name.
+        stream: String,
+    },
+    /// The stream needs a feature the server does not have.
+    #[error("stream `{stream}` needs {feature}, which nats-server {server_version} does not have; upgrade the server")]
+    Unsupported {
+        /// The stream's name.
+        stream: String,
+        /// The feature, e.g. `message schedules (nats-server 2.12)`.
+        feature: &'static str,
+        /// The version the server reports.
+        server_version: String,
+    },
+    /// The queue refuses tasks when full ([`WhenFull::Refuse`](crate::WhenFull::Refuse)
+    /// with [`QueuePolicy::max_tasks`] or [`QueuePolicy::max_bytes`]) and was
+    /// asked to hold delayed tasks, or the other way round: JetStream
+    /// cannot do both in one stream.
+    #[error(
+        "stream `{stream}` cannot both refuse tasks when full (WhenFull::Refuse with max_tasks or \
+         max_bytes) and hold delayed tasks: JetStream allows no message schedules on a discard-new \
+         stream (error 10052) and cannot turn schedules off once on; give this queue \
+         WhenFull::DropOldest or no size limit, or move its delayed and cron tasks to another queue"
+    )]
+    RefuseWithDelays {
+        /// The stream's name.
+        stream: String,
+    },
+    /// The policy asks for a change the server cannot make to an existing
+    /// stream.
+    #[error(
+        "the {field} of stream `{stream}` is {live} and cannot be changed to {wanted} on an \
+         existing stream; keep {live} in the queue's policy, or drain the queue, delete its stream \
+         and provision it again"
+    )]
+    Immutable {
+        /// The stream's name.
+        stream: String,
+        /// The setting, as in [`Drift::field`].
+        field: &'static str,
+        /// The value on the server.
+        live: String,
+        /// The value the policy asks for.
+        wanted: String,
+    },
+}
+
+/// What the feature of [`ProvisionError::Unsupported`] is called.
+pub(crate) const MESSAGE_SCHEDULES: &str = "message schedules (nats-server 2.12)";
+/// What the feature of [`ProvisionError::Unsupported`] is called.
+pub(crate) const MESSAGE_TTL: &str = "per-message TTL (nats-server 2.11)";
+
+fn what(stream: &str, consumer: Option<&str>) -> String {
+    match consumer {
+        Some(consumer) => format!("consumer `{consumer}` on stream `{stream}`"),
+        None => format!("stream `{stream}`"),
+    }
+}
+
+impl ProvisionError {
+    fn stream(stream: &str, source: impl Into<async_nats::Error>) -> ProvisionError {
+        ProvisionError::JetStream {
+            stream: stream.to_owned(),
+            consumer: None,
+            source: source.into(),
+        }
+    }
+
+    fn consumer(stream: &str, source: impl Into<async_nats::Error>) -> ProvisionError {
+        ProvisionError::JetStream {
+            stream: stream.to_owned(),
+            consumer: Some(wire::CONSUMER.to_owned()),
+            source: source.into(),
+        }
+    }
+}
+
+/// How natask provisions, and what it has provisioned: one per
+/// [`Client`](crate::Client), shared by the runtimes built from it.
+pub(crate) struct Provisioner {
+    js: jetstream::Context,
+    names: Names,
+    mode: Provisioning,
+    policies: Arc<HashMap<String, Arc<QueuePolicy>>>,
+    task_retention: Duration,
+    /// Queue streams known to exist.
+    ensured: Mutex<HashSet<String>>,
+    /// Queues whose stream is known to hold delayed tasks.
+    schedulable: Mutex<HashSet<String>>,
+    /// Policy differences already logged, so re-provisioning after a
+    /// reconnect does not repeat them.
+    warned: Mutex<HashSet<String>>,
+    dead_letters: OnceCell<stream::Stream>,
+    buckets: [OnceCell<kv::Store>; 3],
+}
+
+impl Provisioner {
+    pub(crate) fn new(
+        js: jetstream::Context,
+        names: Names,
+        mode: Provisioning,
+        policies: Arc<HashMap<String, Arc<QueuePolicy>>>,
+        task_retention: Duration,
+    ) -> Provisioner {
+        Provisioner {
+            js,
+            names,
+            mode,
+            policies,
+            task_retention,
+            ensured: Mutex::default(),
+            schedulable: Mutex::default(),
+            warned: Mutex::default(),
+            dead_letters: OnceCell::new(),
+            buckets: Default::default(),
+        }
+    }
+
+    pub(crate) fn js(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    pub(crate) fn names(&self) -> &Names {
+        &self.names
+    }
+
+    pub(crate) fn task_retention(&self) -> Duration {
+        self.task_retention
+    }
+
+    /// The policy of `queue`: the registered one, or the defaults.
+    pub(crate) fn policy(&self, queue: &str) -> Arc<QueuePolicy> {
+        self.policies
+            .get(queue)
+            .cloned()
+            .unwrap_or_else(|| Arc::new(QueuePolicy::new(queue)))
+    }
+
+    /// Whether tasks of `queue` have their state tracked (cheap).
+    pub(crate) fn tracks(&self, queue: &str) -> bool {
+        self.policies.get(queue).is_none_or(|p| p.tracking)
+    }
+
+    fn server_version(&self) -> String {
+        self.js.client().server_info().version
+    }
+
+    /// The one path every stream takes: attached to as it is if it exists
+    /// (for a queue's stream, warning about each setting that differs from
+    /// its policy), else created from `config` unless the client may not
+    /// create anything.
+    async fn stream(
+        &self,
+        config: stream::Config,
+        queue: Option<&QueuePolicy>,
+    ) -> Result<stream::Stream, ProvisionError> {
+        let name = config.name.clone();
+        let attach = |stream: stream::Stream| {
+            if let Some(policy) = queue {
+                let drift = stream_drift(&stream.cached_info().config, policy);
+                self.warn_drift(policy.name(), "stream", &drift);
+            }
+            stream
+        };
+        if let Some(stream) = self.existing_stream(&name).await? {
+            return Ok(attach(stream));
+        }
+        if self.mode == Provisioning::NoCreate {
+            return Err(ProvisionError::Missing {
+                stream: name,
+                consumer: None,
+            });
+        }
+        match self.js.create_stream(config).await {
+            Ok(stream) => Ok(stream),
+            // Another process created it meanwhile, perhaps from another policy.
+            Err(e) if error::is(&e, Code::STREAM_NAME_EXIST) => {
+                let stream = self
+                    .js
+                    .get_stream(&name)
+                    .await
+                    .map_err(|e| ProvisionError::stream(&name, e))?;
+                Ok(attach(stream))
+            }
+            Err(e) => Err(ProvisionError::stream(&name, e)),
+        }
+    }
+
+    /// The stream named `name`, if it exists.
+    async fn existing_stream(&self, name: &str) -> Result<Option<stream::Stream>, ProvisionError> {
+        match self.js.get_stream(name).await {
+            Ok(stream) => Ok(Some(stream)),
+            Err(e) if error::is_stream_not_found(&e) => Ok(None),
+            Err(e) => Err(ProvisionError::stream(name, e)),
+        }
+    }
+
+    /// The stream of `queue`, found or created from its policy.
+    pub(crate) async fn queue_stream(&self, queue: &str) -> Result<stream::Stream, ProvisionError> {
+        let policy = self.policy(queue);
+        policy.validate()?;
+        let config = assets::queue_stream_config(&self.names, &policy);
+        self.stream(config, Some(&policy)).await
+    }
+
+    /// Makes sure the stream of `queue` exists (once per client).
+    pub(crate) async fn ensure_queue(&self, queue: &str) -> Result<(), ProvisionError> {
+        if self.is_ensured(queue) {
+            return Ok(());
+        }
+        self.queue_stream(queue).await?;
+        self.mark_ensured(queue);
+        Ok(())
+    }
+
+    fn is_ensured(&self, queue: &str) -> bool {
+        self.ensured
+            .lock()
+            .expect("ensured set poisoned")
+            .contains(queue)
+    }
+
+    fn mark_ensured(&self, queue: &str) {
+        self.ensured
+            .lock()
+            .expect("ensured set poisoned")
+            .insert(queue.to_owned());
+    }
+
+    /// The shared consumer of `queue` (and its stream): attached to as it
+    /// is if it exists (warning about every difference from `settings`),
+    /// else created with `settings` unless the client may not create it.
+    pub(crate) async fn queue_consumer(
+        &self,
+        queue: &str,
+        settings: &ConsumerSettings,
+    ) -> Result<consumer::PullConsumer, ProvisionError> {
+        let stream = self.queue_stream(queue).await?;
+        self.mark_ensured(queue);
+        let name = stream.cached_info().config.name.clone();
+        if let Some(consumer) = existing_consumer(&stream).await? {
+            let live = &consumer.cached_info().config;
+            let drift = consumer_drift(live, settings.max_ack_pending, Some(settings.ack_wait));
+            self.warn_drift(queue, "consumer", &drift);
+            return Ok(consumer);
+        }
+        if self.mode == Provisioning::NoCreate {
+            return Err(ProvisionError::Missing {
+                stream: name,
+                consumer: Some(wire::CONSUMER.to_owned()),
+            });
+        }
+        // get_or_create: another worker may have created it meanwhile.
+        let config = assets::consumer_config(queue, &self.names, settings);
+        stream
+            .get_or_create_consumer(wire::CONSUMER, config)
+            .await
+            .map_err(|e| ProvisionError::consumer(&name, e))
+    }
+
+    /// Makes the stream of `queue` hold delayed tasks (once per client):
+    /// creates it, or turns on message schedules and adds the schedule
+    /// subjects to a stream created before natask had delayed tasks (the
+    /// server cannot turn the flag off again). Servers before 2.12 silently
+    /// drop the flag and would store schedules as plain messages: that is
+    /// [`ProvisionError::Unsupported`].
+    pub(crate) async fn schedules(&self, queue: &str) -> Result<(), ProvisionError> {
+        if self
+            .schedulable
+            .lock()
+            .expect("schedulable set poisoned")
+            .contains(queue)
+        {
+            return Ok(());
+        }
+        let stream = self.queue_stream(queue).await?;
+        self.mark_ensured(queue);
+        let mut config = stream.cached_info().config.clone();
+        let subject = self.names.schedule_filter(queue);
+        if !(config.allow_message_schedules && config.subjects.contains(&subject)) {
+            if config.discard == stream::DiscardPolicy::New {
+                return Err(ProvisionError::RefuseWithDelays {
+                    stream: config.name,
+                });
+            }
+            config.allow_message_schedules = true;
+            if !config.subjects.contains(&subject) {
+                config.subjects.push(subject);
+            }
+            let info = self
+                .js
+                .update_stream(&config)
+                .await
+                .map_err(|e| ProvisionError::stream(&config.name, e))?;
+            if !info.config.allow_message_schedules {
+                return Err(ProvisionError::Unsupported {
+                    stream: config.name,
+                    feature: MESSAGE_SCHEDULES,
+                    server_version: self.server_version(),
+                });
+            }
+        }
+        self.schedulable
+            .lock()
+            .expect("schedulable set poisoned")
+            .insert(queue.to_owned());
+        Ok(())
+    }
+
+    /// The dead-letter stream, found or created (once per client).
+    pub(crate) async fn dead_letters(&self) -> Result<&stream::Stream, ProvisionError> {
+        self.dead_letters
+            .get_or_try_init(|| self.stream(assets::dead_letter_stream_config(&self.names), None))
+            .await
+    }
+
+    /// The key-value bucket `bucket`, found or created (once per client).
+    pub(crate) async fn bucket(&self, bucket: Bucket) -> Result<&kv::Store, ProvisionError> {
+        self.buckets[bucket as usize]
+            .get_or_try_init(|| async {
+                let config = bucket.stream_config(&self.names, self.task_retention);
+                if config.allow_message_ttl
+                    && !server::supports(&self.server_version(), Feature::MessageTtl)
+                {
+                    return Err(ProvisionError::Unsupported {
+                        stream: config.name,
+                        feature: MESSAGE_TTL,
+                        server_version: self.server_version(),
+                    });
+                }
+                let stream = self.stream(config, None).await?;
+                Ok(kv::Store {
+                    name: bucket.name(&self.names),
+                    stream_name: stream.cached_info().config.name.clone(),
+                    prefix: format!("$KV.{}.", bucket.name(&self.names)),
+                    put_prefix: None,
+                    use_jetstream_prefix: false,
+                    stream,
+                })
+            })
+            .await
+    }
+
+    /// The bucket `bucket`, if this client has opened it already.
+    pub(crate) fn opened(&self, bucket: Bucket) -> Option<&kv::Store> {
+        self.buckets[bucket as usize].get()
+    }
+
+    /// Logs one warning per differing setting of the attached stream or
+    /// consumer (`what`) of `queue`, once per client (and the runtimes built
+    /// from it) and value.
+    fn warn_drift(&self, queue: &str, what: &str, drift: &[Drift]) {
+        for d in drift {
+            let first = self
+                .warned
+                .lock()
+                .expect("warned set poisoned")
+                .insert(format!("{queue}\u{0}{what}\u{0}{d}"));
+            if !first {
+                continue;
+            }
+            tracing::warn!(
+                queue,
+                field = d.field,
+                live = %d.live,
+                wanted = %d.wanted,
+                "the {what} of queue `{queue}` has {} = {} but its policy says {}; natask attached to it \
+                 as it is (Queue::update applies the policy)",
+                d.field,
+                d.live,
+                d.wanted,
+            );
+        }
+    }
+
+    /// What differs between the live stream and consumer of `queue` and its
+    /// policy. The consumer's `ack_wait` counts only if the policy sets one.
+    pub(crate) async fn queue_drift(&self, queue: &str) -> Result<Vec<Drift>, ProvisionError> {
+        let policy = self.policy(queue);
+        policy.validate()?;
+        let name = self.names.queue_stream(queue);
+        let Some(stream) = self.existing_stream(&name).await? else {
+            return Err(ProvisionError::NotFound { stream: name });
+        };
+        let mut drift = stream_drift(&stream.cached_info().config, &policy);
+        if let Some(consumer) = existing_consumer(&stream).await? {
+            drift.extend(consumer_drift(
+                &consumer.cached_info().config,
+                policy.max_in_flight,
+                policy.ack_wait,
+            ));
+        }
+        Ok(drift)
+    }
+
+    /// Updates the stream and (if it exists) the consumer of `queue` to its
+    /// policy; returns what was changed.
+    pub(crate) async fn update_queue(&self, queue: &str) -> Result<Vec<Drift>, ProvisionError> {
+        let policy = self.policy(queue);
+        let stream = self.queue_stream(queue).await?;
+        let live = stream.cached_info().config.clone();
+        let mut changed = stream_drift(&live, &policy);
+        if !changed.is_empty() {
+            self.update_stream(live, &policy, &changed).await?;
+        }
+        if let Some(consumer) = existing_consumer(&stream).await? {
+            let mut config = consumer.cached_info().config.clone();
+            let drift = consumer_drift(&config, policy.max_in_flight, policy.ack_wait);
+            if !drift.is_empty() {
+                config.max_ack_pending = policy.max_in_flight;
+                config.ack_wait = policy.ack_wait.unwrap_or(config.ack_wait);
+                stream
+                    .update_consumer(config)
+                    .await
+                    .map_err(|e| ProvisionError::consumer(&live_name(&stream), e))?;
+                changed.extend(drift);
+            }
+        }
+        for d in &changed {
+            tracing::info!(queue, field = d.field, from = %d.live, to = %d.wanted, "queue updated to its policy");
+        }
+        Ok(changed)
+    }
+
+    /// Rewrites the live stream `live` of a queue to `policy`, refusing
+    /// what the server cannot change.
+    async fn update_stream(
+        &self,
+        mut live: stream::Config,
+        policy: &QueuePolicy,
+        drift: &[Drift],
+    ) -> Result<(), ProvisionError> {
+        let name = live.name.clone();
+        if let Some(d) = drift
+            .iter()
+            .find(|d| matches!(d.field, "storage" | "retention"))
+        {
+            return Err(ProvisionError::Immutable {
+                stream: name,
+                field: d.field,
+                live: d.live.clone(),
+                wanted: d.wanted.clone(),
+            });
+        }
+        let wanted = assets::queue_stream_config(&self.names, policy);
+        live.num_replicas = wanted.num_replicas;
+        live.max_messages = wanted.max_messages;
+        live.max_bytes = wanted.max_bytes;
+        if assets::limited(policy) {
+            if wanted.discard == stream::DiscardPolicy::New && live.allow_message_schedules {
+                return Err(ProvisionError::RefuseWithDelays { stream: name });
+            }
+            live.discard = wanted.discard;
+        }
+        live.duplicate_window = wanted.duplicate_window;
+        self.js
+            .update_stream(&live)
+            .await
+            .map_err(|e| ProvisionError::stream(&name, e))?;
+        Ok(())
+    }
+}
+
+fn live_name(stream: &stream::Stream) -> String {
+    stream.cached_info().config.name.clone()
+}
+
+/// The shared consumer of `stream`, if it exists.
+async fn existing_consumer(
+    stream: &stream::Stream,
+) -> Result<Option<consumer::PullConsumer>, ProvisionError> {
+    match stream.get_consumer(wire::CONSUMER).await {
+        Ok(consumer) => Ok(Some(consumer)),
+        Err(e) => match e.downcast_ref::<ConsumerInfoError>().map(|e| e.kind()) {
+            Some(ConsumerInfoErrorKind::NotFound) => Ok(None),
+            _ => Err(ProvisionError::consumer(&live_name(stream), e)),
+        },
+    }
+}

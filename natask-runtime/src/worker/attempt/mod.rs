@@ -1,0 +1,56 @@
+//! One delivery of a task is one attempt, in three steps: `classify`
+//! decides what the message is before anything runs (not a task, unknown
+//! here, out of attempts, cancelled, expired, or to run), `run` runs the
+//! handler under its lease and timeout, and `settle` records the outcome:
+//! the ack or nak, the dead letter, the task's state and its unique lock.
+
+use std::sync::Arc;
+
+use async_nats::jetstream;
+use tokio_util::sync::CancellationToken;
+
+use super::fetch::{QueueWorker, Slot};
+use super::Shared;
+
+mod classify;
+mod run;
+mod settle;
+
+use classify::Verdict;
+
+/// One delivered message and what it is handled with.
+#[derive(Clone, Copy)]
+struct Delivery<'a> {
+    worker: &'a QueueWorker,
+    shared: &'a Shared,
+    msg: &'a jetstream::Message,
+}
+
+/// Handles one delivered message in the handler slot `_slot`, which is
+/// freed when this returns.
+pub(super) async fn attempt(
+    worker: Arc<QueueWorker>,
+    shared: Arc<Shared>,
+    msg: jetstream::Message,
+    hand_back: CancellationToken,
+    _slot: Slot,
+) {
+    let delivery = Delivery {
+        worker: &worker,
+        shared: &shared,
+        msg: &msg,
+    };
+    // Boxed: each step is large, and the common path through them would
+    // otherwise grow every spawned attempt.
+    match Box::pin(classify::classify(delivery)).await {
+        Verdict::Park(parked) => Box::pin(settle::parked(delivery, parked)).await,
+        Verdict::Unknown { id, handbacks } => {
+            Box::pin(settle::unknown(delivery, id, handbacks)).await;
+        }
+        Verdict::Drop(dropped) => Box::pin(settle::dropped(delivery, dropped)).await,
+        Verdict::Run(attempt) => {
+            let ran = run::run(delivery, &attempt, &hand_back).await;
+            Box::pin(settle::settle(delivery, &attempt, ran)).await;
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! Running an attempt: its start recorded, the handler run through the
+//! middleware, the lease renewed while it runs, the timeout, panics,
+//! cancellation and a shutdown's hand-back.
+
+use std::panic::AssertUnwindSafe;
+use std::time::{Duration, SystemTime};
+
+use async_nats::jetstream::AckKind;
+use futures_util::FutureExt;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use natask_core::{Invocation, TaskError};
+
+use super::classify::Attempt;
+use super::settle::state_of;
+use super::Delivery;
+use crate::middleware::Next;
+use crate::store::tasks::TaskState;
+
+/// How an attempt ended.
+pub(super) enum Outcome {
+    /// The handler returned (its `Ok` value as JSON, or its error).
+    Finished(Result<Vec<u8>, TaskError>),
+    /// The shutdown grace ran out first.
+    HandedBack,
+    /// [`Client::cancel`](crate::Client::cancel) stopped it.
+    Cancelled,
+    /// The handler finished, but no lease renewal was confirmed for longer
+    /// than the ack wait: JetStream has given the task to another worker,
+    /// which now owns its outcome.
+    LeaseLost,
+}
+
+/// An attempt that ran.
+pub(super) struct Ran {
+    pub(super) started_at: SystemTime,
+    pub(super) outcome: Outcome,
+}
+
+/// Records the attempt's start, releases a lock held until the task
+/// starts, and runs the handler.
+pub(super) async fn run(
+    at: Delivery<'_>,
+    attempt: &Attempt<'_>,
+    hand_back: &CancellationToken,
+) -> Ran {
+    let started_at = SystemTime::now();
+    if at.worker.tracking {
+        Box::pin(started(at, attempt, started_at)).await;
+    }
+    Box::pin(
+        at.shared
+            .client
+            .locks()
+            .started(at.msg.headers.as_ref(), attempt.id),
+    )
+    .await;
+    let outcome = handler(at, attempt, hand_back).await;
+    Ran {
+        started_at,
+        outcome,
+    }
+}
+
+/// Records that the attempt started. A retry carries the previous
+/// attempt's error along; the state is sent without waiting for the
+/// answer.
+async fn started(at: Delivery<'_>, attempt: &Attempt<'_>, started_at: SystemTime) {
+    let tasks = at.shared.client.tasks();
+    let mut info = state_of(&attempt.ctx, TaskState::Running);
+    info.started_at = Some(started_at);
+    if attempt.ctx.attempt() > 1 || attempt.handbacks > 0 {
+        if let Ok(Some(before)) = tasks.get(attempt.id).await {
+            info.last_error = before.last_error;
+        }
+    }
+    tasks.send(&info).await;
+}
+
+/// Runs the handler through the middleware, renewing the lease while it
+/// runs, until it returns, times out, is cancelled or handed back.
+async fn handler(
+    at: Delivery<'_>,
+    attempt: &Attempt<'_>,
+    hand_back: &CancellationToken,
+) -> Outcome {
+    let ctx = &attempt.ctx;
+    let invocation = Invocation {
+        payload: &at.msg.payload,
+        context: ctx,
+        states: &at.shared.states,
+    };
+    let chain = Next {
+        rest: &at.shared.middleware,
+        ctx,
+        inner: (attempt.entry.handler)(invocation),
+    };
+    let handler = AssertUnwindSafe(chain.run()).catch_unwind();
+    tokio::pin!(handler);
+    // One timer serves the lease renewals and the timeout. Renewing three
+    // times per ack wait survives one lost renewal; renewal stops with the
+    // timeout, so a hung handler cannot hold a task forever.
+    let ack_wait = at.worker.settings.ack_wait;
+    let started = Instant::now();
+    let deadline = started + attempt.timeout;
+    let period = ack_wait / 3;
+    let mut next_renewal = started + period;
+    let timer = tokio::time::sleep_until(next_renewal.min(deadline));
+    tokio::pin!(timer);
+    // The lease runs from the delivery; each renewal the server confirms
+    // extends it by the ack wait.
+    let mut lease = Lease {
+        since: started,
+        ack_wait,
+    };
+    loop {
+        tokio::select! {
+            // The handler first: one that finishes on its first poll then
+            // never registers the timer or the shutdown waiter.
+            biased;
+            result = &mut handler => {
+                let result = result.unwrap_or_else(|panic| Err(TaskError::panic(panic_message(&*panic))));
+                return lease.outcome(result);
+            }
+            () = &mut timer => {
+                let now = Instant::now();
+                if now >= deadline {
+                    return lease.outcome(Err(TaskError::timeout(attempt.timeout)));
+                }
+                lease.renew(at, now, period).await;
+                next_renewal += period;
+                timer.as_mut().reset(next_renewal.min(deadline));
+            }
+            () = hand_back.cancelled() => return Outcome::HandedBack,
+            () = attempt.running.token.cancelled() => return Outcome::Cancelled,
+        }
+    }
+}
+
+/// The task's lease: since when it is known to hold.
+struct Lease {
+    since: Instant,
+    ack_wait: Duration,
+}
+
+impl Lease {
+    /// Asks the server to extend the lease, at `now`.
+    async fn renew(&mut self, at: Delivery<'_>, now: Instant, period: Duration) {
+        // Boxed: the renewal is rare, and inline it would double the size
+        // of every spawned attempt.
+        let renewal = Box::pin(tokio::time::timeout(
+            period,
+            at.msg.double_ack_with(AckKind::Progress),
+        ));
+        match renewal.await {
+            Ok(Ok(())) => self.since = now,
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not renew the task's lease"),
+            Err(_) => tracing::warn!("the server did not confirm the lease renewal in time"),
+        }
+    }
+
+    /// The outcome of a handler that returned `result`, unless the lease
+    /// ran out meanwhile.
+    fn outcome(&self, result: Result<Vec<u8>, TaskError>) -> Outcome {
+        if self.since.elapsed() > self.ack_wait {
+            Outcome::LeaseLost
+        } else {
+            Outcome::Finished(result)
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a non-string panic payload".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panic_messages_are_read() {
+        assert_eq!(panic_message(&"boom"), "boom");
+        assert_eq!(panic_message(&String::from("bang")), "bang");
+        assert_eq!(panic_message(&7_u8), "a non-string panic payload");
+    }
+}

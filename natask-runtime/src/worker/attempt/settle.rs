@@ -1,0 +1,267 @@
+//! Recording what became of a delivery: the ack or nak JetStream needs,
+//! the dead letter, the task's state, its hand-backs and its unique lock.
+
+use std::time::SystemTime;
+
+use async_nats::jetstream::AckKind;
+
+use natask_core::{TaskContext, TaskError, TaskErrorKind, TaskId};
+
+use super::classify::{Attempt, Dropped, Parked};
+use super::run::{Outcome, Ran};
+use super::Delivery;
+use crate::jetstream::headers::ENQUEUED_AT;
+use crate::store::tasks::{TaskInfo, TaskState};
+use crate::worker::dead_letter::{self, Parking, Reason};
+use crate::worker::message::header_time;
+
+/// The state of the attempt `ctx` describes.
+pub(super) fn state_of(ctx: &TaskContext, state: TaskState) -> TaskInfo {
+    let mut info = TaskInfo::new(ctx.id(), ctx.task_name(), ctx.queue(), state);
+    info.attempts = ctx.attempt();
+    info.enqueued_at = ctx.enqueued_at();
+    info.due_at = ctx.due_at();
+    info
+}
+
+/// Records a terminal state.
+async fn finish(at: Delivery<'_>, mut info: TaskInfo, error: Option<String>) {
+    info.finished_at = Some(SystemTime::now());
+    info.last_error = error;
+    at.shared.client.tasks().record(&info).await;
+}
+
+/// Dead-letters a message that could not run.
+pub(super) async fn parked(at: Delivery<'_>, parked: Parked<'_>) {
+    let queue = at.worker.queue;
+    let parking = Parking {
+        queue,
+        task: parked.task,
+        reason: parked.reason,
+        error: &parked.error,
+        attempts: parked.attempts,
+    };
+    dead_letter::park(&at.shared.client, at.msg, &parking).await;
+    let Some(id) = parked.id else { return };
+    if at.worker.tracking {
+        let mut info = TaskInfo::new(id, parked.task, queue, TaskState::Dead);
+        info.attempts = u32::try_from(parked.attempts).unwrap_or(u32::MAX);
+        finish(at, info, Some(parked.error)).await;
+    }
+    at.shared.handbacks.clear(id).await;
+}
+
+/// Hands a task no handler here knows back for another worker.
+pub(super) async fn unknown(at: Delivery<'_>, id: TaskId, handbacks: u64) {
+    at.shared.handbacks.record(id, handbacks).await;
+    let delay = at.shared.config.unknown_task_delay;
+    let _ = at.msg.ack_with(AckKind::Nak(Some(delay))).await;
+}
+
+/// Removes a task that will never run (cancelled or expired) from its
+/// queue, recording why.
+pub(super) async fn dropped(at: Delivery<'_>, dropped: Dropped<'_>) {
+    let Dropped {
+        id,
+        task,
+        state,
+        error,
+    } = dropped;
+    let queue = at.worker.queue;
+    #[cfg(feature = "metrics")]
+    crate::metrics::ended_unrun(queue, task, state);
+    if at.worker.tracking {
+        let mut info = TaskInfo::new(id, task, queue, state);
+        info.enqueued_at = header_time(at.msg, ENQUEUED_AT);
+        finish(at, info, error).await;
+    }
+    if let Err(e) = at.msg.double_ack().await {
+        tracing::warn!(task, queue, %id, error = %e, "could not remove the task; it will be delivered again and dropped then");
+    }
+    at.shared.handbacks.clear(id).await;
+    let headers = at.msg.headers.as_ref();
+    at.shared.client.locks().abandoned(headers, id).await;
+}
+
+/// Settles an attempt that ran. Settlement happens after the handler's
+/// span closed; its logs carry the same fields.
+pub(super) async fn settle(at: Delivery<'_>, attempt: &Attempt<'_>, ran: Ran) {
+    let Ran {
+        started_at,
+        outcome,
+    } = ran;
+    let settling = Settling {
+        at,
+        attempt,
+        started_at,
+    };
+    let succeeded = matches!(outcome, Outcome::Finished(Ok(_)));
+    let for_good = match outcome {
+        Outcome::LeaseLost => settling.lease_lost(),
+        Outcome::HandedBack => settling.handed_back().await,
+        Outcome::Cancelled => settling.cancelled().await,
+        Outcome::Finished(Ok(output)) => settling.succeeded(output).await,
+        Outcome::Finished(Err(error)) => settling.failed(error).await,
+    };
+    let id = attempt.id;
+    if for_good && attempt.handbacks > 0 {
+        Box::pin(at.shared.handbacks.clear(id)).await;
+    }
+    let headers = at.msg.headers.as_ref();
+    let locks = at.shared.client.locks();
+    Box::pin(locks.settled(headers, id, succeeded, for_good)).await;
+}
+
+/// One attempt being settled. Each outcome answers whether the task is
+/// settled for good (succeeded, dead or cancelled) or comes back.
+struct Settling<'a> {
+    at: Delivery<'a>,
+    attempt: &'a Attempt<'a>,
+    started_at: SystemTime,
+}
+
+impl Settling<'_> {
+    /// The state to record, if the queue tracks tasks.
+    fn track(&self, state: TaskState) -> Option<TaskInfo> {
+        self.at.worker.tracking.then(|| {
+            let mut info = state_of(&self.attempt.ctx, state);
+            info.started_at = Some(self.started_at);
+            info
+        })
+    }
+
+    fn lease_lost(&self) -> bool {
+        let (task, queue, id, attempt) = self.fields();
+        tracing::warn!(
+            task, queue, %id, attempt,
+            "the handler finished after its lease ran out; the task was redelivered and \
+             its outcome is left to the worker that holds it now"
+        );
+        false
+    }
+
+    async fn handed_back(&self) -> bool {
+        let (task, queue, id, attempt) = self.fields();
+        tracing::info!(
+            task, queue, %id, attempt,
+            "shutdown grace over; task handed back to the queue without spending an attempt"
+        );
+        let shared = self.at.shared;
+        Box::pin(shared.handbacks.record(id, self.attempt.handbacks)).await;
+        if let Some(mut info) = self.track(TaskState::Queued) {
+            info.attempts -= 1;
+            Box::pin(shared.client.tasks().record(&info)).await;
+        }
+        let _ = Box::pin(self.at.msg.ack_with(AckKind::Nak(None))).await;
+        false
+    }
+
+    async fn cancelled(&self) -> bool {
+        let (task, queue, id, attempt) = self.fields();
+        tracing::info!(task, queue, %id, attempt, "task cancelled while it ran; its handler was stopped");
+        #[cfg(feature = "metrics")]
+        crate::metrics::ended_unrun(queue, task, TaskState::Cancelled);
+        if let Some(info) = self.track(TaskState::Cancelled) {
+            Box::pin(finish(self.at, info, None)).await;
+        }
+        let _ = Box::pin(self.at.msg.ack()).await;
+        true
+    }
+
+    async fn succeeded(&self, output: Vec<u8>) -> bool {
+        if let Some(mut info) = self.track(TaskState::Succeeded) {
+            info.result = serde_json::from_slice(&output).ok();
+            Box::pin(finish(self.at, info, None)).await;
+        }
+        let (task, queue, id, attempt) = self.fields();
+        if let Err(e) = self.at.msg.ack().await {
+            tracing::warn!(task, queue, %id, attempt, error = %e, "task succeeded but the ack was not sent; it will run again");
+        } else {
+            tracing::debug!(task, queue, %id, attempt, "task succeeded");
+        }
+        true
+    }
+
+    async fn failed(&self, error: TaskError) -> bool {
+        let text = error.to_string();
+        match error.kind() {
+            TaskErrorKind::Snooze(delay) => self.snoozed(delay).await,
+            TaskErrorKind::Fatal => self.dead(Reason::Fatal, text).await,
+            TaskErrorKind::Decode => self.dead(Reason::Decode, text).await,
+            _ if self.attempt.ctx.is_last_attempt() => self.dead(Reason::Exhausted, text).await,
+            _ => self.retried(text).await,
+        }
+    }
+
+    async fn snoozed(&self, delay: std::time::Duration) -> bool {
+        let (task, queue, id, attempt) = self.fields();
+        tracing::info!(
+            task, queue, %id, attempt,
+            ?delay,
+            "task snoozed; it runs again without spending an attempt"
+        );
+        let shared = self.at.shared;
+        Box::pin(shared.handbacks.record(id, self.attempt.handbacks)).await;
+        if let Some(info) = self.track(TaskState::Queued) {
+            Box::pin(shared.client.tasks().record(&info)).await;
+        }
+        let _ = Box::pin(self.at.msg.ack_with(AckKind::Nak(Some(delay)))).await;
+        false
+    }
+
+    async fn dead(&self, reason: Reason, error: String) -> bool {
+        let (task, queue, id, attempt) = self.fields();
+        if reason == Reason::Exhausted {
+            tracing::warn!(task, queue, %id, attempt, error = %error, "task failed on its last attempt");
+        } else {
+            tracing::warn!(task, queue, %id, attempt, error = %error, "task cannot succeed; no retry");
+        }
+        let parking = Parking {
+            queue,
+            task,
+            reason,
+            error: &error,
+            attempts: attempt,
+        };
+        Box::pin(dead_letter::park(
+            &self.at.shared.client,
+            self.at.msg,
+            &parking,
+        ))
+        .await;
+        if let Some(info) = self.track(TaskState::Dead) {
+            Box::pin(finish(self.at, info, Some(error))).await;
+        }
+        true
+    }
+
+    async fn retried(&self, error: String) -> bool {
+        let (task, queue, id, attempt) = self.fields();
+        let seed = id.as_uuid().as_u128() as u64;
+        let delay = self
+            .attempt
+            .entry
+            .backoff
+            .unwrap_or(self.at.shared.config.default_backoff)
+            .delay(self.attempt.ctx.attempt(), seed);
+        tracing::warn!(task, queue, %id, attempt, error = %error, retry_in = ?delay, "task failed; will retry");
+        #[cfg(feature = "metrics")]
+        crate::metrics::retried(queue, task);
+        if let Some(mut info) = self.track(TaskState::Retrying) {
+            info.last_error = Some(error);
+            Box::pin(self.at.shared.client.tasks().record(&info)).await;
+        }
+        let _ = Box::pin(self.at.msg.ack_with(AckKind::Nak(Some(delay)))).await;
+        false
+    }
+
+    /// The fields every log line of the attempt carries.
+    fn fields(&self) -> (&'static str, &'static str, TaskId, u64) {
+        (
+            self.attempt.entry.name,
+            self.at.worker.queue,
+            self.attempt.id,
+            self.attempt.number,
+        )
+    }
+}

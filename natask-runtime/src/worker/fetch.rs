@@ -1,0 +1,298 @@
+//! One queue's worker loop: it asks for exactly as many tasks as there are
+//! free handler slots, starts an attempt for each as soon as it arrives,
+//! and rides out NATS outages and re-created streams.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use natask_core::TaskEntry;
+
+use super::{attempt, message, pauses, Shared};
+use crate::client::Client;
+use crate::jetstream::assets::ConsumerSettings;
+use crate::jetstream::pull::{self, Pulled, Puller};
+
+/// How long a stopping worker waits for tasks already sent to it.
+const STOP_DRAIN: Duration = Duration::from_millis(100);
+
+/// A handler slot; freeing it wakes the fetch loop to ask for more tasks.
+pub(crate) struct Slot {
+    _permit: OwnedSemaphorePermit,
+    freed: Arc<Notify>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.freed.notify_one();
+    }
+}
+
+pub(crate) struct QueueWorker {
+    pub(crate) queue: &'static str,
+    pub(crate) consumer: PullConsumer,
+    pub(crate) handlers: HashMap<&'static str, TaskEntry>,
+    pub(crate) concurrency: usize,
+    pub(crate) settings: ConsumerSettings,
+    /// Retries for tasks that do not set their own: the queue policy's, else
+    /// the runtime's.
+    pub(crate) default_retries: u32,
+    /// Whether task states are recorded ([`QueuePolicy::tracking`](crate::QueuePolicy::tracking)).
+    pub(crate) tracking: bool,
+    /// Tasks not started this long after they became due expire.
+    pub(crate) validity: Option<Duration>,
+}
+
+/// What the loop of one queue keeps between tasks.
+struct Fetch {
+    puller: Puller,
+    slots: Arc<Semaphore>,
+    freed: Arc<Notify>,
+    /// Failed requests in a row.
+    failures: u32,
+    /// Below this many missing tasks a new pull waits for more free slots,
+    /// unless nothing is asked for at all; at one handler it is one.
+    refill_at: usize,
+}
+
+/// What one turn of the loop brought.
+// Nearly every value is a task, moved on into its attempt; boxing it would
+// add an allocation per task to save stack space in the rare other cases.
+#[allow(clippy::large_enum_variant)]
+enum Turn {
+    Task(jetstream::Message),
+    Again,
+    Stop,
+}
+
+impl QueueWorker {
+    /// Asks for exactly as many tasks as there are free handler slots, starts
+    /// each as soon as it arrives, and on `stop` waits for the handlers.
+    pub(crate) async fn run(
+        self: Arc<Self>,
+        shared: Arc<Shared>,
+        stop: CancellationToken,
+        hand_back: CancellationToken,
+    ) {
+        let Some(puller) = self.subscribe(&shared.client, &stop).await else {
+            return;
+        };
+        // Subscribed before the first pull request, so that a pause seen
+        // by the server after a worker asked for tasks is always logged.
+        let pauses = pauses::follow_pauses(&shared.client, self.queue, self.consumer.cached_info())
+            .await
+            .map(|advisories| {
+                tokio::spawn(pauses::log_pauses(self.queue, advisories, stop.clone()))
+            });
+        let mut fetch = Fetch {
+            puller,
+            slots: Arc::new(Semaphore::new(self.concurrency)),
+            freed: Arc::new(Notify::new()),
+            failures: 0,
+            refill_at: (self.concurrency / 4).max(1),
+        };
+        while !stop.is_cancelled() {
+            match self.turn(&shared.client, &stop, &mut fetch).await {
+                Turn::Task(msg) => self.start(&shared, &fetch, msg, &hand_back).await,
+                Turn::Again => {}
+                Turn::Stop => break,
+            }
+        }
+        // Tasks already on the wire would wait out the ack wait; hand them
+        // straight back.
+        for msg in fetch.puller.close(STOP_DRAIN).await {
+            hand_back_unstarted(&shared, &msg).await;
+        }
+        if let Some(pauses) = pauses {
+            pauses.abort();
+        }
+        let all = u32::try_from(self.concurrency).unwrap_or(u32::MAX);
+        let _ = fetch.slots.acquire_many(all).await;
+    }
+
+    /// The subscription pulled tasks arrive on, retried until it is made;
+    /// `None` if stopped first.
+    async fn subscribe(&self, client: &Client, stop: &CancellationToken) -> Option<Puller> {
+        let mut failures: u32 = 0;
+        loop {
+            let subscribed = Puller::new(
+                client.nats(),
+                client.jetstream().clone(),
+                self.consumer.clone(),
+            )
+            .await;
+            match subscribed {
+                Ok(puller) => return Some(puller),
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(queue = self.queue, error = %e, failures, "cannot subscribe for tasks; retrying");
+                    if !pull::backoff(stop, failures).await {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Asks for as many tasks as there are free slots, and waits for the
+    /// next one (or for a freed slot, an ended request or `stop`).
+    async fn turn(&self, client: &Client, stop: &CancellationToken, fetch: &mut Fetch) -> Turn {
+        if !self.connected(client, stop, &mut fetch.puller).await {
+            return Turn::Stop;
+        }
+        let puller = &mut fetch.puller;
+        let want = fetch
+            .slots
+            .available_permits()
+            .saturating_sub(puller.owed());
+        if want > 0
+            && (puller.owed() == 0 || want >= fetch.refill_at)
+            && puller.requests() < pull::MAX_REQUESTS
+        {
+            if let Err(e) = puller.request(want).await {
+                return self
+                    .failed(client, stop, fetch, "cannot fetch tasks", e)
+                    .await;
+            }
+        }
+        let msg = tokio::select! {
+            pulled = fetch.puller.next() => match pulled {
+                Pulled::Task(msg) => msg,
+                Pulled::Ended => return Turn::Again,
+                Pulled::Failed(e) => {
+                    return self.failed(client, stop, fetch, "pulling tasks failed", e).await
+                }
+            },
+            () = fetch.freed.notified() => return Turn::Again,
+            () = stop.cancelled() => return Turn::Stop,
+        };
+        if fetch.failures > 0 {
+            tracing::info!(queue = self.queue, "fetching tasks again");
+            fetch.failures = 0;
+        }
+        Turn::Task(msg)
+    }
+
+    /// After a failed request: logs it, waits a little longer each time and
+    /// re-checks the queue.
+    async fn failed(
+        &self,
+        client: &Client,
+        stop: &CancellationToken,
+        fetch: &mut Fetch,
+        what: &str,
+        error: String,
+    ) -> Turn {
+        fetch.failures += 1;
+        let failures = fetch.failures;
+        tracing::warn!(queue = self.queue, error = %error, failures, "{what}; retrying");
+        if !pull::backoff(stop, failures).await {
+            return Turn::Stop;
+        }
+        self.reprovision(client, &mut fetch.puller).await;
+        Turn::Again
+    }
+
+    /// Starts an attempt of `msg` in a free handler slot.
+    async fn start(
+        self: &Arc<Self>,
+        shared: &Arc<Shared>,
+        fetch: &Fetch,
+        msg: jetstream::Message,
+        hand_back: &CancellationToken,
+    ) {
+        let Ok(permit) = Arc::clone(&fetch.slots).try_acquire_owned() else {
+            // More came than was asked for: a pull request thought lost
+            // (sent just before a reconnect) was served after all. A
+            // worker never holds a task it cannot start; hand it back.
+            tracing::debug!(
+                queue = self.queue,
+                "a task arrived with no free handler; handing it back"
+            );
+            hand_back_unstarted(shared, &msg).await;
+            return;
+        };
+        let slot = Slot {
+            _permit: permit,
+            freed: Arc::clone(&fetch.freed),
+        };
+        tokio::spawn(attempt::attempt(
+            Arc::clone(self),
+            Arc::clone(shared),
+            msg,
+            hand_back.clone(),
+            slot,
+        ));
+    }
+
+    /// Waits while NATS is unreachable (fetching is paused meanwhile), then
+    /// forgets the pull requests the server forgot and re-checks the
+    /// queue's stream and consumer. False if stopped.
+    async fn connected(
+        &self,
+        client: &Client,
+        stop: &CancellationToken,
+        puller: &mut Puller,
+    ) -> bool {
+        use async_nats::connection::State;
+        if client.nats().connection_state() == State::Connected {
+            if puller.reconnected() {
+                tracing::info!(
+                    queue = self.queue,
+                    "reconnected to NATS; re-checking the queue"
+                );
+                self.reprovision(client, puller).await;
+            }
+            return true;
+        }
+        tracing::warn!(
+            queue = self.queue,
+            "NATS is unreachable; fetching is paused until it is back"
+        );
+        while client.nats().connection_state() != State::Connected {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                () = stop.cancelled() => return false,
+            }
+        }
+        tracing::info!(
+            queue = self.queue,
+            "NATS is back; re-checking the queue and resuming"
+        );
+        puller.reconnected();
+        self.reprovision(client, puller).await;
+        true
+    }
+
+    /// Re-checks the queue's stream and consumer (creating them again if
+    /// they were deleted) and pulls from the consumer found.
+    async fn reprovision(&self, client: &Client, puller: &mut Puller) {
+        match client
+            .provisioner()
+            .queue_consumer(self.queue, &self.settings)
+            .await
+        {
+            Ok(consumer) => puller.set_consumer(consumer),
+            Err(e) => {
+                tracing::debug!(queue = self.queue, error = %e, "queue not provisioned yet");
+            }
+        }
+    }
+}
+
+/// Gives a task that never ran back to the queue without spending an attempt.
+pub(crate) async fn hand_back_unstarted(shared: &Shared, msg: &jetstream::Message) {
+    if let Some(id) = message::task_id(msg) {
+        let known = if message::delivered(msg) > 1 {
+            shared.handbacks.count(id).await
+        } else {
+            0
+        };
+        shared.handbacks.record(id, known).await;
+    }
+    let _ = msg.ack_with(AckKind::Nak(None)).await;
+}

@@ -1,0 +1,107 @@
+//! What a delivered task message says about itself: its name, id,
+//! delivery count, times and the headers a handler sees.
+
+use std::time::SystemTime;
+
+use async_nats::jetstream;
+use async_nats::HeaderName;
+
+use natask_core::wire;
+use natask_core::{Headers, TaskId};
+
+use crate::jetstream::headers::{self, ID, NATS_SCHEDULER};
+
+/// The value of header `name`.
+pub(crate) fn header(msg: &jetstream::Message, name: HeaderName) -> Option<&str> {
+    headers::get(msg.headers.as_ref(), name)
+}
+
+/// A header holding Unix milliseconds (`Natask-Enqueued-At`, `Natask-Due-At`).
+pub(crate) fn header_time(msg: &jetstream::Message, name: HeaderName) -> Option<SystemTime> {
+    headers::time(msg.headers.as_ref(), name)
+}
+
+/// The task's id: its `Natask-Id` header or, for a tick of a cron task or
+/// recurring schedule (produced by a schedule, `Nats-Scheduler` set, and no
+/// `Natask-Id` since it would be the same on every tick), an id derived
+/// from the message (see [`message_id`]).
+pub(crate) fn task_id(msg: &jetstream::Message) -> Option<TaskId> {
+    match header(msg, ID) {
+        Some(v) => v.parse().ok(),
+        None if header(msg, NATS_SCHEDULER).is_some() => message_id(msg),
+        None => None,
+    }
+}
+
+/// An id derived from the message itself: a UUIDv7 with the time it was
+/// stored and its stream sequence, so every delivery of one message has
+/// the same id and no two messages of a queue share one. Ticks get theirs
+/// this way, and so does a message without a valid id when it is
+/// dead-lettered.
+pub(crate) fn message_id(msg: &jetstream::Message) -> Option<TaskId> {
+    let info = msg.info().ok()?;
+    let millis = u64::try_from(info.published.unix_timestamp_nanos() / 1_000_000).ok()?;
+    let mut rest = [0u8; 10];
+    rest[..8].copy_from_slice(&info.stream_sequence.to_be_bytes());
+    // Two queues' streams can store a tick at the same millisecond and
+    // sequence; the stream name's hash keeps their ids apart.
+    let hash = info
+        .stream
+        .bytes()
+        .fold(0u16, |h, b| h.wrapping_mul(31).wrapping_add(u16::from(b)));
+    rest[8..].copy_from_slice(&hash.to_be_bytes());
+    Some(
+        uuid::Builder::from_unix_timestamp_millis(millis, &rest)
+            .into_uuid()
+            .into(),
+    )
+}
+
+/// How often JetStream has delivered the message (at least 1).
+pub(crate) fn delivered(msg: &jetstream::Message) -> u64 {
+    msg.info()
+        .ok()
+        .and_then(|i| u64::try_from(i.delivered).ok())
+        .unwrap_or(1)
+        .max(1)
+}
+
+/// The message's headers for [`TaskContext::headers`](natask_core::TaskContext::headers),
+/// without natask's own (`Natask-*`, `Nats-Msg-Id`): the context carries
+/// those already, and most tasks then need no allocation here.
+pub(crate) fn context_headers(msg: &jetstream::Message) -> Headers {
+    let mut out = Headers::new();
+    if let Some(headers) = &msg.headers {
+        for (name, values) in headers.iter() {
+            let name: &str = name.as_ref();
+            if is_natask_header(name) {
+                continue;
+            }
+            for value in values {
+                out.push(name, value.as_str());
+            }
+        }
+    }
+    out
+}
+
+fn is_natask_header(name: &str) -> bool {
+    name.get(..7)
+        .is_some_and(|p| p.eq_ignore_ascii_case("Natask-"))
+        || name.eq_ignore_ascii_case(wire::HEADER_MSG_ID)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn natask_headers_stay_out_of_the_context() {
+        assert!(is_natask_header("Natask-Task"));
+        assert!(is_natask_header("natask-id"));
+        assert!(is_natask_header("Nats-Msg-Id"));
+        assert!(!is_natask_header("traceparent"));
+        assert!(!is_natask_header("Natas"));
+        assert!(!is_natask_header("X-Tenant"));
+    }
+}
