@@ -15,11 +15,13 @@
 
 pub mod context;
 pub mod cron;
+pub mod duration;
 pub mod error;
 pub mod handler;
 pub mod name;
 pub mod registry;
 pub mod retry;
+pub mod spelling;
 pub mod task;
 pub mod unique;
 pub mod wire;

@@ -5,6 +5,8 @@ use proc_macro2::Span;
 use syn::meta::ParseNestedMeta;
 use syn::{Expr, ExprLit, Lit, LitStr};
 
+use natask_core::retry::{parse_backoff, BackoffSpec};
+
 use crate::ctxt::Ctxt;
 
 /// Every key `#[task]` accepts, in the order the docs list them.
@@ -27,14 +29,6 @@ pub(crate) const KEYS: &[&str] = &[
 pub(crate) struct Spanned<T> {
     pub(crate) value: T,
     pub(crate) span: Span,
-}
-
-/// `backoff = "..."`, parsed; see `natask_core::retry` for the grammar.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum BackoffSpec {
-    Fixed(u64),
-    Exponential { base: u64, factor: f64, max: u64 },
-    List(Vec<u64>),
 }
 
 #[derive(Default)]
@@ -157,8 +151,8 @@ impl TaskArgs {
                             value: b,
                             span: s.span(),
                         }),
-                        Err(message) => {
-                            cx.error_spanned_by(&s, message);
+                        Err(e) => {
+                            cx.error_spanned_by(&s, e);
                             None
                         }
                     })
@@ -198,13 +192,13 @@ fn skip_value(meta: &ParseNestedMeta<'_>) {
 
 /// A duration literal, parsed; an error on the literal otherwise.
 fn duration(cx: &mut Ctxt, s: LitStr) -> Option<Spanned<u64>> {
-    match parse_duration_ms(&s.value()) {
+    match natask_core::duration::parse_ms(&s.value()) {
         Ok(ms) => Some(Spanned {
             value: ms,
             span: s.span(),
         }),
-        Err(message) => {
-            cx.error_spanned_by(&s, message);
+        Err(e) => {
+            cx.error_spanned_by(&s, e);
             None
         }
     }
@@ -372,134 +366,9 @@ fn list(keys: &[&str]) -> String {
         .join(", ")
 }
 
-const DURATION_HINT: &str =
-    "write a whole number followed by `ms`, `s`, `m`, `h` or `d`, e.g. `30s`";
-
-/// Parses `500ms`, `30s`, `5m`, `2h` or `1d` into milliseconds.
-pub(crate) fn parse_duration_ms(text: &str) -> Result<u64, String> {
-    let trimmed = text.trim();
-    let digits = trimmed.bytes().take_while(u8::is_ascii_digit).count();
-    let (number, unit) = trimmed.split_at(digits);
-    let bad = || format!("`{text}` is not a duration; {DURATION_HINT}");
-    let number: u64 = number.parse().map_err(|_| bad())?;
-    let factor = match unit.trim_start() {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return Err(bad()),
-    };
-    number
-        .checked_mul(factor)
-        .ok_or_else(|| format!("`{text}` is too long a duration; {DURATION_HINT} of at most `7d`"))
-}
-
-const BACKOFF_FORMS: &str =
-    "write `fixed(5s)`, `exponential(500ms, x2, max 1m)` or `list(1s, 5s, 30s)`";
-
-/// Parses the grammar of `natask_core::retry`.
-pub(crate) fn parse_backoff(text: &str) -> Result<BackoffSpec, String> {
-    let t = text.trim();
-    let (form, rest) = t.split_at(t.find('(').unwrap_or(t.len()));
-    let form = form.trim();
-    let Some(inner) = rest
-        .strip_prefix('(')
-        .and_then(|r| r.trim_end().strip_suffix(')'))
-    else {
-        return Err(format!("`{text}` is not a backoff policy; {BACKOFF_FORMS}"));
-    };
-    let parts: Vec<&str> = inner.split(',').map(str::trim).collect();
-    let duration = |part: &str| {
-        parse_duration_ms(part)
-            .map_err(|_| format!("`{part}` in backoff `{text}` is not a duration; {DURATION_HINT}"))
-    };
-    match form {
-        "fixed" => match parts.as_slice() {
-            [d] => Ok(BackoffSpec::Fixed(duration(d)?)),
-            _ => Err(format!(
-                "`fixed` takes one delay; write `fixed(5s)`, not `{text}`"
-            )),
-        },
-        "exponential" => match parts.as_slice() {
-            [base, factor, max] => {
-                let factor_text = factor.strip_prefix('x').ok_or_else(|| {
-                    format!("`{factor}` in backoff `{text}` is not a growth factor; write `x` and a number, e.g. `x2` or `x1.5`")
-                })?;
-                let factor: f64 = factor_text
-                    .trim()
-                    .parse()
-                    .ok()
-                    .filter(|f: &f64| f.is_finite())
-                    .ok_or_else(|| {
-                        format!("`{factor}` in backoff `{text}` is not a growth factor; write `x` and a number, e.g. `x2` or `x1.5`")
-                    })?;
-                let max = max.strip_prefix("max").filter(|m| m.starts_with(' ')).ok_or_else(|| {
-                    format!("`{max}` in backoff `{text}` is not a cap; write `max` and a duration, e.g. `max 1m`")
-                })?;
-                Ok(BackoffSpec::Exponential {
-                    base: duration(base)?,
-                    factor,
-                    max: duration(max)?,
-                })
-            }
-            _ => Err(format!(
-                "`exponential` takes a first delay, a factor and a cap; write `exponential(500ms, x2, max 1m)`, not `{text}`"
-            )),
-        },
-        "list" => {
-            if parts == [""] {
-                return Ok(BackoffSpec::List(Vec::new()));
-            }
-            parts
-                .iter()
-                .map(|p| duration(p))
-                .collect::<Result<_, _>>()
-                .map(BackoffSpec::List)
-        }
-        other => {
-            let hint = ["fixed", "exponential", "list"]
-                .into_iter()
-                .find(|f| levenshtein(other, f) * 2 <= f.len())
-                .map(|f| format!(" (did you mean `{f}`?)"))
-                .unwrap_or_default();
-            Err(format!(
-                "`{other}` is not a backoff policy{hint}; {BACKOFF_FORMS}"
-            ))
-        }
-    }
-}
-
 /// The valid key closest to `key`, if it is close enough to be a typo.
 fn closest(key: &str) -> Option<&'static str> {
-    closest_of(key, KEYS.iter().copied())
-}
-
-/// The candidate closest to `word`, if it is close enough to be a typo.
-pub(crate) fn closest_of<'a>(
-    word: &str,
-    candidates: impl Iterator<Item = &'a str>,
-) -> Option<&'a str> {
-    candidates
-        .map(|k| (levenshtein(word, k), k))
-        .filter(|(d, k)| *d * 2 <= k.len())
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k)
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
+    natask_core::spelling::closest(key, KEYS.iter().copied())
 }
 
 #[cfg(test)]
@@ -615,63 +484,6 @@ mod tests {
             "`queue` is given twice; remove one of them"
         );
         assert_eq!(args.queue.unwrap().value, "a");
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration_ms("500ms"), Ok(500));
-        assert_eq!(parse_duration_ms("1d"), Ok(86_400_000));
-        assert_eq!(parse_duration_ms("0s"), Ok(0));
-        assert!(parse_duration_ms("s").is_err());
-        assert!(parse_duration_ms("1.5s").is_err());
-        assert!(parse_duration_ms("-1s").is_err());
-        assert!(parse_duration_ms("99999999999999999d")
-            .unwrap_err()
-            .contains("too long"));
-    }
-
-    #[test]
-    fn backoff_grammar() {
-        assert_eq!(parse_backoff("fixed(5s)"), Ok(BackoffSpec::Fixed(5_000)));
-        assert_eq!(
-            parse_backoff(" exponential( 500ms , x1.5, max 1m ) "),
-            Ok(BackoffSpec::Exponential {
-                base: 500,
-                factor: 1.5,
-                max: 60_000
-            })
-        );
-        assert_eq!(
-            parse_backoff("list(1s, 5s, 30s)"),
-            Ok(BackoffSpec::List(vec![1_000, 5_000, 30_000]))
-        );
-        assert_eq!(parse_backoff("list()"), Ok(BackoffSpec::List(vec![])));
-        for (bad, message) in [
-            ("5s", "`5s` is not a backoff policy; write `fixed(5s)`"),
-            ("fixed(5s", "`fixed(5s` is not a backoff policy;"),
-            (
-                "fixed(5x)",
-                "`5x` in backoff `fixed(5x)` is not a duration;",
-            ),
-            ("fixed(1s, 2s)", "`fixed` takes one delay;"),
-            (
-                "exponential(1s, 2, max 1m)",
-                "`2` in backoff `exponential(1s, 2, max 1m)` is not a growth factor;",
-            ),
-            ("exponential(1s, xfast, max 1m)", "`xfast` in backoff"),
-            (
-                "exponential(1s, x2, 1m)",
-                "`1m` in backoff `exponential(1s, x2, 1m)` is not a cap;",
-            ),
-            (
-                "exponential(1s, x2)",
-                "`exponential` takes a first delay, a factor and a cap;",
-            ),
-            ("linear(1s)", "`linear` is not a backoff policy; write"),
-        ] {
-            let got = parse_backoff(bad).unwrap_err();
-            assert!(got.starts_with(message), "{bad}: {got}");
-        }
     }
 
     #[test]

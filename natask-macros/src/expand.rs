@@ -14,7 +14,9 @@ use quote::{format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 
 use crate::ast::{ParamKind, TaskFn};
-use crate::attr::{BackoffSpec, TaskArgs};
+use natask_core::retry::BackoffSpec;
+
+use crate::attr::TaskArgs;
 use crate::valid::Names;
 
 pub(crate) fn expand(args: &TaskArgs, f: &TaskFn, names: &Names) -> TokenStream {
@@ -135,11 +137,15 @@ pub(crate) fn expand(args: &TaskArgs, f: &TaskFn, names: &Names) -> TokenStream 
         || none.clone(),
         |b| {
             let policy = match &b.value {
-                BackoffSpec::Fixed(d) => {
-                    let d = Literal::u64_suffixed(*d);
+                BackoffSpec::Fixed { delay_ms } => {
+                    let d = Literal::u64_suffixed(*delay_ms);
                     quote!(#p::Backoff::Fixed { delay_ms: #d })
                 }
-                BackoffSpec::Exponential { base, factor, max } => {
+                BackoffSpec::Exponential {
+                    base_ms: base,
+                    factor,
+                    max_ms: max,
+                } => {
                     let base = Literal::u64_suffixed(*base);
                     let factor = Literal::f64_suffixed(*factor);
                     let max = Literal::u64_suffixed(*max);

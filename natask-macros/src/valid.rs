@@ -4,7 +4,9 @@ use proc_macro2::Span;
 use syn::{FnArg, Type};
 
 use crate::ast::{ParamKind, TaskFn};
-use crate::attr::{BackoffSpec, TaskArgs, MAX_RETRIES};
+use natask_core::retry::BackoffSpec;
+
+use crate::attr::{TaskArgs, MAX_RETRIES};
 use crate::ctxt::Ctxt;
 
 /// Longest task or queue name (mirrors `natask_core::name::MAX_LEN`).
@@ -222,10 +224,12 @@ fn check_unique(cx: &mut Ctxt, args: &TaskArgs, f: &TaskFn) -> Option<Unique> {
                             "the task has none; remove `unique_by` (the task is then unique by its name alone)".to_owned()
                         } else {
                             let names: Vec<String> = payload.iter().map(|i| plain(i)).collect();
-                            let hint =
-                                crate::attr::closest_of(name, names.iter().map(String::as_str))
-                                    .map(|n| format!("; did you mean `{n}`?"))
-                                    .unwrap_or_default();
+                            let hint = natask_core::spelling::closest(
+                                name,
+                                names.iter().map(String::as_str),
+                            )
+                            .map(|n| format!("; did you mean `{n}`?"))
+                            .unwrap_or_default();
                             format!(
                                 "expected one of {}{hint}",
                                 names
@@ -260,9 +264,10 @@ fn check_unique(cx: &mut Ctxt, args: &TaskArgs, f: &TaskFn) -> Option<Unique> {
             match STAGES.iter().find(|(stage, _)| *stage == text) {
                 Some((_, variant)) => Some(*variant),
                 None => {
-                    let hint = crate::attr::closest_of(&text, STAGES.iter().map(|(s, _)| *s))
-                        .map(|s| format!("; did you mean `{s}`?"))
-                        .unwrap_or_default();
+                    let hint =
+                        natask_core::spelling::closest(&text, STAGES.iter().map(|(s, _)| *s))
+                            .map(|s| format!("; did you mean `{s}`?"))
+                            .unwrap_or_default();
                     cx.error_spanned_by(
                         lit,
                         format!(
@@ -310,8 +315,12 @@ fn check_policy(cx: &mut Ctxt, args: &TaskArgs) {
     }
     if let Some(b) = &args.backoff {
         let delays: Vec<u64> = match &b.value {
-            BackoffSpec::Fixed(d) => vec![*d],
-            BackoffSpec::Exponential { base, factor, max } => {
+            BackoffSpec::Fixed { delay_ms } => vec![*delay_ms],
+            BackoffSpec::Exponential {
+                base_ms: base,
+                factor,
+                max_ms: max,
+            } => {
                 if *factor < 1.0 {
                     cx.error_at(
                         b.span,
