@@ -9,9 +9,6 @@ use natask_core::retry::BackoffSpec;
 use crate::attr::{TaskArgs, MAX_RETRIES};
 use crate::ctxt::Ctxt;
 
-/// Longest task or queue name (mirrors `natask_core::name::MAX_LEN`).
-const MAX_NAME_LEN: usize = 64;
-
 /// Longest timeout or backoff delay: 7 days. Anything longer is a typo, or a
 /// schedule rather than a retry policy.
 const MAX_DURATION_MS: u64 = 7 * 86_400_000;
@@ -453,10 +450,14 @@ fn check_payload_type(cx: &mut Ctxt, ty: &Type, forced: bool) {
     }
 }
 
-/// The rules of `natask_core::name::check`, applied to a literal (or to the
-/// function's name, when the task name derives from it).
+/// Checks a name with `natask_core::name::check` (a literal, or the
+/// function's name when the task name derives from it) and reports its
+/// error in the macro's words.
 fn check_name(cx: &mut Ctxt, what: &str, name: &str, span: Span, derived: bool) {
-    let allowed = "use only ASCII letters, digits, `_` and `-`";
+    use natask_core::name::{NameError, MAX_LEN};
+    let Some(error) = name_error(name) else {
+        return;
+    };
     let (subject, fix) = if derived {
         (
             format!(
@@ -468,43 +469,68 @@ fn check_name(cx: &mut Ctxt, what: &str, name: &str, span: Span, derived: bool) 
     } else {
         (format!("the {what} `{}`", name.escape_debug()), "")
     };
-    if name.is_empty() {
-        cx.error_at(
-            span,
-            format!("the {what} is empty; give it 1 to {MAX_NAME_LEN} ASCII letters, digits, `_` or `-`"),
-        );
-    } else if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
-    {
-        let why = match c {
-            '.' => "`.`, which separates the tokens of a NATS subject".to_owned(),
-            '*' | '>' => format!("`{c}`, a NATS subject wildcard"),
-            '/' | '\\' => {
-                format!("`{c}`, a path separator (stream names become file names on the server)")
-            }
-            c if c.is_whitespace() && c.is_ascii() => match c {
-                ' ' => "a space, and NATS names cannot contain whitespace".to_owned(),
-                c => format!(
-                    "whitespace ({}), and NATS names cannot contain whitespace",
-                    c.escape_debug()
-                ),
-            },
-            c if c.is_control() || c.is_whitespace() => {
-                format!("the non-printable character `{}`", c.escape_unicode())
-            }
-            c if !c.is_ascii() => format!("`{c}`, which is not ASCII"),
-            c => format!("`{c}`, which NATS stream names do not allow"),
-        };
-        cx.error_at(span, format!("{subject} contains {why}; {allowed}{fix}"));
-    } else if name.len() > MAX_NAME_LEN {
-        cx.error_at(
-            span,
+    let message = match error {
+        NameError::Empty => {
+            format!("the {what} is empty; give it 1 to {MAX_LEN} ASCII letters, digits, `_` or `-`")
+        }
+        NameError::InvalidByte { byte, at } => {
+            // Every byte before `at` is ASCII, so `at` starts a char: name
+            // it whole (`é`, not its first byte).
+            let c = name
+                .get(at..)
+                .and_then(|rest| rest.chars().next())
+                .unwrap_or(char::from(byte));
             format!(
-                "{subject} is {} bytes long; NATS names here may have at most {MAX_NAME_LEN}, so shorten it{fix}",
-                name.len()
-            ),
-        );
+                "{subject} contains {}; use only ASCII letters, digits, `_` and `-`{fix}",
+                why_not(c)
+            )
+        }
+        NameError::TooLong { len } => format!(
+            "{subject} is {len} bytes long; NATS names here may have at most {MAX_LEN}, so shorten it{fix}"
+        ),
+        other => format!("{subject} is not a valid name: {other}{fix}"),
+    };
+    cx.error_at(span, message);
+}
+
+/// The error of `natask_core::name::check`, except that a name both too long
+/// and with a byte outside the name alphabet is reported for the byte (the
+/// likelier mistake, and what `#[task]` has always said), where `check`
+/// reports the length.
+fn name_error(name: &str) -> Option<natask_core::name::NameError> {
+    use natask_core::name::{check, is_name_byte, NameError};
+    match check(name) {
+        Ok(()) => None,
+        Err(NameError::TooLong { len }) => Some(
+            name.bytes()
+                .enumerate()
+                .find(|(_, byte)| !is_name_byte(*byte))
+                .map_or(NameError::TooLong { len }, |(at, byte)| {
+                    NameError::InvalidByte { byte, at }
+                }),
+        ),
+        Err(e) => Some(e),
+    }
+}
+
+/// Why `c` cannot stand in a NATS name.
+fn why_not(c: char) -> String {
+    match c {
+        '.' => "`.`, which separates the tokens of a NATS subject".to_owned(),
+        '*' | '>' => format!("`{c}`, a NATS subject wildcard"),
+        '/' | '\\' => {
+            format!("`{c}`, a path separator (stream names become file names on the server)")
+        }
+        ' ' => "a space, and NATS names cannot contain whitespace".to_owned(),
+        c if c.is_whitespace() && c.is_ascii() => format!(
+            "whitespace ({}), and NATS names cannot contain whitespace",
+            c.escape_debug()
+        ),
+        c if c.is_control() || c.is_whitespace() => {
+            format!("the non-printable character `{}`", c.escape_unicode())
+        }
+        c if !c.is_ascii() => format!("`{c}`, which is not ASCII"),
+        c => format!("`{c}`, which NATS stream names do not allow"),
     }
 }
 
@@ -604,6 +630,7 @@ mod tests {
     #[test]
     fn names_follow_nats_rules() {
         let long = "x".repeat(65);
+        let long_dotted = format!("{long}.");
         for (name, message) in [
             ("", "the task name is empty"),
             ("a b", "the task name `a b` contains a space"),
@@ -615,6 +642,8 @@ mod tests {
             ("é", "the task name `é` contains `é`, which is not ASCII"),
             ("a$", "the task name `a$` contains `$`, which NATS stream names do not allow"),
             (&long, "the task name `xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx` is 65 bytes long"),
+            // too long as well, but the character is the mistake to name
+            (&long_dotted, "the task name `xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.` contains `.`"),
         ] {
             let e = errors(quote!(name = #name), quote!(async fn f() {}));
             assert!(e.len() == 1 && e[0].starts_with(message), "{name:?}: {e:?}");
