@@ -1,29 +1,102 @@
 //! Parses the arguments of `#[task(...)]`: the syntax of every value. Ranges
 //! and relations between values are checked in `valid`.
 
-use proc_macro2::Span;
-use syn::meta::ParseNestedMeta;
-use syn::{Expr, ExprLit, Lit, LitStr};
+use std::fmt;
 
 use natask_core::retry::{parse_backoff, BackoffSpec};
+use proc_macro2::Span;
+use quote::ToTokens;
+use syn::ext::IdentExt;
+use syn::meta::ParseNestedMeta;
+use syn::parse::ParseStream;
+use syn::{Expr, ExprLit, Lit, LitStr};
 
 use crate::ctxt::Ctxt;
+use crate::suggest;
 
-/// Every key `#[task]` accepts, in the order the docs list them.
-pub(crate) const KEYS: &[&str] = &[
-    "queue",
-    "name",
-    "retries",
-    "timeout",
-    "backoff",
-    "cron",
-    "time_zone",
-    "unique",
-    "unique_by",
-    "unique_until",
-    "payload",
-    "crate",
-];
+/// Most retries a task may ask for (checked in `valid`).
+pub(crate) const MAX_RETRIES: u32 = 1_000;
+
+/// A key `#[task]` accepts.
+#[derive(Clone, Copy, PartialEq)]
+enum Key {
+    Queue,
+    Name,
+    Retries,
+    Timeout,
+    Backoff,
+    Cron,
+    TimeZone,
+    Unique,
+    UniqueBy,
+    UniqueUntil,
+    Payload,
+    Crate,
+}
+
+impl Key {
+    /// Every key, in the order the docs list them.
+    const ALL: [Key; 12] = [
+        Key::Queue,
+        Key::Name,
+        Key::Retries,
+        Key::Timeout,
+        Key::Backoff,
+        Key::Cron,
+        Key::TimeZone,
+        Key::Unique,
+        Key::UniqueBy,
+        Key::UniqueUntil,
+        Key::Payload,
+        Key::Crate,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Key::Queue => "queue",
+            Key::Name => "name",
+            Key::Retries => "retries",
+            Key::Timeout => "timeout",
+            Key::Backoff => "backoff",
+            Key::Cron => "cron",
+            Key::TimeZone => "time_zone",
+            Key::Unique => "unique",
+            Key::UniqueBy => "unique_by",
+            Key::UniqueUntil => "unique_until",
+            Key::Payload => "payload",
+            Key::Crate => "crate",
+        }
+    }
+
+    /// Every key's spelling, for messages.
+    fn names() -> [&'static str; 12] {
+        Key::ALL.map(Key::as_str)
+    }
+
+    /// A value to show in a message that says how to write the key.
+    fn example(self) -> &'static str {
+        match self {
+            Key::Timeout => "\"30s\"",
+            Key::Queue => "\"emails\"",
+            Key::Name => "\"send_email\"",
+            Key::Retries => "3",
+            Key::Backoff => "\"exponential(1s, x2, max 5m)\"",
+            Key::Cron => "\"0 */5 * * * *\"",
+            Key::TimeZone => "\"Europe/Berlin\"",
+            Key::Unique => "\"10m\"",
+            Key::UniqueBy => "\"tenant, report\"",
+            Key::UniqueUntil => "\"started\"",
+            Key::Payload => "SendEmail",
+            Key::Crate => "::my_crate::natask",
+        }
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// A value together with the tokens it came from, for spans.
 pub(crate) struct Spanned<T> {
@@ -57,7 +130,7 @@ pub(crate) struct TaskArgs {
 impl TaskArgs {
     pub(crate) fn parse(cx: &mut Ctxt, tokens: proc_macro2::TokenStream) -> TaskArgs {
         let mut args = TaskArgs::default();
-        let mut seen: Vec<String> = Vec::new();
+        let mut seen: Vec<Key> = Vec::new();
         let parser = syn::meta::parser(|meta| {
             args.parse_one(cx, &mut seen, meta);
             Ok(())
@@ -73,60 +146,20 @@ impl TaskArgs {
         args
     }
 
-    fn parse_one(&mut self, cx: &mut Ctxt, seen: &mut Vec<String>, meta: ParseNestedMeta<'_>) {
-        let key_span = meta
-            .path
-            .segments
-            .first()
-            .map_or_else(Span::call_site, |s| s.ident.span());
-        let Some(key) = meta.path.get_ident().map(|i| i.to_string()) else {
-            cx.error_spanned_by(
-                &meta.path,
-                format!("unknown `#[task]` argument; expected one of {}", list(KEYS)),
-            );
+    fn parse_one(&mut self, cx: &mut Ctxt, seen: &mut Vec<Key>, meta: ParseNestedMeta<'_>) {
+        let Some((key, key_span)) = known_key(cx, &meta) else {
             skip_value(&meta);
             return;
         };
-        let key = key.trim_start_matches("r#").to_owned();
-        if !KEYS.contains(&key.as_str()) {
-            let hint = match closest(&key) {
-                Some(k) => format!("; did you mean `{k}`?"),
-                None => String::new(),
-            };
+        let Ok(stream) = meta.value() else {
             cx.error_at(
                 key_span,
-                format!(
-                    "unknown `#[task]` argument `{key}`; expected one of {}{hint}",
-                    list(KEYS)
-                ),
+                format!("`{key}` needs a value; write `{key} = {}`", key.example()),
             );
             skip_value(&meta);
             return;
-        }
-        let value = match meta.value() {
-            Ok(stream) => {
-                if key == "crate" || key == "payload" {
-                    // A quoted path is the likely mistake (serde writes
-                    // `crate = "..."`); taking the literal whole also keeps
-                    // the rest of the arguments parseable.
-                    if stream.peek(Lit) {
-                        Value::Expr(stream.parse::<Expr>())
-                    } else {
-                        Value::Path(stream.parse::<syn::Path>())
-                    }
-                } else {
-                    Value::Expr(stream.parse::<Expr>())
-                }
-            }
-            Err(_) => {
-                cx.error_at(
-                    key_span,
-                    format!("`{key}` needs a value; write `{key} = {}`", example(&key)),
-                );
-                skip_value(&meta);
-                return;
-            }
         };
+        let value = Value::parse(stream, key);
         if seen.contains(&key) {
             cx.error_at(
                 key_span,
@@ -134,47 +167,56 @@ impl TaskArgs {
             );
             return;
         }
-        seen.push(key.clone());
-        match key.as_str() {
-            "queue" => self.queue = value.lit_str(cx, &key).map(spanned_string),
-            "name" => self.name = value.lit_str(cx, &key).map(spanned_string),
-            "retries" => self.retries = value.retries(cx),
-            "unique" => self.unique_ms = value.lit_str(cx, &key).and_then(|s| duration(cx, s)),
-            "unique_by" => self.unique_by = value.lit_str(cx, &key),
-            "unique_until" => self.unique_until = value.lit_str(cx, &key),
-            "timeout" => self.timeout_ms = value.lit_str(cx, &key).and_then(|s| duration(cx, s)),
-            "backoff" => {
-                self.backoff = value
-                    .lit_str(cx, &key)
-                    .and_then(|s| match parse_backoff(&s.value()) {
-                        Ok(b) => Some(Spanned {
-                            value: b,
-                            span: s.span(),
-                        }),
-                        Err(e) => {
-                            cx.error_spanned_by(&s, e);
-                            None
-                        }
-                    })
-            }
-            "cron" => self.cron = value.lit_str(cx, &key),
-            "time_zone" => self.time_zone = value.lit_str(cx, &key),
-            "payload" => {
-                self.payload = value.path(cx, &key).and_then(|p| match p.get_ident() {
-                    Some(i) => Some(i.clone()),
-                    None => {
-                        cx.error_spanned_by(
-                            &p,
-                            "`payload` names the generated struct, not a path; write a plain name such as `payload = SendEmail`",
-                        );
-                        None
-                    }
-                })
-            }
-            "crate" => self.crate_path = value.path(cx, &key),
-            _ => unreachable!("checked against KEYS above"),
+        seen.push(key);
+        match value {
+            Ok(value) => self.set(cx, key, value),
+            Err(e) => cx.push(e),
         }
     }
+
+    fn set(&mut self, cx: &mut Ctxt, key: Key, value: Value) {
+        match key {
+            Key::Queue => self.queue = value.lit_str(cx, key).map(spanned_string),
+            Key::Name => self.name = value.lit_str(cx, key).map(spanned_string),
+            Key::Retries => self.retries = value.retries(cx),
+            Key::Unique => self.unique_ms = value.lit_str(cx, key).and_then(|s| duration(cx, s)),
+            Key::UniqueBy => self.unique_by = value.lit_str(cx, key),
+            Key::UniqueUntil => self.unique_until = value.lit_str(cx, key),
+            Key::Timeout => self.timeout_ms = value.lit_str(cx, key).and_then(|s| duration(cx, s)),
+            Key::Backoff => self.backoff = value.lit_str(cx, key).and_then(|s| backoff(cx, s)),
+            Key::Cron => self.cron = value.lit_str(cx, key),
+            Key::TimeZone => self.time_zone = value.lit_str(cx, key),
+            Key::Payload => self.payload = value.path(cx, key).and_then(|p| plain_name(cx, p)),
+            Key::Crate => self.crate_path = value.path(cx, key),
+        }
+    }
+}
+
+/// The key of one argument; an error, and `None`, for a key `#[task]` does
+/// not know.
+fn known_key(cx: &mut Ctxt, meta: &ParseNestedMeta<'_>) -> Option<(Key, Span)> {
+    let Some(ident) = meta.path.get_ident() else {
+        cx.error_spanned_by(
+            &meta.path,
+            format!(
+                "unknown `#[task]` argument; expected one of {}",
+                suggest::list(&Key::names())
+            ),
+        );
+        return None;
+    };
+    let name = ident.unraw().to_string();
+    let key = Key::ALL.into_iter().find(|k| k.as_str() == name);
+    if key.is_none() {
+        cx.error_at(
+            ident.span(),
+            format!(
+                "unknown `#[task]` argument `{name}`; {}",
+                suggest::expected_one_of(&name, &Key::names())
+            ),
+        );
+    }
+    key.map(|k| (k, ident.span()))
 }
 
 /// After an unknown or malformed key, consume its `= value` so the next
@@ -204,6 +246,32 @@ fn duration(cx: &mut Ctxt, s: LitStr) -> Option<Spanned<u64>> {
     }
 }
 
+/// A backoff literal, parsed; an error on the literal otherwise.
+fn backoff(cx: &mut Ctxt, s: LitStr) -> Option<Spanned<BackoffSpec>> {
+    match parse_backoff(&s.value()) {
+        Ok(b) => Some(Spanned {
+            value: b,
+            span: s.span(),
+        }),
+        Err(e) => {
+            cx.error_spanned_by(&s, e);
+            None
+        }
+    }
+}
+
+/// `payload = SendMail`: one identifier, not a path.
+fn plain_name(cx: &mut Ctxt, path: syn::Path) -> Option<syn::Ident> {
+    if let Some(ident) = path.get_ident() {
+        return Some(ident.clone());
+    }
+    cx.error_spanned_by(
+        &path,
+        "`payload` names the generated struct, not a path; write a plain name such as `payload = SendEmail`",
+    );
+    None
+}
+
 fn spanned_string(s: LitStr) -> Spanned<String> {
     Spanned {
         value: s.value(),
@@ -211,164 +279,122 @@ fn spanned_string(s: LitStr) -> Spanned<String> {
     }
 }
 
+/// The value of one argument, parsed as the key expects it.
 enum Value {
-    Expr(syn::Result<Expr>),
+    Expr(Expr),
     /// `crate` and `payload`, unless the value is a literal (an `Expr`).
-    Path(syn::Result<syn::Path>),
+    Path(syn::Path),
+}
+
+impl ToTokens for Value {
+    fn to_tokens(&self, tokens: &mut proc_macro2::TokenStream) {
+        match self {
+            Value::Expr(e) => e.to_tokens(tokens),
+            Value::Path(p) => p.to_tokens(tokens),
+        }
+    }
 }
 
 impl Value {
-    fn lit_str(self, cx: &mut Ctxt, key: &str) -> Option<LitStr> {
-        match self {
-            Value::Expr(Ok(Expr::Lit(ExprLit {
-                lit: Lit::Str(s), ..
-            }))) => Some(s),
-            Value::Expr(Ok(other)) => {
-                let example = match (&other, key) {
-                    // `timeout = 30`: keep the number, add the unit it lacks
-                    (
-                        Expr::Lit(ExprLit {
-                            lit: Lit::Int(i), ..
-                        }),
-                        "timeout",
-                    ) => format!("\"{}s\"", i.base10_digits()),
-                    _ => example(key).to_owned(),
-                };
-                cx.error_spanned_by(
-                    &other,
-                    format!("`{key}` takes a string literal; write `{key} = {example}`"),
-                );
-                None
-            }
-            Value::Expr(Err(e)) | Value::Path(Err(e)) => {
-                cx.push(e);
-                None
-            }
-            Value::Path(Ok(_)) => unreachable!("only `crate` and `payload` parse as paths"),
+    fn parse(stream: ParseStream<'_>, key: Key) -> syn::Result<Value> {
+        // A quoted path is the likely mistake (serde writes `crate = "..."`);
+        // taking the literal whole also keeps the rest of the arguments
+        // parseable.
+        if matches!(key, Key::Crate | Key::Payload) && !stream.peek(Lit) {
+            stream.parse().map(Value::Path)
+        } else {
+            stream.parse().map(Value::Expr)
         }
+    }
+
+    fn lit_str(self, cx: &mut Ctxt, key: Key) -> Option<LitStr> {
+        if let Value::Expr(Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        })) = self
+        {
+            return Some(s);
+        }
+        let example = match (&self, key) {
+            // `timeout = 30`: keep the number, add the unit it lacks
+            (
+                Value::Expr(Expr::Lit(ExprLit {
+                    lit: Lit::Int(i), ..
+                })),
+                Key::Timeout,
+            ) => format!("\"{}s\"", i.base10_digits()),
+            _ => key.example().to_owned(),
+        };
+        cx.error_spanned_by(
+            &self,
+            format!("`{key}` takes a string literal; write `{key} = {example}`"),
+        );
+        None
     }
 
     fn retries(self, cx: &mut Ctxt) -> Option<Spanned<u64>> {
-        match self {
-            Value::Expr(Ok(Expr::Lit(ExprLit {
+        let message = match &self {
+            Value::Expr(Expr::Lit(ExprLit {
                 lit: Lit::Int(i), ..
-            }))) => match i.base10_parse::<u64>() {
-                Ok(n) => Some(Spanned {
-                    value: n,
-                    span: i.span(),
-                }),
-                Err(_) => {
-                    cx.error_spanned_by(
-                        &i,
-                        format!("`retries = {i}` is not a count of retries; write a whole number from 0 to {MAX_RETRIES}"),
-                    );
-                    None
+            })) => match i.base10_parse::<u64>() {
+                Ok(n) => {
+                    return Some(Spanned {
+                        value: n,
+                        span: i.span(),
+                    })
                 }
+                Err(_) => format!(
+                    "`retries = {i}` is not a count of retries; write a whole number from 0 to {MAX_RETRIES}"
+                ),
             },
-            Value::Expr(Ok(other @ Expr::Unary(_))) => {
-                cx.error_spanned_by(
-                    &other,
-                    "`retries` cannot be negative; write `retries = 0` for a task that is never retried",
-                );
-                None
+            Value::Expr(Expr::Unary(_)) => {
+                "`retries` cannot be negative; write `retries = 0` for a task that is never retried"
+                    .to_owned()
             }
-            Value::Expr(Ok(Expr::Lit(ExprLit {
+            Value::Expr(Expr::Lit(ExprLit {
                 lit: Lit::Str(s), ..
-            }))) => {
-                cx.error_spanned_by(
-                    &s,
-                    format!(
-                        "`retries` takes an integer, not a string; write `retries = {}`",
-                        s.value()
-                            .parse::<u64>()
-                            .map_or_else(|_| "3".to_owned(), |n| n.to_string())
-                    ),
-                );
-                None
-            }
-            Value::Expr(Ok(other)) => {
-                cx.error_spanned_by(
-                    &other,
-                    "`retries` takes an integer literal; write `retries = 3`",
-                );
-                None
-            }
-            Value::Expr(Err(e)) | Value::Path(Err(e)) => {
-                cx.push(e);
-                None
-            }
-            Value::Path(Ok(_)) => unreachable!("only `crate` and `payload` parse as paths"),
-        }
+            })) => format!(
+                "`retries` takes an integer, not a string; write `retries = {}`",
+                s.value()
+                    .parse::<u64>()
+                    .map_or_else(|_| "3".to_owned(), |n| n.to_string())
+            ),
+            _ => "`retries` takes an integer literal; write `retries = 3`".to_owned(),
+        };
+        cx.error_spanned_by(&self, message);
+        None
     }
 
-    fn path(self, cx: &mut Ctxt, key: &str) -> Option<syn::Path> {
-        match self {
-            Value::Path(Ok(p)) => Some(p),
-            Value::Expr(Ok(Expr::Lit(ExprLit { lit, .. }))) => {
-                let what = if key == "payload" {
-                    "a plain name"
-                } else {
-                    "a path"
-                };
-                let kind = if matches!(lit, Lit::Str(_)) {
-                    "a string"
-                } else {
-                    "a literal"
-                };
-                // `crate = "my::natask"`: suggest the same path, unquoted
-                let unquoted = match &lit {
-                    Lit::Str(s) if key == "payload" => {
-                        s.parse::<syn::Ident>().is_ok().then(|| s.value())
-                    }
-                    Lit::Str(s) => s.parse::<syn::Path>().is_ok().then(|| s.value()),
-                    _ => None,
-                };
-                let example = unquoted.unwrap_or_else(|| example(key).to_owned());
-                cx.error_spanned_by(
-                    &lit,
-                    format!("`{key}` takes {what}, not {kind}; write `{key} = {example}`"),
-                );
-                None
+    fn path(self, cx: &mut Ctxt, key: Key) -> Option<syn::Path> {
+        let what = if key == Key::Payload {
+            "a plain name"
+        } else {
+            "a path"
+        };
+        let lit = match self {
+            Value::Path(p) => return Some(p),
+            Value::Expr(Expr::Lit(ExprLit { lit, .. })) => lit,
+            Value::Expr(_) => unreachable!("`crate` and `payload` parse as paths or literals"),
+        };
+        let kind = if matches!(lit, Lit::Str(_)) {
+            "a string"
+        } else {
+            "a literal"
+        };
+        // `crate = "my::natask"`: suggest the same path, unquoted
+        let unquoted = match &lit {
+            Lit::Str(s) if key == Key::Payload => {
+                s.parse::<syn::Ident>().is_ok().then(|| s.value())
             }
-            Value::Path(Err(e)) | Value::Expr(Err(e)) => {
-                cx.push(e);
-                None
-            }
-            Value::Expr(Ok(_)) => unreachable!("`crate` and `payload` parse as paths or literals"),
-        }
+            Lit::Str(s) => s.parse::<syn::Path>().is_ok().then(|| s.value()),
+            _ => None,
+        };
+        let example = unquoted.unwrap_or_else(|| key.example().to_owned());
+        cx.error_spanned_by(
+            &lit,
+            format!("`{key}` takes {what}, not {kind}; write `{key} = {example}`"),
+        );
+        None
     }
-}
-
-/// Most retries a task may ask for (checked in `valid`).
-pub(crate) const MAX_RETRIES: u64 = 1_000;
-
-fn example(key: &str) -> &'static str {
-    match key {
-        "timeout" => "\"30s\"",
-        "queue" => "\"emails\"",
-        "retries" => "3",
-        "backoff" => "\"exponential(1s, x2, max 5m)\"",
-        "cron" => "\"0 */5 * * * *\"",
-        "time_zone" => "\"Europe/Berlin\"",
-        "unique" => "\"10m\"",
-        "unique_by" => "\"tenant, report\"",
-        "unique_until" => "\"started\"",
-        "payload" => "SendEmail",
-        "crate" => "::my_crate::natask",
-        _ => "\"send_email\"",
-    }
-}
-
-fn list(keys: &[&str]) -> String {
-    keys.iter()
-        .map(|k| format!("`{k}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// The valid key closest to `key`, if it is close enough to be a typo.
-fn closest(key: &str) -> Option<&'static str> {
-    natask_core::spelling::closest(key, KEYS.iter().copied())
 }
 
 #[cfg(test)]
@@ -484,13 +510,5 @@ mod tests {
             "`queue` is given twice; remove one of them"
         );
         assert_eq!(args.queue.unwrap().value, "a");
-    }
-
-    #[test]
-    fn typo_suggestions() {
-        assert_eq!(closest("retry"), Some("retries"));
-        assert_eq!(closest("timout"), Some("timeout"));
-        assert_eq!(closest("backof"), Some("backoff"));
-        assert_eq!(closest("colour"), None);
     }
 }

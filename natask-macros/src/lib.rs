@@ -23,6 +23,7 @@ mod ast;
 mod attr;
 mod ctxt;
 mod expand;
+mod suggest;
 mod valid;
 
 /// Turns an `async fn` into a background task.

@@ -221,20 +221,8 @@ fn check_unique(cx: &mut Ctxt, args: &TaskArgs, f: &TaskFn) -> Option<Unique> {
                             "the task has none; remove `unique_by` (the task is then unique by its name alone)".to_owned()
                         } else {
                             let names: Vec<String> = payload.iter().map(|i| plain(i)).collect();
-                            let hint = natask_core::spelling::closest(
-                                name,
-                                names.iter().map(String::as_str),
-                            )
-                            .map(|n| format!("; did you mean `{n}`?"))
-                            .unwrap_or_default();
-                            format!(
-                                "expected one of {}{hint}",
-                                names
-                                    .iter()
-                                    .map(|n| format!("`{n}`"))
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
-                            )
+                            let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                            crate::suggest::expected_one_of(name, &names)
                         };
                         cx.error_spanned_by(
                             lit,
@@ -261,10 +249,7 @@ fn check_unique(cx: &mut Ctxt, args: &TaskArgs, f: &TaskFn) -> Option<Unique> {
             match STAGES.iter().find(|(stage, _)| *stage == text) {
                 Some((_, variant)) => Some(*variant),
                 None => {
-                    let hint =
-                        natask_core::spelling::closest(&text, STAGES.iter().map(|(s, _)| *s))
-                            .map(|s| format!("; did you mean `{s}`?"))
-                            .unwrap_or_default();
+                    let hint = crate::suggest::did_you_mean(&text, &STAGES.map(|(s, _)| s));
                     cx.error_spanned_by(
                         lit,
                         format!(
@@ -286,7 +271,7 @@ fn check_unique(cx: &mut Ctxt, args: &TaskArgs, f: &TaskFn) -> Option<Unique> {
 
 fn check_policy(cx: &mut Ctxt, args: &TaskArgs) {
     if let Some(r) = &args.retries {
-        if r.value > MAX_RETRIES {
+        if r.value > u64::from(MAX_RETRIES) {
             cx.error_at(
                 r.span,
                 format!(
