@@ -373,7 +373,13 @@ impl Value {
         let lit = match self {
             Value::Path(p) => return Some(p),
             Value::Expr(Expr::Lit(ExprLit { lit, .. })) => lit,
-            Value::Expr(_) => unreachable!("`crate` and `payload` parse as paths or literals"),
+            Value::Expr(other) => {
+                cx.error_spanned_by(
+                    &other,
+                    format!("`{key}` takes {what}; write `{key} = {}`", key.example()),
+                );
+                return None;
+            }
         };
         let kind = if matches!(lit, Lit::Str(_)) {
             "a string"
@@ -510,5 +516,15 @@ mod tests {
             "`queue` is given twice; remove one of them"
         );
         assert_eq!(args.queue.unwrap().value, "a");
+    }
+
+    #[test]
+    fn expressions_for_paths_are_refused() {
+        let (_, errors) = parse(quote!(crate = 1 + 2, payload = "Mail".into()));
+        assert_eq!(
+            errors.unwrap_err(),
+            "`crate` takes a path; write `crate = ::my_crate::natask` \
+             | `payload` takes a plain name; write `payload = SendEmail`"
+        );
     }
 }
