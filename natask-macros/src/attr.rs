@@ -3,6 +3,7 @@
 
 use std::fmt;
 
+use natask_core::duration::parse_ms;
 use natask_core::retry::{parse_backoff, BackoffSpec};
 use proc_macro2::Span;
 use quote::ToTokens;
@@ -179,11 +180,19 @@ impl TaskArgs {
             Key::Queue => self.queue = value.lit_str(cx, key).map(spanned_string),
             Key::Name => self.name = value.lit_str(cx, key).map(spanned_string),
             Key::Retries => self.retries = value.retries(cx),
-            Key::Unique => self.unique_ms = value.lit_str(cx, key).and_then(|s| duration(cx, s)),
+            Key::Unique => {
+                self.unique_ms = value.lit_str(cx, key).and_then(|s| parsed(cx, s, parse_ms))
+            }
             Key::UniqueBy => self.unique_by = value.lit_str(cx, key),
             Key::UniqueUntil => self.unique_until = value.lit_str(cx, key),
-            Key::Timeout => self.timeout_ms = value.lit_str(cx, key).and_then(|s| duration(cx, s)),
-            Key::Backoff => self.backoff = value.lit_str(cx, key).and_then(|s| backoff(cx, s)),
+            Key::Timeout => {
+                self.timeout_ms = value.lit_str(cx, key).and_then(|s| parsed(cx, s, parse_ms))
+            }
+            Key::Backoff => {
+                self.backoff = value
+                    .lit_str(cx, key)
+                    .and_then(|s| parsed(cx, s, parse_backoff))
+            }
             Key::Cron => self.cron = value.lit_str(cx, key),
             Key::TimeZone => self.time_zone = value.lit_str(cx, key),
             Key::Payload => self.payload = value.path(cx, key).and_then(|p| plain_name(cx, p)),
@@ -232,25 +241,16 @@ fn skip_value(meta: &ParseNestedMeta<'_>) {
     }
 }
 
-/// A duration literal, parsed; an error on the literal otherwise.
-fn duration(cx: &mut Ctxt, s: LitStr) -> Option<Spanned<u64>> {
-    match natask_core::duration::parse_ms(&s.value()) {
-        Ok(ms) => Some(Spanned {
-            value: ms,
-            span: s.span(),
-        }),
-        Err(e) => {
-            cx.error_spanned_by(&s, e);
-            None
-        }
-    }
-}
-
-/// A backoff literal, parsed; an error on the literal otherwise.
-fn backoff(cx: &mut Ctxt, s: LitStr) -> Option<Spanned<BackoffSpec>> {
-    match parse_backoff(&s.value()) {
-        Ok(b) => Some(Spanned {
-            value: b,
+/// A literal in one of natask-core's grammars (a duration, a backoff
+/// policy), parsed; its error on the literal otherwise.
+fn parsed<T, E: fmt::Display>(
+    cx: &mut Ctxt,
+    s: LitStr,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> Option<Spanned<T>> {
+    match parse(&s.value()) {
+        Ok(value) => Some(Spanned {
+            value,
             span: s.span(),
         }),
         Err(e) => {
