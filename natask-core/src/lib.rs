@@ -6,6 +6,11 @@
 //! they need. This crate has no IO and no async runtime, so the macro output
 //! and other runtimes (a CLI, a test harness) can share it.
 //!
+//! The grammars of `#[task]`'s arguments live here too, so that the macro
+//! checks them at compile time with the same code the runtime uses: names
+//! ([`name`]), durations ([`duration`]), backoff policies ([`retry`]) and
+//! cron schedules ([`cron`]), with [`spelling`] for their suggestions.
+//!
 //! ```
 //! use natask_core::{name, wire};
 //!
