@@ -6,6 +6,11 @@
 //! they need. This crate has no IO and no async runtime, so the macro output
 //! and other runtimes (a CLI, a test harness) can share it.
 //!
+//! The grammars of `#[task]`'s arguments live here too, so that the macro
+//! checks them at compile time with the same code the runtime uses: names
+//! ([`name`]), durations ([`duration`]), backoff policies ([`retry`]) and
+//! cron schedules ([`cron`]), with [`spelling`] for their suggestions.
+//!
 //! ```
 //! use natask_core::{name, wire};
 //!
@@ -15,11 +20,13 @@
 
 pub mod context;
 pub mod cron;
+pub mod duration;
 pub mod error;
 pub mod handler;
 pub mod name;
 pub mod registry;
 pub mod retry;
+pub mod spelling;
 pub mod task;
 pub mod unique;
 pub mod wire;

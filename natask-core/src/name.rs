@@ -79,12 +79,20 @@ pub const fn check(name: &str) -> Result<(), NameError> {
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
-        if !(b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        if !is_name_byte(b) {
             return Err(NameError::InvalidByte { byte: b, at: i });
         }
         i += 1;
     }
     Ok(())
+}
+
+/// Whether `byte` may stand in a name: an ASCII letter or digit, `_` or `-`.
+///
+/// [`check`] reports an empty or too long name before a byte outside this
+/// set; this finds such a byte in a name of any length.
+pub const fn is_name_byte(byte: u8) -> bool {
+    byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'-'
 }
 
 #[cfg(test)]

@@ -8,10 +8,14 @@
 //! | `"exponential(500ms, x2, max 1m)"` | 500 ms, then ×2 per attempt, at most 1 min; ±20 % jitter |
 //! | `"list(1s, 5s, 30s)"` | 1 s, 5 s, then 30 s for every later retry |
 //!
-//! Durations are a whole number followed by `ms`, `s`, `m`, `h` or `d`; the
-//! factor is `x` followed by a number (`x1.5`).
+//! Durations are a whole number followed by `ms`, `s`, `m`, `h` or `d`
+//! ([`crate::duration`]); the factor is `x` followed by a number (`x1.5`).
+//! [`parse_backoff`] reads it.
 
+use std::fmt;
 use std::time::Duration;
+
+use crate::duration;
 
 /// Jitter applied to exponential backoff: each delay is scaled by a factor
 /// in `1 ± JITTER`, derived from the task id, so tasks failing together do
@@ -100,6 +104,220 @@ impl Default for Backoff {
     }
 }
 
+/// How each form is written, for the messages of [`BackoffSyntaxError`].
+const FORMS: &str = "write `fixed(5s)`, `exponential(500ms, x2, max 1m)` or `list(1s, 5s, 30s)`";
+
+/// A backoff policy as written in the grammar above, parsed: the owned
+/// counterpart of [`Backoff`] (whose `List` borrows `'static` delays), for
+/// code that reads the grammar rather than building a policy by hand.
+///
+/// Ranges are not the grammar's: a factor below `x1`, a cap shorter than the
+/// first delay or an empty `list()` parse; `#[task]` refuses them.
+/// Exhaustive, unlike [`Backoff`]: whoever reads the grammar must handle
+/// every form it can produce.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BackoffSpec {
+    /// `fixed(5s)`.
+    Fixed {
+        /// The delay in milliseconds.
+        delay_ms: u64,
+    },
+    /// `exponential(500ms, x2, max 1m)`.
+    Exponential {
+        /// Delay before the first retry, in milliseconds.
+        base_ms: u64,
+        /// Growth per retry.
+        factor: f64,
+        /// Cap, in milliseconds.
+        max_ms: u64,
+    },
+    /// `list(1s, 5s, 30s)`: delays per retry, in milliseconds.
+    List(Vec<u64>),
+}
+
+/// A backoff policy [`parse_backoff`] refuses; its message says what to
+/// write instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BackoffSyntaxError {
+    /// Not a form followed by its arguments in parentheses.
+    Malformed {
+        /// The policy as written.
+        text: String,
+    },
+    /// A form other than `fixed`, `exponential` and `list`.
+    UnknownForm {
+        /// The form as written.
+        form: String,
+        /// The form it most likely misspells.
+        suggestion: Option<&'static str>,
+    },
+    /// `fixed` with other than one delay.
+    FixedArity {
+        /// The policy as written.
+        text: String,
+    },
+    /// `exponential` with other than a first delay, a factor and a cap.
+    ExponentialArity {
+        /// The policy as written.
+        text: String,
+    },
+    /// A delay (or the duration of the cap) that is not a duration.
+    Delay {
+        /// The delay as written.
+        delay: String,
+        /// The policy as written.
+        text: String,
+    },
+    /// A factor that is not `x` and a finite number.
+    Factor {
+        /// The factor as written.
+        factor: String,
+        /// The policy as written.
+        text: String,
+    },
+    /// A cap that is not `max` and a duration.
+    Cap {
+        /// The cap as written.
+        cap: String,
+        /// The policy as written.
+        text: String,
+    },
+}
+
+impl fmt::Display for BackoffSyntaxError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BackoffSyntaxError::Malformed { text } => {
+                write!(f, "`{text}` is not a backoff policy; {FORMS}")
+            }
+            BackoffSyntaxError::UnknownForm { form, suggestion } => {
+                write!(f, "`{form}` is not a backoff policy")?;
+                if let Some(suggestion) = suggestion {
+                    write!(f, " (did you mean `{suggestion}`?)")?;
+                }
+                write!(f, "; {FORMS}")
+            }
+            BackoffSyntaxError::FixedArity { text } => {
+                write!(f, "`fixed` takes one delay; write `fixed(5s)`, not `{text}`")
+            }
+            BackoffSyntaxError::ExponentialArity { text } => write!(
+                f,
+                "`exponential` takes a first delay, a factor and a cap; \
+                 write `exponential(500ms, x2, max 1m)`, not `{text}`"
+            ),
+            BackoffSyntaxError::Delay { delay, text } => write!(
+                f,
+                "`{delay}` in backoff `{text}` is not a duration; {}",
+                duration::HINT
+            ),
+            BackoffSyntaxError::Factor { factor, text } => write!(
+                f,
+                "`{factor}` in backoff `{text}` is not a growth factor; \
+                 write `x` and a number, e.g. `x2` or `x1.5`"
+            ),
+            BackoffSyntaxError::Cap { cap, text } => write!(
+                f,
+                "`{cap}` in backoff `{text}` is not a cap; write `max` and a duration, e.g. `max 1m`"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for BackoffSyntaxError {}
+
+/// Parses a backoff policy in the grammar above (white space around each
+/// part is allowed).
+///
+/// ```
+/// use natask_core::retry::{parse_backoff, BackoffSpec};
+///
+/// assert_eq!(
+///     parse_backoff("exponential(500ms, x2, max 1m)"),
+///     Ok(BackoffSpec::Exponential { base_ms: 500, factor: 2.0, max_ms: 60_000 })
+/// );
+/// assert_eq!(
+///     parse_backoff("fixd(5s)").unwrap_err().to_string(),
+///     "`fixd` is not a backoff policy (did you mean `fixed`?); \
+///      write `fixed(5s)`, `exponential(500ms, x2, max 1m)` or `list(1s, 5s, 30s)`"
+/// );
+/// ```
+pub fn parse_backoff(text: &str) -> Result<BackoffSpec, BackoffSyntaxError> {
+    let t = text.trim();
+    let (form, rest) = t.split_at(t.find('(').unwrap_or(t.len()));
+    let Some(inner) = rest
+        .strip_prefix('(')
+        .and_then(|r| r.trim_end().strip_suffix(')'))
+    else {
+        return Err(BackoffSyntaxError::Malformed {
+            text: text.to_owned(),
+        });
+    };
+    let parts: Vec<&str> = inner.split(',').map(str::trim).collect();
+    match form.trim() {
+        "fixed" => match parts.as_slice() {
+            [delay] => Ok(BackoffSpec::Fixed {
+                delay_ms: delay_ms(delay, text)?,
+            }),
+            _ => Err(BackoffSyntaxError::FixedArity {
+                text: text.to_owned(),
+            }),
+        },
+        "exponential" => parse_exponential(&parts, text),
+        "list" if parts == [""] => Ok(BackoffSpec::List(Vec::new())),
+        "list" => parts
+            .iter()
+            .map(|delay| delay_ms(delay, text))
+            .collect::<Result<_, _>>()
+            .map(BackoffSpec::List),
+        other => Err(BackoffSyntaxError::UnknownForm {
+            form: other.to_owned(),
+            suggestion: crate::spelling::closest(other, ["fixed", "exponential", "list"]),
+        }),
+    }
+}
+
+/// The arguments of `exponential(..)`, split at the commas.
+fn parse_exponential(parts: &[&str], text: &str) -> Result<BackoffSpec, BackoffSyntaxError> {
+    let [base, factor, cap] = parts else {
+        return Err(BackoffSyntaxError::ExponentialArity {
+            text: text.to_owned(),
+        });
+    };
+    let bad_factor = || BackoffSyntaxError::Factor {
+        factor: (*factor).to_owned(),
+        text: text.to_owned(),
+    };
+    let factor_value: f64 = factor
+        .strip_prefix('x')
+        .ok_or_else(bad_factor)?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|f: &f64| f.is_finite())
+        .ok_or_else(bad_factor)?;
+    let max = cap
+        .strip_prefix("max")
+        .filter(|m| m.starts_with(' '))
+        .ok_or_else(|| BackoffSyntaxError::Cap {
+            cap: (*cap).to_owned(),
+            text: text.to_owned(),
+        })?;
+    Ok(BackoffSpec::Exponential {
+        base_ms: delay_ms(base, text)?,
+        factor: factor_value,
+        max_ms: delay_ms(max, text)?,
+    })
+}
+
+/// One delay of the policy `text`.
+fn delay_ms(delay: &str, text: &str) -> Result<u64, BackoffSyntaxError> {
+    duration::parse_ms(delay).map_err(|_| BackoffSyntaxError::Delay {
+        delay: delay.to_owned(),
+        text: text.to_owned(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,5 +349,52 @@ mod tests {
         let spread: std::collections::HashSet<_> = (0..50).map(|s| b.delay(1, s)).collect();
         assert!(spread.len() > 10, "jitter spreads retries");
         assert!(Backoff::DEFAULT.delay(u32::MAX, 3) <= Duration::from_secs(360));
+    }
+
+    #[test]
+    fn backoff_grammar() {
+        assert_eq!(
+            parse_backoff("fixed(5s)"),
+            Ok(BackoffSpec::Fixed { delay_ms: 5_000 })
+        );
+        assert_eq!(
+            parse_backoff(" exponential( 500ms , x1.5, max 1m ) "),
+            Ok(BackoffSpec::Exponential {
+                base_ms: 500,
+                factor: 1.5,
+                max_ms: 60_000
+            })
+        );
+        assert_eq!(
+            parse_backoff("list(1s, 5s, 30s)"),
+            Ok(BackoffSpec::List(vec![1_000, 5_000, 30_000]))
+        );
+        assert_eq!(parse_backoff("list()"), Ok(BackoffSpec::List(vec![])));
+        for (bad, message) in [
+            ("5s", "`5s` is not a backoff policy; write `fixed(5s)`"),
+            ("fixed(5s", "`fixed(5s` is not a backoff policy;"),
+            (
+                "fixed(5x)",
+                "`5x` in backoff `fixed(5x)` is not a duration;",
+            ),
+            ("fixed(1s, 2s)", "`fixed` takes one delay;"),
+            (
+                "exponential(1s, 2, max 1m)",
+                "`2` in backoff `exponential(1s, 2, max 1m)` is not a growth factor;",
+            ),
+            ("exponential(1s, xfast, max 1m)", "`xfast` in backoff"),
+            (
+                "exponential(1s, x2, 1m)",
+                "`1m` in backoff `exponential(1s, x2, 1m)` is not a cap;",
+            ),
+            (
+                "exponential(1s, x2)",
+                "`exponential` takes a first delay, a factor and a cap;",
+            ),
+            ("linear(1s)", "`linear` is not a backoff policy; write"),
+        ] {
+            let got = parse_backoff(bad).unwrap_err().to_string();
+            assert!(got.starts_with(message), "{bad}: {got}");
+        }
     }
 }

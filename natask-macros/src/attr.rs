@@ -1,40 +1,108 @@
 //! Parses the arguments of `#[task(...)]`: the syntax of every value. Ranges
 //! and relations between values are checked in `valid`.
 
+use std::fmt;
+
+use natask_core::duration::parse_ms;
+use natask_core::retry::{parse_backoff, BackoffSpec};
 use proc_macro2::Span;
+use quote::ToTokens;
+use syn::ext::IdentExt;
 use syn::meta::ParseNestedMeta;
+use syn::parse::ParseStream;
 use syn::{Expr, ExprLit, Lit, LitStr};
 
 use crate::ctxt::Ctxt;
+use crate::suggest;
 
-/// Every key `#[task]` accepts, in the order the docs list them.
-pub(crate) const KEYS: &[&str] = &[
-    "queue",
-    "name",
-    "retries",
-    "timeout",
-    "backoff",
-    "cron",
-    "time_zone",
-    "unique",
-    "unique_by",
-    "unique_until",
-    "payload",
-    "crate",
-];
+/// Most retries a task may ask for (checked in `valid`).
+pub(crate) const MAX_RETRIES: u32 = 1_000;
+
+/// A key `#[task]` accepts.
+#[derive(Clone, Copy, PartialEq)]
+enum Key {
+    Queue,
+    Name,
+    Retries,
+    Timeout,
+    Backoff,
+    Cron,
+    TimeZone,
+    Unique,
+    UniqueBy,
+    UniqueUntil,
+    Payload,
+    Crate,
+}
+
+impl Key {
+    /// Every key, in the order the docs list them.
+    const ALL: [Key; 12] = [
+        Key::Queue,
+        Key::Name,
+        Key::Retries,
+        Key::Timeout,
+        Key::Backoff,
+        Key::Cron,
+        Key::TimeZone,
+        Key::Unique,
+        Key::UniqueBy,
+        Key::UniqueUntil,
+        Key::Payload,
+        Key::Crate,
+    ];
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Key::Queue => "queue",
+            Key::Name => "name",
+            Key::Retries => "retries",
+            Key::Timeout => "timeout",
+            Key::Backoff => "backoff",
+            Key::Cron => "cron",
+            Key::TimeZone => "time_zone",
+            Key::Unique => "unique",
+            Key::UniqueBy => "unique_by",
+            Key::UniqueUntil => "unique_until",
+            Key::Payload => "payload",
+            Key::Crate => "crate",
+        }
+    }
+
+    /// Every key's spelling, for messages.
+    fn names() -> [&'static str; 12] {
+        Key::ALL.map(Key::as_str)
+    }
+
+    /// A value to show in a message that says how to write the key.
+    fn example(self) -> &'static str {
+        match self {
+            Key::Timeout => "\"30s\"",
+            Key::Queue => "\"emails\"",
+            Key::Name => "\"send_email\"",
+            Key::Retries => "3",
+            Key::Backoff => "\"exponential(1s, x2, max 5m)\"",
+            Key::Cron => "\"0 */5 * * * *\"",
+            Key::TimeZone => "\"Europe/Berlin\"",
+            Key::Unique => "\"10m\"",
+            Key::UniqueBy => "\"tenant, report\"",
+            Key::UniqueUntil => "\"started\"",
+            Key::Payload => "SendEmail",
+            Key::Crate => "::my_crate::natask",
+        }
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// A value together with the tokens it came from, for spans.
 pub(crate) struct Spanned<T> {
     pub(crate) value: T,
     pub(crate) span: Span,
-}
-
-/// `backoff = "..."`, parsed; see `natask_core::retry` for the grammar.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum BackoffSpec {
-    Fixed(u64),
-    Exponential { base: u64, factor: f64, max: u64 },
-    List(Vec<u64>),
 }
 
 #[derive(Default)]
@@ -63,7 +131,7 @@ pub(crate) struct TaskArgs {
 impl TaskArgs {
     pub(crate) fn parse(cx: &mut Ctxt, tokens: proc_macro2::TokenStream) -> TaskArgs {
         let mut args = TaskArgs::default();
-        let mut seen: Vec<String> = Vec::new();
+        let mut seen: Vec<Key> = Vec::new();
         let parser = syn::meta::parser(|meta| {
             args.parse_one(cx, &mut seen, meta);
             Ok(())
@@ -79,60 +147,20 @@ impl TaskArgs {
         args
     }
 
-    fn parse_one(&mut self, cx: &mut Ctxt, seen: &mut Vec<String>, meta: ParseNestedMeta<'_>) {
-        let key_span = meta
-            .path
-            .segments
-            .first()
-            .map_or_else(Span::call_site, |s| s.ident.span());
-        let Some(key) = meta.path.get_ident().map(|i| i.to_string()) else {
-            cx.error_spanned_by(
-                &meta.path,
-                format!("unknown `#[task]` argument; expected one of {}", list(KEYS)),
-            );
+    fn parse_one(&mut self, cx: &mut Ctxt, seen: &mut Vec<Key>, meta: ParseNestedMeta<'_>) {
+        let Some((key, key_span)) = known_key(cx, &meta) else {
             skip_value(&meta);
             return;
         };
-        let key = key.trim_start_matches("r#").to_owned();
-        if !KEYS.contains(&key.as_str()) {
-            let hint = match closest(&key) {
-                Some(k) => format!("; did you mean `{k}`?"),
-                None => String::new(),
-            };
+        let Ok(stream) = meta.value() else {
             cx.error_at(
                 key_span,
-                format!(
-                    "unknown `#[task]` argument `{key}`; expected one of {}{hint}",
-                    list(KEYS)
-                ),
+                format!("`{key}` needs a value; write `{key} = {}`", key.example()),
             );
             skip_value(&meta);
             return;
-        }
-        let value = match meta.value() {
-            Ok(stream) => {
-                if key == "crate" || key == "payload" {
-                    // A quoted path is the likely mistake (serde writes
-                    // `crate = "..."`); taking the literal whole also keeps
-                    // the rest of the arguments parseable.
-                    if stream.peek(Lit) {
-                        Value::Expr(stream.parse::<Expr>())
-                    } else {
-                        Value::Path(stream.parse::<syn::Path>())
-                    }
-                } else {
-                    Value::Expr(stream.parse::<Expr>())
-                }
-            }
-            Err(_) => {
-                cx.error_at(
-                    key_span,
-                    format!("`{key}` needs a value; write `{key} = {}`", example(&key)),
-                );
-                skip_value(&meta);
-                return;
-            }
         };
+        let value = Value::parse(stream, key);
         if seen.contains(&key) {
             cx.error_at(
                 key_span,
@@ -140,47 +168,64 @@ impl TaskArgs {
             );
             return;
         }
-        seen.push(key.clone());
-        match key.as_str() {
-            "queue" => self.queue = value.lit_str(cx, &key).map(spanned_string),
-            "name" => self.name = value.lit_str(cx, &key).map(spanned_string),
-            "retries" => self.retries = value.retries(cx),
-            "unique" => self.unique_ms = value.lit_str(cx, &key).and_then(|s| duration(cx, s)),
-            "unique_by" => self.unique_by = value.lit_str(cx, &key),
-            "unique_until" => self.unique_until = value.lit_str(cx, &key),
-            "timeout" => self.timeout_ms = value.lit_str(cx, &key).and_then(|s| duration(cx, s)),
-            "backoff" => {
-                self.backoff = value
-                    .lit_str(cx, &key)
-                    .and_then(|s| match parse_backoff(&s.value()) {
-                        Ok(b) => Some(Spanned {
-                            value: b,
-                            span: s.span(),
-                        }),
-                        Err(message) => {
-                            cx.error_spanned_by(&s, message);
-                            None
-                        }
-                    })
-            }
-            "cron" => self.cron = value.lit_str(cx, &key),
-            "time_zone" => self.time_zone = value.lit_str(cx, &key),
-            "payload" => {
-                self.payload = value.path(cx, &key).and_then(|p| match p.get_ident() {
-                    Some(i) => Some(i.clone()),
-                    None => {
-                        cx.error_spanned_by(
-                            &p,
-                            "`payload` names the generated struct, not a path; write a plain name such as `payload = SendEmail`",
-                        );
-                        None
-                    }
-                })
-            }
-            "crate" => self.crate_path = value.path(cx, &key),
-            _ => unreachable!("checked against KEYS above"),
+        seen.push(key);
+        match value {
+            Ok(value) => self.set(cx, key, value),
+            Err(e) => cx.push(e),
         }
     }
+
+    fn set(&mut self, cx: &mut Ctxt, key: Key, value: Value) {
+        match key {
+            Key::Queue => self.queue = value.lit_str(cx, key).map(spanned_string),
+            Key::Name => self.name = value.lit_str(cx, key).map(spanned_string),
+            Key::Retries => self.retries = value.retries(cx),
+            Key::Unique => {
+                self.unique_ms = value.lit_str(cx, key).and_then(|s| parsed(cx, s, parse_ms))
+            }
+            Key::UniqueBy => self.unique_by = value.lit_str(cx, key),
+            Key::UniqueUntil => self.unique_until = value.lit_str(cx, key),
+            Key::Timeout => {
+                self.timeout_ms = value.lit_str(cx, key).and_then(|s| parsed(cx, s, parse_ms))
+            }
+            Key::Backoff => {
+                self.backoff = value
+                    .lit_str(cx, key)
+                    .and_then(|s| parsed(cx, s, parse_backoff))
+            }
+            Key::Cron => self.cron = value.lit_str(cx, key),
+            Key::TimeZone => self.time_zone = value.lit_str(cx, key),
+            Key::Payload => self.payload = value.path(cx, key).and_then(|p| plain_name(cx, p)),
+            Key::Crate => self.crate_path = value.path(cx, key),
+        }
+    }
+}
+
+/// The key of one argument; an error, and `None`, for a key `#[task]` does
+/// not know.
+fn known_key(cx: &mut Ctxt, meta: &ParseNestedMeta<'_>) -> Option<(Key, Span)> {
+    let Some(ident) = meta.path.get_ident() else {
+        cx.error_spanned_by(
+            &meta.path,
+            format!(
+                "unknown `#[task]` argument; expected one of {}",
+                suggest::list(&Key::names())
+            ),
+        );
+        return None;
+    };
+    let name = ident.unraw().to_string();
+    let key = Key::ALL.into_iter().find(|k| k.as_str() == name);
+    if key.is_none() {
+        cx.error_at(
+            ident.span(),
+            format!(
+                "unknown `#[task]` argument `{name}`; {}",
+                suggest::expected_one_of(&name, &Key::names())
+            ),
+        );
+    }
+    key.map(|k| (k, ident.span()))
 }
 
 /// After an unknown or malformed key, consume its `= value` so the next
@@ -196,18 +241,35 @@ fn skip_value(meta: &ParseNestedMeta<'_>) {
     }
 }
 
-/// A duration literal, parsed; an error on the literal otherwise.
-fn duration(cx: &mut Ctxt, s: LitStr) -> Option<Spanned<u64>> {
-    match parse_duration_ms(&s.value()) {
-        Ok(ms) => Some(Spanned {
-            value: ms,
+/// A literal in one of natask-core's grammars (a duration, a backoff
+/// policy), parsed; its error on the literal otherwise.
+fn parsed<T, E: fmt::Display>(
+    cx: &mut Ctxt,
+    s: LitStr,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> Option<Spanned<T>> {
+    match parse(&s.value()) {
+        Ok(value) => Some(Spanned {
+            value,
             span: s.span(),
         }),
-        Err(message) => {
-            cx.error_spanned_by(&s, message);
+        Err(e) => {
+            cx.error_spanned_by(&s, e);
             None
         }
     }
+}
+
+/// `payload = SendMail`: one identifier, not a path.
+fn plain_name(cx: &mut Ctxt, path: syn::Path) -> Option<syn::Ident> {
+    if let Some(ident) = path.get_ident() {
+        return Some(ident.clone());
+    }
+    cx.error_spanned_by(
+        &path,
+        "`payload` names the generated struct, not a path; write a plain name such as `payload = SendEmail`",
+    );
+    None
 }
 
 fn spanned_string(s: LitStr) -> Spanned<String> {
@@ -217,289 +279,128 @@ fn spanned_string(s: LitStr) -> Spanned<String> {
     }
 }
 
+/// The value of one argument, parsed as the key expects it.
 enum Value {
-    Expr(syn::Result<Expr>),
+    Expr(Expr),
     /// `crate` and `payload`, unless the value is a literal (an `Expr`).
-    Path(syn::Result<syn::Path>),
+    Path(syn::Path),
+}
+
+impl ToTokens for Value {
+    fn to_tokens(&self, tokens: &mut proc_macro2::TokenStream) {
+        match self {
+            Value::Expr(e) => e.to_tokens(tokens),
+            Value::Path(p) => p.to_tokens(tokens),
+        }
+    }
 }
 
 impl Value {
-    fn lit_str(self, cx: &mut Ctxt, key: &str) -> Option<LitStr> {
-        match self {
-            Value::Expr(Ok(Expr::Lit(ExprLit {
-                lit: Lit::Str(s), ..
-            }))) => Some(s),
-            Value::Expr(Ok(other)) => {
-                let example = match (&other, key) {
-                    // `timeout = 30`: keep the number, add the unit it lacks
-                    (
-                        Expr::Lit(ExprLit {
-                            lit: Lit::Int(i), ..
-                        }),
-                        "timeout",
-                    ) => format!("\"{}s\"", i.base10_digits()),
-                    _ => example(key).to_owned(),
-                };
-                cx.error_spanned_by(
-                    &other,
-                    format!("`{key}` takes a string literal; write `{key} = {example}`"),
-                );
-                None
-            }
-            Value::Expr(Err(e)) | Value::Path(Err(e)) => {
-                cx.push(e);
-                None
-            }
-            Value::Path(Ok(_)) => unreachable!("only `crate` and `payload` parse as paths"),
+    fn parse(stream: ParseStream<'_>, key: Key) -> syn::Result<Value> {
+        // A quoted path is the likely mistake (serde writes `crate = "..."`);
+        // taking the literal whole also keeps the rest of the arguments
+        // parseable.
+        if matches!(key, Key::Crate | Key::Payload) && !stream.peek(Lit) {
+            stream.parse().map(Value::Path)
+        } else {
+            stream.parse().map(Value::Expr)
         }
+    }
+
+    fn lit_str(self, cx: &mut Ctxt, key: Key) -> Option<LitStr> {
+        if let Value::Expr(Expr::Lit(ExprLit {
+            lit: Lit::Str(s), ..
+        })) = self
+        {
+            return Some(s);
+        }
+        let example = match (&self, key) {
+            // `timeout = 30`: keep the number, add the unit it lacks
+            (
+                Value::Expr(Expr::Lit(ExprLit {
+                    lit: Lit::Int(i), ..
+                })),
+                Key::Timeout,
+            ) => format!("\"{}s\"", i.base10_digits()),
+            _ => key.example().to_owned(),
+        };
+        cx.error_spanned_by(
+            &self,
+            format!("`{key}` takes a string literal; write `{key} = {example}`"),
+        );
+        None
     }
 
     fn retries(self, cx: &mut Ctxt) -> Option<Spanned<u64>> {
-        match self {
-            Value::Expr(Ok(Expr::Lit(ExprLit {
+        let message = match &self {
+            Value::Expr(Expr::Lit(ExprLit {
                 lit: Lit::Int(i), ..
-            }))) => match i.base10_parse::<u64>() {
-                Ok(n) => Some(Spanned {
-                    value: n,
-                    span: i.span(),
-                }),
-                Err(_) => {
-                    cx.error_spanned_by(
-                        &i,
-                        format!("`retries = {i}` is not a count of retries; write a whole number from 0 to {MAX_RETRIES}"),
-                    );
-                    None
+            })) => match i.base10_parse::<u64>() {
+                Ok(n) => {
+                    return Some(Spanned {
+                        value: n,
+                        span: i.span(),
+                    })
                 }
+                Err(_) => format!(
+                    "`retries = {i}` is not a count of retries; write a whole number from 0 to {MAX_RETRIES}"
+                ),
             },
-            Value::Expr(Ok(other @ Expr::Unary(_))) => {
-                cx.error_spanned_by(
-                    &other,
-                    "`retries` cannot be negative; write `retries = 0` for a task that is never retried",
-                );
-                None
+            Value::Expr(Expr::Unary(_)) => {
+                "`retries` cannot be negative; write `retries = 0` for a task that is never retried"
+                    .to_owned()
             }
-            Value::Expr(Ok(Expr::Lit(ExprLit {
+            Value::Expr(Expr::Lit(ExprLit {
                 lit: Lit::Str(s), ..
-            }))) => {
-                cx.error_spanned_by(
-                    &s,
-                    format!(
-                        "`retries` takes an integer, not a string; write `retries = {}`",
-                        s.value()
-                            .parse::<u64>()
-                            .map_or_else(|_| "3".to_owned(), |n| n.to_string())
-                    ),
-                );
-                None
-            }
-            Value::Expr(Ok(other)) => {
+            })) => format!(
+                "`retries` takes an integer, not a string; write `retries = {}`",
+                s.value()
+                    .parse::<u64>()
+                    .map_or_else(|_| "3".to_owned(), |n| n.to_string())
+            ),
+            _ => "`retries` takes an integer literal; write `retries = 3`".to_owned(),
+        };
+        cx.error_spanned_by(&self, message);
+        None
+    }
+
+    fn path(self, cx: &mut Ctxt, key: Key) -> Option<syn::Path> {
+        let what = if key == Key::Payload {
+            "a plain name"
+        } else {
+            "a path"
+        };
+        let lit = match self {
+            Value::Path(p) => return Some(p),
+            Value::Expr(Expr::Lit(ExprLit { lit, .. })) => lit,
+            Value::Expr(other) => {
                 cx.error_spanned_by(
                     &other,
-                    "`retries` takes an integer literal; write `retries = 3`",
+                    format!("`{key}` takes {what}; write `{key} = {}`", key.example()),
                 );
-                None
+                return None;
             }
-            Value::Expr(Err(e)) | Value::Path(Err(e)) => {
-                cx.push(e);
-                None
+        };
+        let kind = if matches!(lit, Lit::Str(_)) {
+            "a string"
+        } else {
+            "a literal"
+        };
+        // `crate = "my::natask"`: suggest the same path, unquoted
+        let unquoted = match &lit {
+            Lit::Str(s) if key == Key::Payload => {
+                s.parse::<syn::Ident>().is_ok().then(|| s.value())
             }
-            Value::Path(Ok(_)) => unreachable!("only `crate` and `payload` parse as paths"),
-        }
+            Lit::Str(s) => s.parse::<syn::Path>().is_ok().then(|| s.value()),
+            _ => None,
+        };
+        let example = unquoted.unwrap_or_else(|| key.example().to_owned());
+        cx.error_spanned_by(
+            &lit,
+            format!("`{key}` takes {what}, not {kind}; write `{key} = {example}`"),
+        );
+        None
     }
-
-    fn path(self, cx: &mut Ctxt, key: &str) -> Option<syn::Path> {
-        match self {
-            Value::Path(Ok(p)) => Some(p),
-            Value::Expr(Ok(Expr::Lit(ExprLit { lit, .. }))) => {
-                let what = if key == "payload" {
-                    "a plain name"
-                } else {
-                    "a path"
-                };
-                let kind = if matches!(lit, Lit::Str(_)) {
-                    "a string"
-                } else {
-                    "a literal"
-                };
-                // `crate = "my::natask"`: suggest the same path, unquoted
-                let unquoted = match &lit {
-                    Lit::Str(s) if key == "payload" => {
-                        s.parse::<syn::Ident>().is_ok().then(|| s.value())
-                    }
-                    Lit::Str(s) => s.parse::<syn::Path>().is_ok().then(|| s.value()),
-                    _ => None,
-                };
-                let example = unquoted.unwrap_or_else(|| example(key).to_owned());
-                cx.error_spanned_by(
-                    &lit,
-                    format!("`{key}` takes {what}, not {kind}; write `{key} = {example}`"),
-                );
-                None
-            }
-            Value::Path(Err(e)) | Value::Expr(Err(e)) => {
-                cx.push(e);
-                None
-            }
-            Value::Expr(Ok(_)) => unreachable!("`crate` and `payload` parse as paths or literals"),
-        }
-    }
-}
-
-/// Most retries a task may ask for (checked in `valid`).
-pub(crate) const MAX_RETRIES: u64 = 1_000;
-
-fn example(key: &str) -> &'static str {
-    match key {
-        "timeout" => "\"30s\"",
-        "queue" => "\"emails\"",
-        "retries" => "3",
-        "backoff" => "\"exponential(1s, x2, max 5m)\"",
-        "cron" => "\"0 */5 * * * *\"",
-        "time_zone" => "\"Europe/Berlin\"",
-        "unique" => "\"10m\"",
-        "unique_by" => "\"tenant, report\"",
-        "unique_until" => "\"started\"",
-        "payload" => "SendEmail",
-        "crate" => "::my_crate::natask",
-        _ => "\"send_email\"",
-    }
-}
-
-fn list(keys: &[&str]) -> String {
-    keys.iter()
-        .map(|k| format!("`{k}`"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-const DURATION_HINT: &str =
-    "write a whole number followed by `ms`, `s`, `m`, `h` or `d`, e.g. `30s`";
-
-/// Parses `500ms`, `30s`, `5m`, `2h` or `1d` into milliseconds.
-pub(crate) fn parse_duration_ms(text: &str) -> Result<u64, String> {
-    let trimmed = text.trim();
-    let digits = trimmed.bytes().take_while(u8::is_ascii_digit).count();
-    let (number, unit) = trimmed.split_at(digits);
-    let bad = || format!("`{text}` is not a duration; {DURATION_HINT}");
-    let number: u64 = number.parse().map_err(|_| bad())?;
-    let factor = match unit.trim_start() {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return Err(bad()),
-    };
-    number
-        .checked_mul(factor)
-        .ok_or_else(|| format!("`{text}` is too long a duration; {DURATION_HINT} of at most `7d`"))
-}
-
-const BACKOFF_FORMS: &str =
-    "write `fixed(5s)`, `exponential(500ms, x2, max 1m)` or `list(1s, 5s, 30s)`";
-
-/// Parses the grammar of `natask_core::retry`.
-pub(crate) fn parse_backoff(text: &str) -> Result<BackoffSpec, String> {
-    let t = text.trim();
-    let (form, rest) = t.split_at(t.find('(').unwrap_or(t.len()));
-    let form = form.trim();
-    let Some(inner) = rest
-        .strip_prefix('(')
-        .and_then(|r| r.trim_end().strip_suffix(')'))
-    else {
-        return Err(format!("`{text}` is not a backoff policy; {BACKOFF_FORMS}"));
-    };
-    let parts: Vec<&str> = inner.split(',').map(str::trim).collect();
-    let duration = |part: &str| {
-        parse_duration_ms(part)
-            .map_err(|_| format!("`{part}` in backoff `{text}` is not a duration; {DURATION_HINT}"))
-    };
-    match form {
-        "fixed" => match parts.as_slice() {
-            [d] => Ok(BackoffSpec::Fixed(duration(d)?)),
-            _ => Err(format!(
-                "`fixed` takes one delay; write `fixed(5s)`, not `{text}`"
-            )),
-        },
-        "exponential" => match parts.as_slice() {
-            [base, factor, max] => {
-                let factor_text = factor.strip_prefix('x').ok_or_else(|| {
-                    format!("`{factor}` in backoff `{text}` is not a growth factor; write `x` and a number, e.g. `x2` or `x1.5`")
-                })?;
-                let factor: f64 = factor_text
-                    .trim()
-                    .parse()
-                    .ok()
-                    .filter(|f: &f64| f.is_finite())
-                    .ok_or_else(|| {
-                        format!("`{factor}` in backoff `{text}` is not a growth factor; write `x` and a number, e.g. `x2` or `x1.5`")
-                    })?;
-                let max = max.strip_prefix("max").filter(|m| m.starts_with(' ')).ok_or_else(|| {
-                    format!("`{max}` in backoff `{text}` is not a cap; write `max` and a duration, e.g. `max 1m`")
-                })?;
-                Ok(BackoffSpec::Exponential {
-                    base: duration(base)?,
-                    factor,
-                    max: duration(max)?,
-                })
-            }
-            _ => Err(format!(
-                "`exponential` takes a first delay, a factor and a cap; write `exponential(500ms, x2, max 1m)`, not `{text}`"
-            )),
-        },
-        "list" => {
-            if parts == [""] {
-                return Ok(BackoffSpec::List(Vec::new()));
-            }
-            parts
-                .iter()
-                .map(|p| duration(p))
-                .collect::<Result<_, _>>()
-                .map(BackoffSpec::List)
-        }
-        other => {
-            let hint = ["fixed", "exponential", "list"]
-                .into_iter()
-                .find(|f| levenshtein(other, f) * 2 <= f.len())
-                .map(|f| format!(" (did you mean `{f}`?)"))
-                .unwrap_or_default();
-            Err(format!(
-                "`{other}` is not a backoff policy{hint}; {BACKOFF_FORMS}"
-            ))
-        }
-    }
-}
-
-/// The valid key closest to `key`, if it is close enough to be a typo.
-fn closest(key: &str) -> Option<&'static str> {
-    closest_of(key, KEYS.iter().copied())
-}
-
-/// The candidate closest to `word`, if it is close enough to be a typo.
-pub(crate) fn closest_of<'a>(
-    word: &str,
-    candidates: impl Iterator<Item = &'a str>,
-) -> Option<&'a str> {
-    candidates
-        .map(|k| (levenshtein(word, k), k))
-        .filter(|(d, k)| *d * 2 <= k.len())
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k)
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let cur = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
-            prev = cur;
-        }
-    }
-    row[b.len()]
 }
 
 #[cfg(test)]
@@ -618,67 +519,12 @@ mod tests {
     }
 
     #[test]
-    fn durations() {
-        assert_eq!(parse_duration_ms("500ms"), Ok(500));
-        assert_eq!(parse_duration_ms("1d"), Ok(86_400_000));
-        assert_eq!(parse_duration_ms("0s"), Ok(0));
-        assert!(parse_duration_ms("s").is_err());
-        assert!(parse_duration_ms("1.5s").is_err());
-        assert!(parse_duration_ms("-1s").is_err());
-        assert!(parse_duration_ms("99999999999999999d")
-            .unwrap_err()
-            .contains("too long"));
-    }
-
-    #[test]
-    fn backoff_grammar() {
-        assert_eq!(parse_backoff("fixed(5s)"), Ok(BackoffSpec::Fixed(5_000)));
+    fn expressions_for_paths_are_refused() {
+        let (_, errors) = parse(quote!(crate = 1 + 2, payload = "Mail".into()));
         assert_eq!(
-            parse_backoff(" exponential( 500ms , x1.5, max 1m ) "),
-            Ok(BackoffSpec::Exponential {
-                base: 500,
-                factor: 1.5,
-                max: 60_000
-            })
+            errors.unwrap_err(),
+            "`crate` takes a path; write `crate = ::my_crate::natask` \
+             | `payload` takes a plain name; write `payload = SendEmail`"
         );
-        assert_eq!(
-            parse_backoff("list(1s, 5s, 30s)"),
-            Ok(BackoffSpec::List(vec![1_000, 5_000, 30_000]))
-        );
-        assert_eq!(parse_backoff("list()"), Ok(BackoffSpec::List(vec![])));
-        for (bad, message) in [
-            ("5s", "`5s` is not a backoff policy; write `fixed(5s)`"),
-            ("fixed(5s", "`fixed(5s` is not a backoff policy;"),
-            (
-                "fixed(5x)",
-                "`5x` in backoff `fixed(5x)` is not a duration;",
-            ),
-            ("fixed(1s, 2s)", "`fixed` takes one delay;"),
-            (
-                "exponential(1s, 2, max 1m)",
-                "`2` in backoff `exponential(1s, 2, max 1m)` is not a growth factor;",
-            ),
-            ("exponential(1s, xfast, max 1m)", "`xfast` in backoff"),
-            (
-                "exponential(1s, x2, 1m)",
-                "`1m` in backoff `exponential(1s, x2, 1m)` is not a cap;",
-            ),
-            (
-                "exponential(1s, x2)",
-                "`exponential` takes a first delay, a factor and a cap;",
-            ),
-            ("linear(1s)", "`linear` is not a backoff policy; write"),
-        ] {
-            let got = parse_backoff(bad).unwrap_err();
-            assert!(got.starts_with(message), "{bad}: {got}");
-        }
-    }
-
-    #[test]
-    fn typo_suggestions() {
-        assert_eq!(closest("retry"), Some("retries"));
-        assert_eq!(closest("timout"), Some("timeout"));
-        assert_eq!(closest("backof"), Some("backoff"));
-        assert_eq!(closest("colour"), None);
     }
 }

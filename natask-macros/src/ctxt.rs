@@ -22,6 +22,11 @@ impl Ctxt {
         self.errors.push(error);
     }
 
+    /// Whether any mistake has been reported so far.
+    pub(crate) fn has_errors(&self) -> bool {
+        !self.errors.is_empty()
+    }
+
     pub(crate) fn check(self) -> Result<(), syn::Error> {
         let mut errors = self.errors.into_iter();
         let Some(mut first) = errors.next() else {

@@ -4,9 +4,13 @@
 //! The crate is a pipeline, one module per step, as in serde and thiserror:
 //! `attr` parses the arguments, `ast` splits the parameters into payload and
 //! injected ones, `valid` checks every rule (collecting all mistakes, each a
-//! `syn::Error` on the token at fault), and `expand` generates code; it never
-//! reports user errors. On any error the function is still emitted unchanged,
-//! so one mistake does not cascade.
+//! `syn::Error` on the token at fault, in `ctxt`) and resolves the task into
+//! one `model::Task`, and `expand` generates code from that model alone, one
+//! module per item it emits; it never reports user errors. On any error the
+//! function is still emitted unchanged, so one mistake does not cascade.
+//! The grammars `#[task]` shares with the runtime (names, durations,
+//! backoff policies, cron schedules) live in `natask-core`; `suggest` ends
+//! the messages about misspelt words.
 //!
 //! # What `#[task]` generates
 //!
@@ -23,6 +27,8 @@ mod ast;
 mod attr;
 mod ctxt;
 mod expand;
+mod model;
+mod suggest;
 mod valid;
 
 /// Turns an `async fn` into a background task.
@@ -281,7 +287,7 @@ pub fn task(args: TokenStream, input: TokenStream) -> TokenStream {
             return out.into();
         }
     };
-    let mut out = not_a_fn(&item).to_compile_error();
+    let mut out = valid::not_a_fn(&item).to_compile_error();
     out.extend(quote::quote!(#item));
     out.into()
 }
@@ -290,43 +296,20 @@ fn task_fn(args: proc_macro2::TokenStream, item: syn::ItemFn) -> proc_macro2::To
     let mut cx = ctxt::Ctxt::default();
     let args = attr::TaskArgs::parse(&mut cx, args);
     let f = ast::TaskFn::from_item(item);
-    let names = valid::validate(&mut cx, &args, &f);
-    match cx.check() {
-        Ok(()) => expand::expand(&args, &f, &names),
-        Err(e) => {
+    match valid::validate(&mut cx, &args, &f) {
+        Some(task) => expand::expand(&task),
+        None => {
             // Emit the function anyway so one mistake does not cascade into
             // "cannot find function" errors at every call site.
+            let mut out = cx
+                .check()
+                .err()
+                .map_or_else(proc_macro2::TokenStream::new, |e| e.to_compile_error());
             let item = &f.item;
-            let mut out = e.to_compile_error();
             out.extend(quote::quote!(#item));
             out
         }
     }
-}
-
-/// The error for `#[task]` on anything but a function, at its keyword.
-fn not_a_fn(item: &syn::Item) -> syn::Error {
-    use quote::ToTokens;
-    let (what, span): (&str, Box<dyn ToTokens>) = match item {
-        syn::Item::Struct(i) => ("a struct", Box::new(i.struct_token)),
-        syn::Item::Enum(i) => ("an enum", Box::new(i.enum_token)),
-        syn::Item::Impl(i) => {
-            return syn::Error::new_spanned(
-                i.impl_token,
-                "`#[task]` cannot be used on an `impl` block; put it on a free `async fn` outside the block",
-            )
-        }
-        syn::Item::Trait(i) => ("a trait", Box::new(i.trait_token)),
-        syn::Item::Mod(i) => ("a module", Box::new(i.mod_token)),
-        syn::Item::Static(i) => ("a static", Box::new(i.static_token)),
-        syn::Item::Const(i) => ("a constant", Box::new(i.const_token)),
-        syn::Item::Type(i) => ("a type alias", Box::new(i.type_token)),
-        other => ("this item", Box::new(other.clone())),
-    };
-    syn::Error::new_spanned(
-        span,
-        format!("`#[task]` cannot be used on {what}; put it on an `async fn`, whose parameters become the payload"),
-    )
 }
 
 #[cfg(test)]
