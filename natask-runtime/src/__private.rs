@@ -14,41 +14,16 @@ pub use natask_core::{
 pub use serde;
 
 use core::future::Future;
-use core::time::Duration;
-use std::time::SystemTime;
 
-/// `enqueue`, `enqueue_in` and `enqueue_at` on a generated struct, when
-/// it is a [`Task`] (see [`Probe`]).
+/// `enqueue` and its siblings on a generated struct, when it is a [`Task`]
+/// (see [`Probe`]): each passes the [`EnqueueOptions`] it stands for.
 pub trait EnqueueHolds<T> {
-    /// Enqueues `task`.
+    /// Enqueues `task` as `options` say.
     fn enqueue_task<'a>(
         &self,
         client: &'a Client,
         task: &'a T,
-    ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a;
-
-    /// Enqueues `task` as `options` say.
-    fn enqueue_task_with<'a>(
-        &self,
-        client: &'a Client,
-        task: &'a T,
         options: EnqueueOptions,
-    ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a;
-
-    /// Enqueues `task` to run after `delay`.
-    fn enqueue_task_in<'a>(
-        &self,
-        client: &'a Client,
-        task: &'a T,
-        delay: Duration,
-    ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a;
-
-    /// Enqueues `task` to run at `due`.
-    fn enqueue_task_at<'a>(
-        &self,
-        client: &'a Client,
-        task: &'a T,
-        due: SystemTime,
     ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a;
 }
 
@@ -57,35 +32,9 @@ impl<T: Task> EnqueueHolds<T> for Probe<T> {
         &self,
         client: &'a Client,
         task: &'a T,
-    ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a {
-        client.enqueue(task)
-    }
-
-    fn enqueue_task_with<'a>(
-        &self,
-        client: &'a Client,
-        task: &'a T,
         options: EnqueueOptions,
     ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a {
         client.enqueue_with(task, options)
-    }
-
-    fn enqueue_task_in<'a>(
-        &self,
-        client: &'a Client,
-        task: &'a T,
-        delay: Duration,
-    ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a {
-        client.enqueue_in(task, delay)
-    }
-
-    fn enqueue_task_at<'a>(
-        &self,
-        client: &'a Client,
-        task: &'a T,
-        due: SystemTime,
-    ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a {
-        client.enqueue_at(task, due)
     }
 }
 
@@ -96,30 +45,7 @@ pub trait EnqueueFails<T> {
         &self,
         client: &'a Client,
         task: &'a T,
-    ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a;
-
-    /// Never completes.
-    fn enqueue_task_with<'a>(
-        &self,
-        client: &'a Client,
-        task: &'a T,
         options: EnqueueOptions,
-    ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a;
-
-    /// Never completes.
-    fn enqueue_task_in<'a>(
-        &self,
-        client: &'a Client,
-        task: &'a T,
-        delay: Duration,
-    ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a;
-
-    /// Never completes.
-    fn enqueue_task_at<'a>(
-        &self,
-        client: &'a Client,
-        task: &'a T,
-        due: SystemTime,
     ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a;
 }
 
@@ -128,33 +54,7 @@ impl<T> EnqueueFails<T> for &Probe<T> {
         &self,
         _: &'a Client,
         _: &'a T,
-    ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a {
-        core::future::pending()
-    }
-
-    fn enqueue_task_with<'a>(
-        &self,
-        _: &'a Client,
-        _: &'a T,
         _: EnqueueOptions,
-    ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a {
-        core::future::pending()
-    }
-
-    fn enqueue_task_in<'a>(
-        &self,
-        _: &'a Client,
-        _: &'a T,
-        _: Duration,
-    ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a {
-        core::future::pending()
-    }
-
-    fn enqueue_task_at<'a>(
-        &self,
-        _: &'a Client,
-        _: &'a T,
-        _: SystemTime,
     ) -> impl Future<Output = Result<Enqueued, EnqueueError>> + Send + 'a {
         core::future::pending()
     }

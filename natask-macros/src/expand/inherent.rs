@@ -25,7 +25,14 @@ pub(super) fn impl_block(task: &Task, p: &TokenStream) -> TokenStream {
     let new_doc =
         format!(" Creates the payload of task `{name}`, parameters in the order of `{fn_ident}`.");
     let methods = [
-        enqueue_method(task, p, "enqueue", &enqueue_doc(task), None),
+        enqueue_method(
+            task,
+            p,
+            "enqueue",
+            &enqueue_doc(task),
+            None,
+            quote!(#p::EnqueueOptions::new()),
+        ),
         enqueue_method(
             task,
             p,
@@ -35,6 +42,7 @@ pub(super) fn impl_block(task: &Task, p: &TokenStream) -> TokenStream {
                  returns its id and whether this call stored it, once JetStream has."
             ),
             Some(("options", quote!(#p::EnqueueOptions))),
+            quote!(options),
         ),
         enqueue_method(
             task,
@@ -46,6 +54,7 @@ pub(super) fn impl_block(task: &Task, p: &TokenStream) -> TokenStream {
                  once JetStream has stored it."
             ),
             Some(("delay", quote!(::core::time::Duration))),
+            quote!(#p::EnqueueOptions::new().delay(delay)),
         ),
         enqueue_method(
             task,
@@ -57,6 +66,7 @@ pub(super) fn impl_block(task: &Task, p: &TokenStream) -> TokenStream {
                  id once JetStream has stored it."
             ),
             Some(("due", quote!(::std::time::SystemTime))),
+            quote!(#p::EnqueueOptions::new().due_at(due)),
         ),
     ];
     quote! {
@@ -104,27 +114,24 @@ fn enqueue_doc(task: &Task) -> String {
     )
 }
 
-/// One enqueue method. They differ only in their name, their doc and the
-/// parameter (a name and its type) they take after `client`; each calls the
-/// method of `Probe` named like it with `enqueue_task` for `enqueue`
-/// (`enqueue_in` calls `enqueue_task_in`).
+/// One enqueue method. They differ only in their name, their doc, the
+/// parameter (a name and its type) they take after `client`, and the
+/// `EnqueueOptions` they pass on: every one goes through the one enqueue of
+/// `Probe` (autoref dispatch, see `natask_core::task::Probe`).
 fn enqueue_method(
     task: &Task,
     p: &TokenStream,
     name: &str,
     doc: &str,
     param: Option<(&str, TokenStream)>,
+    options: TokenStream,
 ) -> TokenStream {
     let vis = &task.vis;
-    let probe = format_ident!("{}", name.replacen("enqueue", "enqueue_task", 1));
     let name = format_ident!("{}", name);
-    let (param, arg) = match param {
-        Some((ident, ty)) => {
-            let ident = format_ident!("{}", ident);
-            (quote!(#ident: #ty,), quote!(, #ident))
-        }
-        None => (quote!(), quote!()),
-    };
+    let param = param.map(|(ident, ty)| {
+        let ident = format_ident!("{}", ident);
+        quote!(#ident: #ty,)
+    });
     quote! {
         #[doc = #doc]
         #vis async fn #name(
@@ -134,7 +141,7 @@ fn enqueue_method(
         ) -> ::core::result::Result<#p::Enqueued, #p::EnqueueError> {
             #[allow(unused_imports)]
             use #p::{EnqueueFails as _, EnqueueHolds as _};
-            (&#p::Probe::<Self>::NEW).#probe(client, self #arg).await
+            (&#p::Probe::<Self>::NEW).enqueue_task(client, self, #options).await
         }
     }
 }

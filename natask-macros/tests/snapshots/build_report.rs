@@ -37,7 +37,11 @@ impl BuildReport {
         #[allow(unused_imports)]
         use ::natask_runtime::__private::{EnqueueFails as _, EnqueueHolds as _};
         (&::natask_runtime::__private::Probe::<Self>::NEW)
-            .enqueue_task(client, self)
+            .enqueue_task(
+                client,
+                self,
+                ::natask_runtime::__private::EnqueueOptions::new(),
+            )
             .await
     }
     /// Enqueues this task on queue `reports` as `options` say (a given id, uniqueness); returns its id and whether this call stored it, once JetStream has.
@@ -52,7 +56,7 @@ impl BuildReport {
         #[allow(unused_imports)]
         use ::natask_runtime::__private::{EnqueueFails as _, EnqueueHolds as _};
         (&::natask_runtime::__private::Probe::<Self>::NEW)
-            .enqueue_task_with(client, self, options)
+            .enqueue_task(client, self, options)
             .await
     }
     /// Enqueues this task on queue `reports` to run once `delay` has passed (a JetStream message schedule, nats-server 2.12+; a zero delay enqueues at once); returns its id once JetStream has stored it.
@@ -67,7 +71,11 @@ impl BuildReport {
         #[allow(unused_imports)]
         use ::natask_runtime::__private::{EnqueueFails as _, EnqueueHolds as _};
         (&::natask_runtime::__private::Probe::<Self>::NEW)
-            .enqueue_task_in(client, self, delay)
+            .enqueue_task(
+                client,
+                self,
+                ::natask_runtime::__private::EnqueueOptions::new().delay(delay),
+            )
             .await
     }
     /// Enqueues this task on queue `reports` to run at `due` (a JetStream message schedule, nats-server 2.12+; a time not in the future enqueues at once); returns its id once JetStream has stored it.
@@ -82,7 +90,11 @@ impl BuildReport {
         #[allow(unused_imports)]
         use ::natask_runtime::__private::{EnqueueFails as _, EnqueueHolds as _};
         (&::natask_runtime::__private::Probe::<Self>::NEW)
-            .enqueue_task_at(client, self, due)
+            .enqueue_task(
+                client,
+                self,
+                ::natask_runtime::__private::EnqueueOptions::new().due_at(due),
+            )
             .await
     }
 }

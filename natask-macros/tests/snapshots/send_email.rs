@@ -47,7 +47,11 @@ impl SendEmail {
         #[allow(unused_imports)]
         use ::natask_runtime::__private::{EnqueueFails as _, EnqueueHolds as _};
         (&::natask_runtime::__private::Probe::<Self>::NEW)
-            .enqueue_task(client, self)
+            .enqueue_task(
+                client,
+                self,
+                ::natask_runtime::__private::EnqueueOptions::new(),
+            )
             .await
     }
     /// Enqueues this task on queue `emails` as `options` say (a given id, uniqueness); returns its id and whether this call stored it, once JetStream has.
@@ -62,7 +66,7 @@ impl SendEmail {
         #[allow(unused_imports)]
         use ::natask_runtime::__private::{EnqueueFails as _, EnqueueHolds as _};
         (&::natask_runtime::__private::Probe::<Self>::NEW)
-            .enqueue_task_with(client, self, options)
+            .enqueue_task(client, self, options)
             .await
     }
     /// Enqueues this task on queue `emails` to run once `delay` has passed (a JetStream message schedule, nats-server 2.12+; a zero delay enqueues at once); returns its id once JetStream has stored it.
@@ -77,7 +81,11 @@ impl SendEmail {
         #[allow(unused_imports)]
         use ::natask_runtime::__private::{EnqueueFails as _, EnqueueHolds as _};
         (&::natask_runtime::__private::Probe::<Self>::NEW)
-            .enqueue_task_in(client, self, delay)
+            .enqueue_task(
+                client,
+                self,
+                ::natask_runtime::__private::EnqueueOptions::new().delay(delay),
+            )
             .await
     }
     /// Enqueues this task on queue `emails` to run at `due` (a JetStream message schedule, nats-server 2.12+; a time not in the future enqueues at once); returns its id once JetStream has stored it.
@@ -92,7 +100,11 @@ impl SendEmail {
         #[allow(unused_imports)]
         use ::natask_runtime::__private::{EnqueueFails as _, EnqueueHolds as _};
         (&::natask_runtime::__private::Probe::<Self>::NEW)
-            .enqueue_task_at(client, self, due)
+            .enqueue_task(
+                client,
+                self,
+                ::natask_runtime::__private::EnqueueOptions::new().due_at(due),
+            )
             .await
     }
 }
