@@ -198,7 +198,9 @@ async fn metrics_are_scraped_over_http_with_the_right_counts() {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let runtime = builder(&client, &["it_observe"])
         .state(Tick(tx))
-        .default_backoff(natask_runtime::Backoff::fixed(std::time::Duration::from_millis(10)))
+        .default_backoff(natask_runtime::Backoff::fixed(
+            std::time::Duration::from_millis(10),
+        ))
         .http("127.0.0.1:0".parse().unwrap())
         .build()
         .await
