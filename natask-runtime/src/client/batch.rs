@@ -10,7 +10,7 @@ use tracing::Instrument;
 
 use natask_core::{Task, TaskId};
 
-use super::enqueue::{initial_state, publish_error, EnqueueError};
+use super::enqueue::{initial_state, publish_error, EnqueueError, Stored};
 use super::options::Enqueued;
 use super::Client;
 use crate::store::tasks::TaskState;
@@ -141,7 +141,7 @@ impl Client {
             .map(|r| {
                 r.map(|s| Enqueued {
                     id: s.id,
-                    created: !s.duplicate,
+                    created: !s.stored.duplicate,
                 })
             })
             .collect()
@@ -152,8 +152,8 @@ impl Client {
     async fn record_initial_states<T: Task>(&self, stored: &[Result<Settled, EnqueueError>]) {
         let mut in_flight = VecDeque::with_capacity(IN_FLIGHT);
         let mut failed = 0usize;
-        for settled in stored.iter().flatten().filter(|s| !s.duplicate) {
-            let (id, seq) = (settled.id, settled.sequence);
+        for settled in stored.iter().flatten().filter(|s| !s.stored.duplicate) {
+            let (id, seq) = (settled.id, settled.stored.sequence);
             if in_flight.len() == IN_FLIGHT {
                 let oldest: PublishAckFuture = in_flight.pop_front().expect("in flight is full");
                 failed += usize::from(oldest.await.is_err());
@@ -178,17 +178,10 @@ impl Client {
 
     async fn settle<T: Task>(&self, task: InFlight) -> Result<Settled, EnqueueError> {
         match tokio::time::timeout_at(task.deadline, task.ack).await {
-            Ok(Ok(ack)) => {
-                #[cfg(feature = "metrics")]
-                if !ack.duplicate {
-                    crate::metrics::enqueued(T::QUEUE, T::NAME);
-                }
-                Ok(Settled {
-                    id: task.id,
-                    sequence: ack.sequence,
-                    duplicate: ack.duplicate,
-                })
-            }
+            Ok(Ok(ack)) => Ok(Settled {
+                id: task.id,
+                stored: Stored::of::<T>(&ack),
+            }),
             Ok(Err(e)) => Err(publish_error::<T>(e.into())),
             Err(_) => Err(self.timed_out::<T>()),
         }
@@ -198,8 +191,7 @@ impl Client {
 /// A task JetStream acknowledged.
 struct Settled {
     id: TaskId,
-    sequence: u64,
-    duplicate: bool,
+    stored: Stored,
 }
 
 /// A published task whose acknowledgement is outstanding.

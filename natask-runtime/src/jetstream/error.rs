@@ -63,30 +63,22 @@ fn own_code(e: &(dyn std::error::Error + 'static)) -> Option<ErrorCode> {
     if let Some(js) = e.downcast_ref::<jetstream::Error>() {
         return Some(js.error_code());
     }
-    if let Some(e) = e.downcast_ref::<GetStreamError>() {
-        if let GetStreamErrorKind::JetStream(js) = e.kind() {
-            return Some(js.error_code());
-        }
+    // The request errors whose kind carries the server's error.
+    macro_rules! kinds {
+        ($($error:ty => $kind:ident),* $(,)?) => {$(
+            if let Some(e) = e.downcast_ref::<$error>() {
+                if let $kind::JetStream(js) = e.kind() {
+                    return Some(js.error_code());
+                }
+            }
+        )*};
     }
-    if let Some(e) = e.downcast_ref::<CreateStreamError>() {
-        if let CreateStreamErrorKind::JetStream(js) = e.kind() {
-            return Some(js.error_code());
-        }
-    }
-    if let Some(e) = e.downcast_ref::<ConsumerError>() {
-        if let ConsumerErrorKind::JetStream(js) = e.kind() {
-            return Some(js.error_code());
-        }
-    }
-    if let Some(e) = e.downcast_ref::<PurgeError>() {
-        if let PurgeErrorKind::JetStream(js) = e.kind() {
-            return Some(js.error_code());
-        }
-    }
-    if let Some(e) = e.downcast_ref::<DeleteMessageError>() {
-        if let DeleteMessageErrorKind::JetStream(js) = e.kind() {
-            return Some(js.error_code());
-        }
-    }
+    kinds!(
+        GetStreamError => GetStreamErrorKind,
+        CreateStreamError => CreateStreamErrorKind,
+        ConsumerError => ConsumerErrorKind,
+        PurgeError => PurgeErrorKind,
+        DeleteMessageError => DeleteMessageErrorKind,
+    );
     None
 }

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, SystemTime};
 
+use async_nats::jetstream::publish::PublishAck;
 use async_nats::{HeaderMap, Subject};
 use tracing::Instrument;
 
@@ -34,6 +35,21 @@ pub(crate) struct Stored {
     /// The stream had stored a message with this `Nats-Msg-Id` within its
     /// duplicate window, so this one was dropped.
     pub(crate) duplicate: bool,
+}
+
+impl Stored {
+    /// JetStream's acknowledgement of a task of type `T`, counted in the
+    /// metrics unless it was a duplicate.
+    pub(crate) fn of<T: Task>(ack: &PublishAck) -> Stored {
+        #[cfg(feature = "metrics")]
+        if !ack.duplicate {
+            crate::metrics::enqueued(T::QUEUE, T::NAME);
+        }
+        Stored {
+            sequence: ack.sequence,
+            duplicate: ack.duplicate,
+        }
+    }
 }
 
 /// A delayed task's due time, resolved.
@@ -256,14 +272,7 @@ impl Client {
             .map_err(|e| publish_error::<T>(e.into()))?
             .await
             .map_err(|e| publish_error::<T>(e.into()))?;
-        #[cfg(feature = "metrics")]
-        if !ack.duplicate {
-            crate::metrics::enqueued(T::QUEUE, T::NAME);
-        }
-        Ok(Stored {
-            sequence: ack.sequence,
-            duplicate: ack.duplicate,
-        })
+        Ok(Stored::of::<T>(&ack))
     }
 
     /// Everything before the publish of task `id`: the body, the headers
