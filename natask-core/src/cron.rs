@@ -1,6 +1,6 @@
 //! The cron grammar of nats-server's repeating message schedules
 //! (`Nats-Schedule`), checked by `#[task(cron = "..")]` at compile time and
-//! by `Client::schedule` at run time.
+//! by `Recurring::set` (recurring schedules made at run time).
 
 use std::fmt;
 
@@ -27,7 +27,7 @@ const CRON_FORMS: &str = "write six fields `sec min hour day-of-month month day-
 /// for repeating schedules
 /// (its `server/scheduler.go`; checked against nats-server 2.15.1 in
 /// `natask-runtime/tests/it/cron.rs`), so that a typo fails the build (in
-/// `#[task(cron = "..")]`) or the call (`Client::schedule`) rather than
+/// `#[task(cron = "..")]`) or the call (`Recurring::set`) rather than
 /// later, on the server.
 pub fn check(text: &str) -> Result<(), CronSyntaxError> {
     check_str(text).map_err(|message| CronSyntaxError { message })

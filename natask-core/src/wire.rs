@@ -117,7 +117,7 @@ impl Names {
     }
 
     /// The subject of the schedule `key` of task `task`, made at run time
-    /// (`Client::schedule`): one per key, so publishing it again replaces it.
+    /// (`Recurring::set`): one per key, so publishing it again replaces it.
     /// It has one token more than [`cron_subject`](Self::cron_subject), so
     /// [`cron_filter`](Self::cron_filter) never matches it.
     pub fn keyed_schedule_subject(&self, queue: &str, task: &str, key: &str) -> String {

@@ -235,7 +235,7 @@ pub struct InvalidPolicy {
 ///
 /// Either way, an existing stream or consumer is attached to as it is, and
 /// never rewritten: differences from the [`QueuePolicy`] are logged as
-/// warnings, and [`Client::update_queue`](crate::Client::update_queue)
+/// warnings, and [`Queue::update`](crate::Queue::update)
 /// applies them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -253,8 +253,8 @@ pub enum Provisioning {
 }
 
 /// One setting where a queue's live stream or consumer differs from its
-/// [`QueuePolicy`]; see [`Client::queue_drift`](crate::Client::queue_drift)
-/// and [`Client::update_queue`](crate::Client::update_queue).
+/// [`QueuePolicy`]; see [`Queue::drift`](crate::Queue::drift)
+/// and [`Queue::update`](crate::Queue::update).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Drift {

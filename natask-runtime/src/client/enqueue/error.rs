@@ -138,7 +138,7 @@ pub enum EnqueueError {
     },
     /// JetStream did not acknowledge the task (in time). It may or may not
     /// have been stored; enqueueing the same payload again is safe only for
-    /// idempotent tasks (or with the same [`EnqueueOptions::id`]).
+    /// idempotent tasks (or with the same [`EnqueueOptions::id`](crate::EnqueueOptions::id)).
     #[error("JetStream did not confirm task `{task}` on queue `{queue}`")]
     JetStream {
         /// The task's name.
