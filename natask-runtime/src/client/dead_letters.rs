@@ -36,7 +36,10 @@ pub struct DeadLetters {
 #[non_exhaustive]
 pub struct DeadLetter {
     /// The task id. A message that had no valid `Natask-Id` was given one
-    /// when it was parked (a UUIDv7 from its stream sequence and time).
+    /// when it was parked (a UUIDv7 from its stream time and sequence). A
+    /// letter natask 0.1 parked without one (subject ending in
+    /// `<stream>-<sequence>`) reads with an id made of its dead-letter
+    /// sequence, which [`DeadLetters::get`] does not find; purge it.
     pub id: TaskId,
     /// The task name, if the message had one.
     pub task: Option<String>,

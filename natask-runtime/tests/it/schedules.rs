@@ -1,5 +1,5 @@
-//! Repeating schedules made at run time: `Client::schedule`, `unschedule`
-//! and `schedules`.
+//! Recurring schedules made at run time: `client.recurring::<T>()` and its
+//! `set`, `remove` and `list`.
 
 use std::collections::{HashMap, HashSet};
 

@@ -40,6 +40,7 @@ pub(crate) struct Stored {
 impl Stored {
     /// JetStream's acknowledgement of a task of type `T`, counted in the
     /// metrics unless it was a duplicate.
+    #[cfg_attr(not(feature = "metrics"), allow(clippy::extra_unused_type_parameters))] // `T` names the metric
     pub(crate) fn of<T: Task>(ack: &PublishAck) -> Stored {
         #[cfg(feature = "metrics")]
         if !ack.duplicate {
