@@ -57,9 +57,9 @@ async fn stored_sequence(client: &Client, key: &str) -> u64 {
 async fn schedules_made_at_run_time_tick_with_their_payload_beside_cron_tasks() {
     let server = natask_testing::NatsServer::start();
     let client = connect(&server).await;
+    let reports = client.recurring::<TenantReport>();
     for tenant in ["acme", "globex"] {
-        client
-            .recurring()
+        reports
             .set(tenant, "@every 1s", &TenantReport::new(tenant.into()))
             .await
             .unwrap();
@@ -68,8 +68,7 @@ async fn schedules_made_at_run_time_tick_with_their_payload_beside_cron_tasks() 
     let (tx, mut rx) = mpsc::unbounded_channel();
     let running = Running::start(builder(&client, &[QUEUE]).state(Runs(tx))).await;
     // the runtime put the cron task's schedule in place and kept ours
-    let listed: Vec<_> = client
-        .recurring::<TenantReport>()
+    let listed: Vec<_> = reports
         .list()
         .await
         .unwrap()
@@ -104,18 +103,9 @@ async fn schedules_made_at_run_time_tick_with_their_payload_beside_cron_tasks() 
 
     // removed: no tick of acme is produced any more (the ones stored
     // before may still run); globex goes on
-    assert!(client
-        .recurring::<TenantReport>()
-        .remove("acme")
-        .await
-        .unwrap());
-    assert!(!client
-        .recurring::<TenantReport>()
-        .remove("acme")
-        .await
-        .unwrap());
-    let keys: Vec<_> = client
-        .recurring::<TenantReport>()
+    assert!(reports.remove("acme").await.unwrap());
+    assert!(!reports.remove("acme").await.unwrap());
+    let keys: Vec<_> = reports
         .list()
         .await
         .unwrap()
@@ -130,27 +120,25 @@ async fn schedules_made_at_run_time_tick_with_their_payload_beside_cron_tasks() 
 async fn storing_a_key_again_replaces_it_and_an_unchanged_one_is_not_resent() {
     let server = natask_testing::NatsServer::start();
     let client = connect(&server).await;
-    client
-        .recurring()
+    let reports = client.recurring::<TenantReport>();
+    reports
         .set("acme", "@hourly", &TenantReport::new("acme".into()))
         .await
         .unwrap();
     let first = stored_sequence(&client, "acme").await;
     // unchanged: not published again (that would restart an interval)
-    client
-        .recurring()
+    reports
         .set("acme", "@hourly", &TenantReport::new("acme".into()))
         .await
         .unwrap();
     assert_eq!(stored_sequence(&client, "acme").await, first);
 
-    client
-        .recurring()
+    reports
         .set("acme", "0 0 6 * * *", &TenantReport::new("acme-2".into()))
         .await
         .unwrap();
     assert!(stored_sequence(&client, "acme").await > first);
-    let listed = client.recurring::<TenantReport>().list().await.unwrap();
+    let listed = reports.list().await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(
         (
@@ -171,8 +159,7 @@ async fn storing_a_key_again_replaces_it_and_an_unchanged_one_is_not_resent() {
 
     // a time zone is part of the schedule: a change replaces it
     let before = stored_sequence(&client, "acme").await;
-    client
-        .recurring()
+    reports
         .set(
             "acme",
             Cron::new("0 0 6 * * *").with_time_zone("Europe/Berlin"),
@@ -181,11 +168,10 @@ async fn storing_a_key_again_replaces_it_and_an_unchanged_one_is_not_resent() {
         .await
         .unwrap();
     assert!(stored_sequence(&client, "acme").await > before);
-    let listed = client.recurring::<TenantReport>().list().await.unwrap();
+    let listed = reports.list().await.unwrap();
     assert_eq!(listed[0].cron.time_zone(), Some("Europe/Berlin"));
     // a zone the server does not know: refused, the stored one is kept
-    let err = client
-        .recurring()
+    let err = reports
         .set(
             "acme",
             Cron::new("0 0 6 * * *").with_time_zone("Mars/Olympus_Mons"),
@@ -201,7 +187,7 @@ async fn storing_a_key_again_replaces_it_and_an_unchanged_one_is_not_resent() {
         err.to_string().contains("does not know the time zone"),
         "{err}"
     );
-    let listed = client.recurring::<TenantReport>().list().await.unwrap();
+    let listed = reports.list().await.unwrap();
     assert_eq!(listed[0].cron.time_zone(), Some("Europe/Berlin"));
 }
 
@@ -209,21 +195,14 @@ async fn storing_a_key_again_replaces_it_and_an_unchanged_one_is_not_resent() {
 async fn bad_keys_and_expressions_are_refused_before_anything_is_sent() {
     let server = natask_testing::NatsServer::start();
     let client = connect(&server).await;
+    let reports = client.recurring::<TenantReport>();
     let task = TenantReport::new("acme".into());
-    let err = client
-        .recurring()
-        .set("acme.eu", "@daily", &task)
-        .await
-        .unwrap_err();
+    let err = reports.set("acme.eu", "@daily", &task).await.unwrap_err();
     assert!(
         matches!(&err, RecurringError::Key { key, .. } if key == "acme.eu"),
         "{err:?}"
     );
-    let err = client
-        .recurring()
-        .set("acme", "*/5 * * * *", &task)
-        .await
-        .unwrap_err();
+    let err = reports.set("acme", "*/5 * * * *", &task).await.unwrap_err();
     assert!(matches!(&err, RecurringError::Cron { .. }), "{err:?}");
     assert!(
         std::error::Error::source(&err)
@@ -232,8 +211,7 @@ async fn bad_keys_and_expressions_are_refused_before_anything_is_sent() {
             .contains("nats-server cron has a seconds field first"),
         "{err}"
     );
-    let err = client
-        .recurring()
+    let err = reports
         .set("acme", Cron::new("@every 1h").with_time_zone("UTC"), &task)
         .await
         .unwrap_err();
@@ -250,17 +228,8 @@ async fn bad_keys_and_expressions_are_refused_before_anything_is_sent() {
         .get_stream(client.names().queue_stream(QUEUE))
         .await
         .is_err());
-    assert!(client
-        .recurring::<TenantReport>()
-        .list()
-        .await
-        .unwrap()
-        .is_empty());
-    assert!(!client
-        .recurring::<TenantReport>()
-        .remove("acme")
-        .await
-        .unwrap());
+    assert!(reports.list().await.unwrap().is_empty());
+    assert!(!reports.remove("acme").await.unwrap());
 }
 
 /// Needs `NATS_SERVER_2_12_BIN`, a nats-server 2.12 binary (`scripts/dev
@@ -271,9 +240,9 @@ async fn a_server_before_2_14_refuses_the_expression_with_a_clear_error() {
         return;
     };
     let client = connect(&server).await;
+    let reports = client.recurring::<TenantReport>();
     let version = client.nats().server_info().version;
-    let err = client
-        .recurring()
+    let err = reports
         .set("acme", "@every 1s", &TenantReport::new("acme".into()))
         .await
         .unwrap_err();
@@ -288,10 +257,5 @@ async fn a_server_before_2_14_refuses_the_expression_with_a_clear_error() {
              `@every` schedules need nats-server 2.14 or newer, and a date that never occurs is refused by all"
         )
     );
-    assert!(client
-        .recurring::<TenantReport>()
-        .list()
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(reports.list().await.unwrap().is_empty());
 }
