@@ -145,7 +145,12 @@ async fn a_worker_killed_mid_run_loses_nothing_and_reruns_at_most_its_in_flight_
     b.signal("-TERM").await;
     let (rest, clean) = b.finish().await;
     assert!(clean);
-    assert_eq!(rest, ["stopped"]);
+    // tasks a finished but could not ack come back one ack wait later; b may
+    // still be running some of them when it is told to stop
+    assert_eq!(rest.last().map(String::as_str), Some("stopped"));
+    for line in &rest[..rest.len() - 1] {
+        *runs.entry(done_id(line).unwrap()).or_default() += 1;
+    }
 
     let seen: HashSet<String> = runs.keys().cloned().collect();
     assert_eq!(seen, ids, "every task completed");
