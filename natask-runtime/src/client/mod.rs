@@ -16,9 +16,9 @@ use natask_core::name::{self, NameError};
 use natask_core::wire::Names;
 use natask_core::Task;
 
-use crate::jetstream::provision::Provisioner;
+use crate::jetstream::provision::{ProvisionError, Provisioner};
 use crate::middleware::{self, Middleware};
-use crate::policy::{Provisioning, QueuePolicy};
+use crate::policy::{Drift, InvalidReplicas, Provisioning, QueuePolicy, REPLICAS};
 use crate::store::locks::Locks;
 use crate::store::tasks::{TaskStore, DEFAULT_TASK_RETENTION};
 
@@ -68,11 +68,12 @@ struct Settings {
     policies: Arc<HashMap<String, Arc<QueuePolicy>>>,
     provisioning: Provisioning,
     task_retention: Duration,
+    replicas: Option<usize>,
 }
 
 /// Connecting to NATS failed.
 #[derive(Debug, thiserror::Error)]
-#[error("could not connect to NATS at `{url}`; check the URL, that nats-server is running, and the credentials")]
+#[error("could not connect to NATS at `{url}`; check the URLs, that nats-server is running, and the credentials")]
 pub struct ConnectError {
     url: String,
     #[source]
@@ -80,23 +81,42 @@ pub struct ConnectError {
 }
 
 impl Client {
-    /// Connects to the NATS server at `url` (e.g. `nats://127.0.0.1:4222`;
-    /// credentials may be given as `nats://user:password@host:port`).
-    pub async fn connect(url: &str) -> Result<Client, ConnectError> {
-        let mut options =
-            async_nats::ConnectOptions::new().connection_timeout(Duration::from_secs(5));
-        // async-nats does not read credentials from the URL itself.
-        let (address, credentials) = split_credentials(url);
-        match credentials {
+    /// Connects to NATS at `urls`: one URL (`nats://127.0.0.1:4222`) or a
+    /// comma-separated list of a cluster's servers
+    /// (`nats://a:4222,nats://b:4222,nats://c:4222`), as the `nats` CLI
+    /// takes them; the connection moves to another listed server when one
+    /// goes away. Credentials may be given in a URL
+    /// (`nats://user:password@host:port`, or `nats://token@host:port`).
+    pub async fn connect(urls: &str) -> Result<Client, ConnectError> {
+        let options = async_nats::ConnectOptions::new().connection_timeout(Duration::from_secs(5));
+        Self::connect_with(urls, options).await
+    }
+
+    /// Connects like [`connect`](Self::connect) with a fully configured
+    /// `async_nats::ConnectOptions` (TLS, nkeys, credentials files,
+    /// reconnect settings, …). Credentials in a URL are added to `options`.
+    pub async fn connect_with(
+        urls: &str,
+        mut options: async_nats::ConnectOptions,
+    ) -> Result<Client, ConnectError> {
+        let mut addresses = Vec::new();
+        let mut found = None;
+        for url in urls.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+            // async-nats does not read credentials from the URL itself.
+            let (address, credentials) = split_credentials(url);
+            addresses.push(address);
+            found = found.or(credentials);
+        }
+        match found {
             Some((user, Some(password))) => options = options.user_and_password(user, password),
             Some((token, None)) => options = options.token(token),
             None => {}
         }
         let nats = options
-            .connect(address.as_str())
+            .connect(addresses)
             .await
             .map_err(|source| ConnectError {
-                url: redact(url),
+                url: redact_all(urls),
                 source,
             })?;
         Ok(Client::from_nats(nats))
@@ -114,6 +134,7 @@ impl Client {
                 policies: Arc::default(),
                 provisioning: Provisioning::default(),
                 task_retention: DEFAULT_TASK_RETENTION,
+                replicas: None,
             },
         )
     }
@@ -127,6 +148,7 @@ impl Client {
             settings.provisioning,
             Arc::clone(&settings.policies),
             settings.task_retention,
+            settings.replicas,
         ));
         Client {
             inner: Arc::new(Inner {
@@ -197,6 +219,47 @@ impl Client {
     /// bucket `<PREFIX>_TASKS`; an existing bucket keeps its setting.
     pub fn with_task_retention(self, retention: Duration) -> Client {
         self.with(|s| s.task_retention = retention)
+    }
+
+    /// Creates every stream and bucket with `replicas` copies (1 to 5):
+    /// the queues' streams (unless a [`QueuePolicy::replicas`] sets its
+    /// own), the dead-letter stream and the task-state, hand-back and
+    /// unique-lock buckets. Applies when this client creates them; see
+    /// [`update_shared_streams`](Self::update_shared_streams) and
+    /// [`Queue::update`](crate::Queue::update) for existing ones.
+    ///
+    /// Without it, natask decides once per client from what the server
+    /// tells it: 3 on a JetStream cluster of 3 or more servers, else 1,
+    /// and logs which and why.
+    pub fn with_replicas(self, replicas: usize) -> Result<Client, InvalidReplicas> {
+        if !REPLICAS.contains(&replicas) {
+            return Err(InvalidReplicas(replicas));
+        }
+        Ok(self.with(|s| s.replicas = Some(replicas)))
+    }
+
+    /// The replicas this client creates streams and buckets with: the
+    /// count set with [`with_replicas`](Self::with_replicas), else the
+    /// cluster-aware default.
+    pub fn replicas(&self) -> usize {
+        self.inner.provisioner.replicas()
+    }
+
+    /// Where the streams every queue shares (`<PREFIX>_DLQ` and the
+    /// buckets' `KV_<PREFIX>_TASKS`, `KV_<PREFIX>_HANDBACKS`,
+    /// `KV_<PREFIX>_UNIQUE`) differ from what this client would create,
+    /// as (stream name, difference): today their replicas. A runtime logs
+    /// the same as a warning when it attaches to them.
+    pub async fn shared_drift(&self) -> Result<Vec<(String, Drift)>, ProvisionError> {
+        self.inner.provisioner.shared_drift().await
+    }
+
+    /// Gives the existing shared streams (see
+    /// [`shared_drift`](Self::shared_drift)) this client's replicas, for
+    /// example after moving from one server to a cluster; returns what was
+    /// changed. JetStream moves the data to the new replicas by itself.
+    pub async fn update_shared_streams(&self) -> Result<Vec<(String, Drift)>, ProvisionError> {
+        self.inner.provisioner.update_shared_streams().await
     }
 
     /// Whether the connection to NATS is up. Cheap; no request is made.
@@ -287,6 +350,14 @@ fn split_credentials(url: &str) -> (String, Option<(String, Option<String>)>) {
     }
 }
 
+/// Drops the passwords from a list of URLs before it appears in an error.
+fn redact_all(urls: &str) -> String {
+    urls.split(',')
+        .map(|url| redact(url.trim()))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Drops the password from a URL before it appears in an error.
 fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
@@ -307,6 +378,10 @@ mod tests {
     fn passwords_never_reach_errors() {
         assert_eq!(redact("nats://u:secret@h:4222"), "nats://u:***@h:4222");
         assert_eq!(redact("nats://h:4222"), "nats://h:4222");
+        assert_eq!(
+            redact_all("nats://u:a@h:1, nats://u:b@i:2"),
+            "nats://u:***@h:1,nats://u:***@i:2"
+        );
     }
 
     #[test]

@@ -54,7 +54,12 @@ impl Bucket {
     /// would make it (one value per key, rollups, direct gets), so that
     /// `kv::Store` reads and writes it like any bucket. `task_retention`
     /// applies to [`Bucket::Tasks`].
-    pub(crate) fn stream_config(self, names: &Names, task_retention: Duration) -> stream::Config {
+    pub(crate) fn stream_config(
+        self,
+        names: &Names,
+        task_retention: Duration,
+        replicas: usize,
+    ) -> stream::Config {
         let bucket = self.name(names);
         let (max_age, ttl) = match self {
             Bucket::Tasks => (task_retention, None),
@@ -69,7 +74,7 @@ impl Bucket {
             max_messages_per_subject: 1,
             max_age,
             storage: stream::StorageType::File,
-            num_replicas: 1,
+            num_replicas: replicas,
             allow_rollup: true,
             deny_delete: true,
             allow_direct: true,
@@ -81,8 +86,13 @@ impl Bucket {
     }
 }
 
-/// The stream of the queue `policy` describes, as natask creates it.
-pub(crate) fn queue_stream_config(names: &Names, policy: &QueuePolicy) -> stream::Config {
+/// The stream of the queue `policy` describes, as natask creates it with
+/// `replicas` copies (the policy's own count, else the client's).
+pub(crate) fn queue_stream_config(
+    names: &Names,
+    policy: &QueuePolicy,
+    replicas: usize,
+) -> stream::Config {
     let queue = policy.name();
     stream::Config {
         name: names.queue_stream(queue),
@@ -93,7 +103,7 @@ pub(crate) fn queue_stream_config(names: &Names, policy: &QueuePolicy) -> stream
         subjects: vec![names.queue_filter(queue), names.schedule_filter(queue)],
         retention: stream::RetentionPolicy::WorkQueue,
         storage: storage_type(policy.storage),
-        num_replicas: policy.replicas,
+        num_replicas: policy.replicas.unwrap_or(replicas),
         max_messages: policy.max_tasks.unwrap_or(-1),
         max_bytes: policy.max_bytes.unwrap_or(-1),
         discard: discard_policy(policy),
@@ -107,7 +117,7 @@ pub(crate) fn queue_stream_config(names: &Names, policy: &QueuePolicy) -> stream
 }
 
 /// The dead-letter stream, shared by every queue.
-pub(crate) fn dead_letter_stream_config(names: &Names) -> stream::Config {
+pub(crate) fn dead_letter_stream_config(names: &Names, replicas: usize) -> stream::Config {
     stream::Config {
         name: names.dead_letter_stream(),
         description: Some("natask dead letters of every queue".to_owned()),
@@ -115,6 +125,7 @@ pub(crate) fn dead_letter_stream_config(names: &Names) -> stream::Config {
         retention: stream::RetentionPolicy::Limits,
         storage: stream::StorageType::File,
         max_age: DEAD_LETTER_MAX_AGE,
+        num_replicas: replicas,
         duplicate_window: Duration::from_secs(120),
         allow_direct: true,
         ..Default::default()
@@ -193,17 +204,20 @@ mod tests {
     #[test]
     fn buckets_are_one_value_per_key_under_the_prefix() {
         let names = Names::new("app1");
-        let tasks = Bucket::Tasks.stream_config(&names, Duration::from_secs(60));
+        let tasks = Bucket::Tasks.stream_config(&names, Duration::from_secs(60), 3);
+        assert_eq!(tasks.num_replicas, 3);
         assert_eq!(tasks.name, "KV_APP1_TASKS");
         assert_eq!(tasks.subjects, ["$KV.APP1_TASKS.>"]);
         assert_eq!(tasks.max_messages_per_subject, 1);
         assert_eq!(tasks.max_age, Duration::from_secs(60));
         assert!(!tasks.allow_message_ttl);
-        let unique = Bucket::Unique.stream_config(&names, Duration::from_secs(60));
+        let unique = Bucket::Unique.stream_config(&names, Duration::from_secs(60), 1);
         assert!(unique.allow_message_ttl);
         assert_eq!(unique.subject_delete_marker_ttl, Some(LOCK_MARKER_TTL));
         assert_eq!(
-            Bucket::Handbacks.stream_config(&names, Duration::ZERO).name,
+            Bucket::Handbacks
+                .stream_config(&names, Duration::ZERO, 1)
+                .name,
             "KV_APP1_HANDBACKS"
         );
     }

@@ -17,9 +17,14 @@ fn limit(n: i64) -> String {
     }
 }
 
-/// Where the live stream `live` differs from `policy`.
-pub(crate) fn stream_drift(live: &stream::Config, policy: &QueuePolicy) -> Vec<Drift> {
-    let wanted = queue_stream_config(&Names::default(), policy);
+/// Where the live stream `live` differs from `policy`, with `replicas`
+/// for a policy that sets none.
+pub(crate) fn stream_drift(
+    live: &stream::Config,
+    policy: &QueuePolicy,
+    replicas: usize,
+) -> Vec<Drift> {
+    let wanted = queue_stream_config(&Names::default(), policy, replicas);
     let mut drift = Vec::new();
     if live.retention != wanted.retention {
         drift.push(Drift::new(
@@ -39,13 +44,7 @@ pub(crate) fn stream_drift(live: &stream::Config, policy: &QueuePolicy) -> Vec<D
             name(wanted.storage),
         ));
     }
-    if live.num_replicas.max(1) != wanted.num_replicas {
-        drift.push(Drift::new(
-            "replicas",
-            live.num_replicas.max(1),
-            wanted.num_replicas,
-        ));
-    }
+    drift.extend(replica_drift(live, &wanted));
     if live.max_messages != wanted.max_messages {
         drift.push(Drift::new(
             "max_tasks",
@@ -81,6 +80,18 @@ pub(crate) fn stream_drift(live: &stream::Config, policy: &QueuePolicy) -> Vec<D
         ));
     }
     drift
+}
+
+/// Whether the live stream `live` has other replicas than `wanted`: the
+/// one setting of a shared stream or bucket that natask reports.
+pub(crate) fn replica_drift(live: &stream::Config, wanted: &stream::Config) -> Option<Drift> {
+    (live.num_replicas.max(1) != wanted.num_replicas.max(1)).then(|| {
+        Drift::new(
+            "replicas",
+            live.num_replicas.max(1),
+            wanted.num_replicas.max(1),
+        )
+    })
 }
 
 /// Where the live consumer `live` differs from `max_in_flight` and (if

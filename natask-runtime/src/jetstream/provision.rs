@@ -10,7 +10,7 @@
 //! [`Queue::update`](crate::Queue::update) rewrites a queue.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use async_nats::jetstream::context::{ConsumerInfoError, ConsumerInfoErrorKind};
@@ -20,7 +20,7 @@ use tokio::sync::OnceCell;
 use natask_core::wire::{self, Names};
 
 use super::assets::{self, Bucket, ConsumerSettings};
-use super::drift::{consumer_drift, stream_drift};
+use super::drift::{consumer_drift, replica_drift, stream_drift};
 use super::error::{self, Code};
 use super::server::{self, Feature};
 use crate::policy::{Drift, InvalidPolicy, Provisioning, QueuePolicy};
@@ -149,8 +149,13 @@ pub(crate) struct Provisioner {
     mode: Provisioning,
     policies: Arc<HashMap<String, Arc<QueuePolicy>>>,
     task_retention: Duration,
-    /// Queue streams known to exist.
-    ensured: Mutex<HashSet<String>>,
+    /// The replicas set with `Client::with_replicas`, if any.
+    replicas: Option<usize>,
+    /// The cluster-aware default, once read from the server.
+    default_replicas: OnceLock<usize>,
+    /// Each queue's stream, found or created once per client: concurrent
+    /// first enqueues wait for one provisioning instead of racing.
+    ensured: Mutex<HashMap<String, Arc<OnceCell<()>>>>,
     /// Queues whose stream is known to hold delayed tasks.
     schedulable: Mutex<HashSet<String>>,
     /// Policy differences already logged, so re-provisioning after a
@@ -167,6 +172,7 @@ impl Provisioner {
         mode: Provisioning,
         policies: Arc<HashMap<String, Arc<QueuePolicy>>>,
         task_retention: Duration,
+        replicas: Option<usize>,
     ) -> Provisioner {
         Provisioner {
             js,
@@ -174,6 +180,8 @@ impl Provisioner {
             mode,
             policies,
             task_retention,
+            replicas,
+            default_replicas: OnceLock::new(),
             ensured: Mutex::default(),
             schedulable: Mutex::default(),
             warned: Mutex::default(),
@@ -211,6 +219,21 @@ impl Provisioner {
         self.js.client().server_info().version
     }
 
+    /// The replicas of every stream and bucket natask creates (a queue
+    /// policy may set its own): the count set with `Client::with_replicas`,
+    /// else 3 on a JetStream cluster of 3 or more servers and 1 otherwise,
+    /// decided once per client and logged.
+    pub(crate) fn replicas(&self) -> usize {
+        self.replicas.unwrap_or_else(|| {
+            *self.default_replicas.get_or_init(|| {
+                let info = self.js.client().server_info();
+                let (replicas, why) = default_replicas(&info);
+                tracing::info!(replicas, "natask creates its streams and buckets with {replicas} replica(s): {why} (Client::with_replicas sets another count)");
+                replicas
+            })
+        })
+    }
+
     /// The one path every stream takes: attached to as it is if it exists
     /// (for a queue's stream, warning about each setting that differs from
     /// its policy), else created from `config` unless the client may not
@@ -222,9 +245,16 @@ impl Provisioner {
     ) -> Result<stream::Stream, ProvisionError> {
         let name = config.name.clone();
         let attach = |stream: stream::Stream| {
-            if let Some(policy) = queue {
-                let drift = stream_drift(&stream.cached_info().config, policy);
-                self.warn_drift(policy.name(), "stream", &drift);
+            let live = &stream.cached_info().config;
+            match queue {
+                Some(policy) => {
+                    let drift = stream_drift(live, policy, self.replicas());
+                    self.warn_drift(Owner::Queue(policy.name()), "stream", &drift);
+                }
+                None => {
+                    let drift: Vec<_> = replica_drift(live, &config).into_iter().collect();
+                    self.warn_drift(Owner::Shared(&name), "stream", &drift);
+                }
             }
             stream
         };
@@ -237,7 +267,7 @@ impl Provisioner {
                 consumer: None,
             });
         }
-        match self.js.create_stream(config).await {
+        match self.js.create_stream(config.clone()).await {
             Ok(stream) => Ok(stream),
             // Another process created it meanwhile, perhaps from another policy.
             Err(e) if error::is(&e, Code::STREAM_NAME_EXIST) => {
@@ -265,32 +295,27 @@ impl Provisioner {
     pub(crate) async fn queue_stream(&self, queue: &str) -> Result<stream::Stream, ProvisionError> {
         let policy = self.policy(queue);
         policy.validate()?;
-        let config = assets::queue_stream_config(&self.names, &policy);
+        let config = assets::queue_stream_config(&self.names, &policy, self.replicas());
         self.stream(config, Some(&policy)).await
     }
 
-    /// Makes sure the stream of `queue` exists (once per client).
+    /// Makes sure the stream of `queue` exists (once per client; callers
+    /// that come while it is being provisioned wait for that one attempt).
     pub(crate) async fn ensure_queue(&self, queue: &str) -> Result<(), ProvisionError> {
-        if self.is_ensured(queue) {
-            return Ok(());
-        }
-        self.queue_stream(queue).await?;
-        self.mark_ensured(queue);
-        Ok(())
+        self.ensured(queue)
+            .get_or_try_init(|| async { self.queue_stream(queue).await.map(drop) })
+            .await
+            .map(drop)
     }
 
-    fn is_ensured(&self, queue: &str) -> bool {
-        self.ensured
-            .lock()
-            .expect("ensured set poisoned")
-            .contains(queue)
+    /// The once-cell of `queue`'s stream.
+    fn ensured(&self, queue: &str) -> Arc<OnceCell<()>> {
+        let mut ensured = self.ensured.lock().expect("ensured map poisoned");
+        Arc::clone(ensured.entry(queue.to_owned()).or_default())
     }
 
     fn mark_ensured(&self, queue: &str) {
-        self.ensured
-            .lock()
-            .expect("ensured set poisoned")
-            .insert(queue.to_owned());
+        let _ = self.ensured(queue).set(());
     }
 
     /// The shared consumer of `queue` (and its stream): attached to as it
@@ -307,7 +332,7 @@ impl Provisioner {
         if let Some(consumer) = existing_consumer(&stream).await? {
             let live = &consumer.cached_info().config;
             let drift = consumer_drift(live, settings.max_ack_pending, Some(settings.ack_wait));
-            self.warn_drift(queue, "consumer", &drift);
+            self.warn_drift(Owner::Queue(queue), "consumer", &drift);
             return Ok(consumer);
         }
         if self.mode == Provisioning::NoCreate {
@@ -376,7 +401,10 @@ impl Provisioner {
     /// The dead-letter stream, found or created (once per client).
     pub(crate) async fn dead_letters(&self) -> Result<&stream::Stream, ProvisionError> {
         self.dead_letters
-            .get_or_try_init(|| self.stream(assets::dead_letter_stream_config(&self.names), None))
+            .get_or_try_init(|| {
+                let config = assets::dead_letter_stream_config(&self.names, self.replicas());
+                self.stream(config, None)
+            })
             .await
     }
 
@@ -384,7 +412,8 @@ impl Provisioner {
     pub(crate) async fn bucket(&self, bucket: Bucket) -> Result<&kv::Store, ProvisionError> {
         self.buckets[bucket as usize]
             .get_or_try_init(|| async {
-                let config = bucket.stream_config(&self.names, self.task_retention);
+                let config =
+                    bucket.stream_config(&self.names, self.task_retention, self.replicas());
                 if config.allow_message_ttl
                     && !server::supports(&self.server_version(), Feature::MessageTtl)
                 {
@@ -413,30 +442,87 @@ impl Provisioner {
     }
 
     /// Logs one warning per differing setting of the attached stream or
-    /// consumer (`what`) of `queue`, once per client (and the runtimes built
+    /// consumer (`what`) of `owner`, once per client (and the runtimes built
     /// from it) and value.
-    fn warn_drift(&self, queue: &str, what: &str, drift: &[Drift]) {
+    fn warn_drift(&self, owner: Owner<'_>, what: &str, drift: &[Drift]) {
         for d in drift {
             let first = self
                 .warned
                 .lock()
                 .expect("warned set poisoned")
-                .insert(format!("{queue}\u{0}{what}\u{0}{d}"));
+                .insert(format!("{owner}\u{0}{what}\u{0}{d}"));
             if !first {
                 continue;
             }
+            let (wanted_by, fix) = match owner {
+                Owner::Queue(_) => ("its policy says", "Queue::update applies the policy"),
+                Owner::Shared(_) => (
+                    "natask would create it with",
+                    "Client::update_shared_streams applies the client's settings",
+                ),
+            };
             tracing::warn!(
-                queue,
+                %owner,
                 field = d.field,
                 live = %d.live,
                 wanted = %d.wanted,
-                "the {what} of queue `{queue}` has {} = {} but its policy says {}; natask attached to it \
-                 as it is (Queue::update applies the policy)",
+                "the {what} of {owner} has {} = {} but {wanted_by} {}; natask attached to it as it is ({fix})",
                 d.field,
                 d.live,
                 d.wanted,
             );
         }
+    }
+
+    /// The streams shared by every queue (dead letters and the buckets), as
+    /// this client would create them.
+    fn shared_configs(&self) -> Vec<stream::Config> {
+        let replicas = self.replicas();
+        let mut configs = vec![assets::dead_letter_stream_config(&self.names, replicas)];
+        configs.extend(
+            [Bucket::Tasks, Bucket::Handbacks, Bucket::Unique]
+                .map(|b| b.stream_config(&self.names, self.task_retention, replicas)),
+        );
+        configs
+    }
+
+    /// Where the existing shared streams differ from what this client
+    /// would create (their replicas), by stream name.
+    pub(crate) async fn shared_drift(&self) -> Result<Vec<(String, Drift)>, ProvisionError> {
+        let mut drift = Vec::new();
+        for wanted in self.shared_configs() {
+            if let Some(stream) = self.existing_stream(&wanted.name).await? {
+                if let Some(d) = replica_drift(&stream.cached_info().config, &wanted) {
+                    drift.push((wanted.name, d));
+                }
+            }
+        }
+        Ok(drift)
+    }
+
+    /// Gives the existing shared streams this client's replicas; returns
+    /// what was changed.
+    pub(crate) async fn update_shared_streams(
+        &self,
+    ) -> Result<Vec<(String, Drift)>, ProvisionError> {
+        let drift = self.shared_drift().await?;
+        for (name, d) in &drift {
+            let mut live = self
+                .js
+                .get_stream(name)
+                .await
+                .map_err(|e| ProvisionError::stream(name, e))?
+                .cached_info()
+                .config
+                .clone();
+            live.num_replicas = d.wanted.parse().expect("a replica count");
+            self.js
+                .update_stream(&live)
+                .await
+                .map_err(|e| ProvisionError::stream(name, e))?;
+            tracing::info!(stream = %name, from = %d.live, to = %d.wanted, "shared stream updated to the client's replicas");
+        }
+        Ok(drift)
     }
 
     /// What differs between the live stream and consumer of `queue` and its
@@ -448,7 +534,7 @@ impl Provisioner {
         let Some(stream) = self.existing_stream(&name).await? else {
             return Err(ProvisionError::NotFound { stream: name });
         };
-        let mut drift = stream_drift(&stream.cached_info().config, &policy);
+        let mut drift = stream_drift(&stream.cached_info().config, &policy, self.replicas());
         if let Some(consumer) = existing_consumer(&stream).await? {
             drift.extend(consumer_drift(
                 &consumer.cached_info().config,
@@ -465,7 +551,7 @@ impl Provisioner {
         let policy = self.policy(queue);
         let stream = self.queue_stream(queue).await?;
         let live = stream.cached_info().config.clone();
-        let mut changed = stream_drift(&live, &policy);
+        let mut changed = stream_drift(&live, &policy, self.replicas());
         if !changed.is_empty() {
             self.update_stream(live, &policy, &changed).await?;
         }
@@ -508,7 +594,7 @@ impl Provisioner {
                 wanted: d.wanted.clone(),
             });
         }
-        let wanted = assets::queue_stream_config(&self.names, policy);
+        let wanted = assets::queue_stream_config(&self.names, policy, self.replicas());
         live.num_replicas = wanted.num_replicas;
         live.max_messages = wanted.max_messages;
         live.max_bytes = wanted.max_bytes;
@@ -524,6 +610,52 @@ impl Provisioner {
             .await
             .map_err(|e| ProvisionError::stream(&name, e))?;
         Ok(())
+    }
+}
+
+/// Whose stream or consumer differs from what natask would create.
+#[derive(Clone, Copy)]
+enum Owner<'a> {
+    /// A queue's, compared with its policy.
+    Queue(&'a str),
+    /// A shared stream or bucket (by stream name), compared with the
+    /// client's settings.
+    Shared(&'a str),
+}
+
+impl std::fmt::Display for Owner<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Owner::Queue(queue) => write!(f, "queue `{queue}`"),
+            Owner::Shared(stream) => write!(f, "stream `{stream}`"),
+        }
+    }
+}
+
+/// The replicas natask creates with when the client sets none, and why:
+/// 3 when the server says it is in a cluster and advertises 3 or more
+/// servers to clients, else 1.
+fn default_replicas(info: &async_nats::ServerInfo) -> (usize, String) {
+    match &info.cluster {
+        None => (1, "the server is not part of a cluster".to_owned()),
+        Some(cluster) if info.connect_urls.len() >= 3 => (
+            3,
+            format!(
+                "the server is in cluster `{cluster}` of {} servers",
+                info.connect_urls.len()
+            ),
+        ),
+        Some(cluster) if info.connect_urls.is_empty() => (
+            1,
+            format!("cluster `{cluster}` does not advertise its servers to clients (no_advertise)"),
+        ),
+        Some(cluster) => (
+            1,
+            format!(
+                "cluster `{cluster}` has {} servers, fewer than the 3 that R3 needs",
+                info.connect_urls.len()
+            ),
+        ),
     }
 }
 

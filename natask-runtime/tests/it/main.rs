@@ -5,6 +5,7 @@
 
 mod batch;
 mod build;
+mod cluster;
 mod cron;
 mod delivery;
 mod enqueue;
