@@ -3,7 +3,8 @@
 use std::collections::VecDeque;
 
 use async_nats::jetstream::context::PublishAckFuture;
-use async_nats::Subject;
+use async_nats::{HeaderMap, Subject};
+use bytes::Bytes;
 use futures_util::{stream, StreamExt};
 use tokio::time::Instant;
 use tracing::Instrument;
@@ -13,6 +14,7 @@ use natask_core::{Task, TaskId};
 use super::enqueue::{initial_state, publish_error, EnqueueError, Stored};
 use super::options::Enqueued;
 use super::Client;
+use crate::jetstream::publish::{ack_wait, is_transient, maybe_stored};
 use crate::store::tasks::TaskState;
 
 /// Enqueues whose acknowledgement `enqueue_many` awaits at once. JetStream
@@ -111,18 +113,22 @@ impl Client {
                 results[at] = Some(self.settle::<T>(oldest).await);
             }
             let deadline = Instant::now() + timeout;
-            let publish =
-                self.jetstream()
-                    .publish_with_headers(subject.clone(), headers, payload.into());
+            let payload = Bytes::from(payload);
+            let publish = self.jetstream().publish_with_headers(
+                subject.clone(),
+                headers.clone(),
+                payload.clone(),
+            );
             match tokio::time::timeout_at(deadline, publish).await {
                 Ok(Ok(ack)) => in_flight.push_back(InFlight {
                     index,
                     id,
                     deadline,
                     ack,
+                    message: (subject.clone(), headers, payload),
                 }),
                 Ok(Err(e)) => results[index] = Some(Err(publish_error::<T>(e.into()))),
-                Err(_) => results[index] = Some(Err(self.timed_out::<T>())),
+                Err(_) => results[index] = Some(Err(self.timed_out::<T>(id))),
             }
         }
         while let Some(oldest) = in_flight.pop_front() {
@@ -176,14 +182,33 @@ impl Client {
         }
     }
 
+    /// Waits for the acknowledgement of `task`; while none comes (a leader
+    /// election, a lost answer) sends it again as `enqueue` does, within
+    /// what is left of its timeout.
     async fn settle<T: Task>(&self, task: InFlight) -> Result<Settled, EnqueueError> {
-        match tokio::time::timeout_at(task.deadline, task.ack).await {
-            Ok(Ok(ack)) => Ok(Settled {
-                id: task.id,
-                stored: Stored::of::<T>(&ack),
-            }),
-            Ok(Err(e)) => Err(publish_error::<T>(e.into())),
-            Err(_) => Err(self.timed_out::<T>()),
+        let InFlight {
+            id,
+            deadline,
+            ack,
+            message: (subject, headers, payload),
+            ..
+        } = task;
+        let first_wait = deadline.min(Instant::now() + ack_wait(self.jetstream()));
+        let unanswered = match tokio::time::timeout_at(first_wait, ack).await {
+            Ok(Ok(ack)) => {
+                return Ok(Settled {
+                    id,
+                    stored: Stored::of::<T>(&ack),
+                })
+            }
+            Ok(Err(e)) if is_transient(&e) => maybe_stored(&e),
+            Ok(Err(e)) => return Err(publish_error::<T>(e.into())),
+            Err(_) => true,
+        };
+        let resent = self.send_until_answered::<T>(subject, headers, payload, unanswered);
+        match tokio::time::timeout_at(deadline, resent).await {
+            Ok(stored) => stored.map(|stored| Settled { id, stored }),
+            Err(_) => Err(self.timed_out::<T>(id)),
         }
     }
 }
@@ -200,4 +225,6 @@ struct InFlight {
     id: TaskId,
     deadline: Instant,
     ack: PublishAckFuture,
+    /// Subject, headers and body, to send it again.
+    message: (Subject, HeaderMap, Bytes),
 }

@@ -31,8 +31,14 @@ pub(crate) mod queue;
 pub(crate) mod recurring;
 pub(crate) mod tasks;
 
-/// How long requests wait by default.
+/// How long requests wait by default on a single server.
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long requests wait by default on a cluster: long enough to wait
+/// out the election of a new leader for a stream whose leader died
+/// (JetStream elects one 4 to 9 s after it lost the old one, measured in
+/// `docs/cluster.md`).
+const CLUSTER_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// A connection to NATS that enqueues tasks. Cheap to clone; share one.
 ///
@@ -62,7 +68,9 @@ struct Inner {
 #[derive(Clone)]
 struct Settings {
     names: Names,
-    timeout: Duration,
+    /// Set with `with_timeout`; else [`DEFAULT_TIMEOUT`] or
+    /// [`CLUSTER_TIMEOUT`].
+    timeout: Option<Duration>,
     middleware: Vec<Arc<dyn Middleware>>,
     /// Policies registered with [`Client::with_queue`], by queue name.
     policies: Arc<HashMap<String, Arc<QueuePolicy>>>,
@@ -129,7 +137,7 @@ impl Client {
             nats,
             Settings {
                 names: Names::default(),
-                timeout: DEFAULT_TIMEOUT,
+                timeout: None,
                 middleware: middleware::builtin(),
                 policies: Arc::default(),
                 provisioning: Provisioning::default(),
@@ -141,7 +149,7 @@ impl Client {
 
     fn build(nats: async_nats::Client, settings: Settings) -> Client {
         let mut js = jetstream::new(nats.clone());
-        js.set_timeout(settings.timeout);
+        js.set_timeout(settings.timeout.unwrap_or_else(|| default_timeout(&nats)));
         let provisioner = Arc::new(Provisioner::new(
             js,
             settings.names.clone(),
@@ -201,11 +209,13 @@ impl Client {
     }
 
     /// How long `enqueue` and JetStream requests wait for an answer
-    /// (default 5 s). While NATS is unreachable, `enqueue` fails after this
-    /// long with [`EnqueueError::Timeout`](crate::EnqueueError::Timeout)
-    /// instead of hanging.
+    /// (default 5 s on a single server, 15 s on a cluster, where an
+    /// `enqueue` waits out the election of a new leader instead of failing).
+    /// While NATS is unreachable, `enqueue` fails after this long with
+    /// [`EnqueueError::Timeout`](crate::EnqueueError::Timeout) instead of
+    /// hanging.
     pub fn with_timeout(self, timeout: Duration) -> Client {
-        self.with(|s| s.timeout = timeout)
+        self.with(|s| s.timeout = Some(timeout))
     }
 
     /// Adds middleware whose [`on_enqueue`](Middleware::on_enqueue) runs
@@ -300,7 +310,8 @@ impl Client {
 
     /// How long enqueueing waits for JetStream's confirmation.
     pub(crate) fn timeout(&self) -> Duration {
-        self.inner.settings.timeout
+        use async_nats::jetstream::context::traits::TimeoutProvider;
+        self.jetstream().timeout()
     }
 
     /// The one provisioning path, shared with every runtime built from
@@ -331,6 +342,15 @@ impl std::fmt::Debug for Client {
             .field("prefix", &self.names().prefix())
             .field("state", &self.inner.nats.connection_state())
             .finish()
+    }
+}
+
+/// [`CLUSTER_TIMEOUT`] when the server `nats` is connected to is part of a
+/// cluster, else [`DEFAULT_TIMEOUT`].
+fn default_timeout(nats: &async_nats::Client) -> Duration {
+    match nats.server_info().cluster {
+        Some(_) => CLUSTER_TIMEOUT,
+        None => DEFAULT_TIMEOUT,
     }
 }
 

@@ -11,6 +11,7 @@ pub(crate) mod error;
 pub(crate) mod headers;
 pub(crate) mod message_schedules;
 pub(crate) mod provision;
+pub(crate) mod publish;
 pub(crate) mod pull;
 pub(crate) mod server;
 pub(crate) mod time;

@@ -13,6 +13,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use async_nats::jetstream::context::traits::TimeoutProvider;
 use async_nats::jetstream::context::{ConsumerInfoError, ConsumerInfoErrorKind};
 use async_nats::jetstream::{self, consumer, kv, stream};
 use tokio::sync::OnceCell;
@@ -268,7 +269,7 @@ impl Provisioner {
             });
         }
         match self.js.create_stream(config.clone()).await {
-            Ok(stream) => Ok(stream),
+            Ok(stream) => Ok(self.led(stream).await),
             // Another process created it meanwhile, perhaps from another policy.
             Err(e) if error::is(&e, Code::STREAM_NAME_EXIST) => {
                 let stream = self
@@ -280,6 +281,22 @@ impl Provisioner {
             }
             Err(e) => Err(ProvisionError::stream(&name, e)),
         }
+    }
+
+    /// `stream` once it has a leader: a replicated stream just created
+    /// elects one first, and publishes meanwhile find nobody to answer.
+    /// Waits at most the client's timeout (publishes are sent again while
+    /// no leader answers anyway).
+    async fn led(&self, mut stream: stream::Stream) -> stream::Stream {
+        let deadline = tokio::time::Instant::now() + self.js.timeout();
+        let mut pause = Duration::from_millis(10);
+        while leaderless(stream.cached_info()) && tokio::time::Instant::now() + pause < deadline {
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(200));
+            // an unanswered look is looked at again
+            let _ = stream.info().await;
+        }
+        stream
     }
 
     /// The stream named `name`, if it exists.
@@ -657,6 +674,11 @@ fn default_replicas(info: &async_nats::ServerInfo) -> (usize, String) {
             ),
         ),
     }
+}
+
+/// Whether a replicated stream has no leader yet.
+fn leaderless(info: &stream::Info) -> bool {
+    info.config.num_replicas > 1 && info.cluster.as_ref().is_none_or(|c| c.leader.is_none())
 }
 
 fn live_name(stream: &stream::Stream) -> String {

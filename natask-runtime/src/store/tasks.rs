@@ -25,6 +25,10 @@ use natask_core::TaskId;
 use crate::jetstream::assets::Bucket;
 use crate::jetstream::headers::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE;
 use crate::jetstream::provision::Provisioner;
+use crate::jetstream::publish;
+
+/// How long the state of a task just enqueued is tried again.
+pub(crate) const RECORD_NEW_FOR: Duration = Duration::from_secs(60);
 
 /// How long task states and cancellations are kept when
 /// [`Client::with_task_retention`](crate::Client::with_task_retention) is
@@ -259,19 +263,35 @@ impl TaskStore {
             .map_err(|e| self.failed(e))
     }
 
-    /// Records the state of a task just enqueued. A failure is logged, not
-    /// returned: the task is stored, and an error would invite a duplicate.
+    /// Records the state of a task just enqueued, as a create-only write
+    /// sent again while the bucket does not answer (a leader election),
+    /// for up to [`RECORD_NEW_FOR`]. A failure is logged, not returned: the
+    /// task is stored, and an error would invite a duplicate.
     pub(crate) async fn record_new(&self, info: &TaskInfo) {
-        let error = match self.create(info).await {
-            Ok(ack) => match ack.await {
-                Ok(_) => return,
-                // A worker has already recorded it.
-                Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => return,
-                Err(e) => self.failed(e),
-            },
-            Err(e) => e,
+        let mut pause = Duration::from_millis(50);
+        let recorded = tokio::time::timeout(RECORD_NEW_FOR, async {
+            loop {
+                // The bucket may be unreachable too: open it again.
+                let Ok(store) = self.bucket().await else {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                    continue;
+                };
+                let mut headers = HeaderMap::new();
+                headers.insert(NATS_EXPECTED_LAST_SUBJECT_SEQUENCE, "0");
+                let subject = state_subject(store, info.id).into();
+                let js = self.provisioner.js();
+                return publish::until_answered(js, subject, headers, info.encode(), false).await;
+            }
+        });
+        let error = match recorded.await {
+            Ok(Ok(_)) => return,
+            // A worker has already recorded it, or an unanswered send did.
+            Ok(Err(e)) if e.kind() == PublishErrorKind::WrongLastSequence => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {RECORD_NEW_FOR:?}"),
         };
-        tracing::warn!(id = %info.id, error = %error, "the task is enqueued, but its state could not be recorded; task_info will not know it");
+        tracing::warn!(id = %info.id, error, "the task is enqueued, but its state could not be recorded; task_info will not know it until a worker runs it");
     }
 
     /// Writes a worker's view of a task, replacing what was there, and

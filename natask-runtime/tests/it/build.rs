@@ -144,7 +144,7 @@ async fn wrong_credentials_are_a_clear_error_without_the_password() {
     assert_eq!(
         text,
         format!(
-            "could not connect to NATS at `nats://natask:***@127.0.0.1:{}`; check the URL, that nats-server is running, and the credentials",
+            "could not connect to NATS at `nats://natask:***@127.0.0.1:{}`; check the URLs, that nats-server is running, and the credentials",
             server.port()
         )
     );

@@ -130,3 +130,67 @@ async fn a_url_list_skips_a_server_that_is_down_and_a_single_server_means_r1() {
         "replicas must be between 1 and 5 (JetStream's limit), got 6"
     );
 }
+
+/// The server leading `stream`.
+async fn leader(client: &Client, stream: &str) -> String {
+    let mut stream = client.jetstream().get_stream(stream).await.unwrap();
+    let info = stream.info().await.unwrap();
+    info.cluster
+        .as_ref()
+        .and_then(|c| c.leader.clone())
+        .expect("a leader")
+}
+
+#[tokio::test]
+async fn killing_the_queue_leader_mid_enqueue_costs_no_error_and_no_duplicate() {
+    const TASKS: u32 = 1_500;
+    let mut cluster = NatsCluster::start(3);
+    let client = Client::connect(&cluster.urls()).await.unwrap();
+    Clustered { n: 0 }.enqueue(&client).await.unwrap();
+    let (progress, mut enqueued) = tokio::sync::watch::channel(1u32);
+    let producer = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let mut ids = vec![];
+            let mut slowest = std::time::Duration::ZERO;
+            for n in 1..TASKS {
+                let started = std::time::Instant::now();
+                let result = (Clustered { n }).enqueue(&client).await;
+                slowest = slowest.max(started.elapsed());
+                match result {
+                    Ok(e) => ids.push(e.id),
+                    Err(e) => panic!("enqueue {n} failed: {e}"),
+                }
+                let _ = progress.send(n);
+            }
+            eprintln!("the slowest enqueue across the failover took {slowest:?}");
+            ids
+        })
+    };
+    crate::within(enqueued.wait_for(|n| *n >= TASKS / 3))
+        .await
+        .unwrap();
+    let stream = client.names().queue_stream(QUEUE);
+    let led_by = leader(&client, &stream).await;
+    cluster.server(&led_by).kill();
+    let ids = crate::within(producer).await.unwrap();
+    cluster.server(&led_by).restart();
+    assert_eq!(ids.len() as u32, TASKS - 1);
+    assert_eq!(
+        crate::queued(&client, QUEUE).await,
+        u64::from(TASKS),
+        "each task stored once"
+    );
+    assert_ne!(leader(&client, &stream).await, "", "a new leader");
+    // every stored task's state is recorded, if need be after the enqueue
+    for id in ids {
+        let info = crate::eventually("the task's state recorded", || async {
+            match client.task_info(id).await {
+                Ok(Some(info)) => Ok(info),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
+        assert_eq!(info.state, natask_runtime::TaskState::Queued);
+    }
+}

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use natask_core::Task;
+use natask_core::{Task, TaskId};
 
 use crate::jetstream::error;
 use crate::jetstream::provision::{ProvisionError, MESSAGE_SCHEDULES};
@@ -70,13 +70,20 @@ pub enum EnqueueError {
         task: &'static str,
     },
     /// No answer within the client's timeout, e.g. while NATS is
-    /// unreachable. The task may or may not have been stored.
+    /// unreachable. The task may or may not have been stored: enqueue it
+    /// again with [`EnqueueOptions::id`](crate::EnqueueOptions::id)`(id)`,
+    /// and JetStream stores it at most once (within the queue's
+    /// deduplication window).
     #[error(
-        "task `{task}` on queue `{queue}` was not confirmed within {timeout:?}; is NATS reachable?"
+        "task `{task}` (id {id}) on queue `{queue}` was not confirmed within {timeout:?} and may or \
+         may not be stored; is NATS reachable? enqueue it again with EnqueueOptions::id({id}) to \
+         store it at most once"
     )]
     Timeout {
         /// The task's name.
         task: &'static str,
+        /// The id it was sent with.
+        id: TaskId,
         /// The queue.
         queue: &'static str,
         /// The client's timeout.

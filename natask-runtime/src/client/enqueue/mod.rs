@@ -1,10 +1,13 @@
 //! Enqueueing one task: every way of enqueueing (`enqueue`, `enqueue_with`,
 //! `enqueue_in`, `enqueue_at`) takes this one path: options resolved, the
 //! unique lock taken, the message prepared (body, headers, middleware, size
-//! check), published, and its first state recorded.
+//! check), published (sent again with the same `Nats-Msg-Id` while no
+//! leader answers), and its first state recorded (which never turns a
+//! stored task into an error).
 
 use std::future::Future;
 use std::sync::atomic::Ordering;
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::publish::PublishAck;
@@ -18,7 +21,7 @@ use super::Client;
 use crate::jetstream::headers::{
     self, DUE_AT, ENQUEUED_AT, ID, MSG_ID, NATS_SCHEDULE, NATS_SCHEDULE_TARGET,
 };
-use crate::jetstream::time;
+use crate::jetstream::{publish, time};
 use crate::middleware::{self, Enqueue, Rejected};
 use crate::store::locks::{lock_key, Acquired, Lock, LockError};
 use crate::store::tasks::{TaskInfo, TaskState};
@@ -40,18 +43,25 @@ pub(crate) struct Stored {
 impl Stored {
     /// JetStream's acknowledgement of a task of type `T`, counted in the
     /// metrics unless it was a duplicate.
-    #[cfg_attr(not(feature = "metrics"), allow(clippy::extra_unused_type_parameters))] // `T` names the metric
     pub(crate) fn of<T: Task>(ack: &PublishAck) -> Stored {
+        Self::new::<T>(ack.sequence, ack.duplicate)
+    }
+
+    #[cfg_attr(not(feature = "metrics"), allow(clippy::extra_unused_type_parameters))] // `T` names the metric
+    fn new<T: Task>(sequence: u64, duplicate: bool) -> Stored {
         #[cfg(feature = "metrics")]
-        if !ack.duplicate {
+        if !duplicate {
             crate::metrics::enqueued(T::QUEUE, T::NAME);
         }
         Stored {
-            sequence: ack.sequence,
-            duplicate: ack.duplicate,
+            sequence,
+            duplicate,
         }
     }
 }
+
+/// The state write of a task just stored, running on its own.
+type Recording = Mutex<Option<tokio::task::JoinHandle<()>>>;
 
 /// A delayed task's due time, resolved.
 struct Delay {
@@ -80,6 +90,10 @@ impl Client {
         options: EnqueueOptions,
     ) -> Result<Enqueued, EnqueueError> {
         let delay = resolve::<T>(options.due)?;
+        let id = options.id.unwrap_or_else(TaskId::new);
+        let options = options.id(id);
+        let recording = Recording::default();
+        let deadline = tokio::time::Instant::now() + self.timeout();
         let span = tracing::info_span!(
             "enqueue",
             task = T::NAME,
@@ -97,22 +111,36 @@ impl Client {
                     .map_err(|e| provision_error(T::QUEUE, e))?;
             }
             self.guarded(task, options, |id, lock| {
-                self.publish_one(task, id, lock, delay.as_ref())
+                self.publish_one(task, id, lock, delay.as_ref(), &recording)
             })
             .await
         };
-        self.bounded::<T, _>(enqueue.instrument(span)).await
+        let enqueued = self.bounded::<T, _>(id, enqueue.instrument(span)).await;
+        self.recorded(recording, deadline).await;
+        enqueued
+    }
+
+    /// Waits (until the enqueue's `deadline`) for the state write a
+    /// stored task started, so that `task_info` knows the task when
+    /// `enqueue` returns. A write that takes longer goes on by itself: the
+    /// task is stored, and the answer is `Ok` either way.
+    async fn recorded(&self, recording: Recording, deadline: tokio::time::Instant) {
+        let handle = recording.into_inner().expect("recording poisoned");
+        if let Some(handle) = handle {
+            let _ = tokio::time::timeout_at(deadline, handle).await;
+        }
     }
 
     /// Publishes task `id` (under `lock`), now or as a delayed task, and
-    /// records its first state; answers whether JetStream found it a
-    /// duplicate.
+    /// starts recording its first state in `recording`; answers whether
+    /// JetStream found it a duplicate.
     async fn publish_one<T: Task>(
         &self,
         task: &T,
         id: TaskId,
         lock: Option<Lock>,
         delay: Option<&Delay>,
+        recording: &Recording,
     ) -> Result<bool, EnqueueError> {
         let target = self.subject_of::<T>().await?;
         let (headers, payload) = self.prepare(task, id, |headers| {
@@ -142,7 +170,9 @@ impl Client {
                 info.due_at = Some(delay.due);
                 info.delayed_subject = Some(subject.to_string());
             }
-            self.tasks().record_new(&info).await;
+            let tasks = self.tasks().clone();
+            let handle = tokio::spawn(async move { tasks.record_new(&info).await });
+            *recording.lock().expect("recording poisoned") = Some(handle);
         }
         Ok(stored.duplicate)
     }
@@ -238,20 +268,22 @@ impl Client {
         }
     }
 
-    /// Runs one enqueue of a `T` within the client's timeout.
+    /// Runs one enqueue of task `id`, a `T`, within the client's timeout.
     pub(crate) async fn bounded<T: Task, R>(
         &self,
+        id: TaskId,
         enqueue: impl Future<Output = Result<R, EnqueueError>>,
     ) -> Result<R, EnqueueError> {
         tokio::time::timeout(self.timeout(), enqueue)
             .await
-            .unwrap_or_else(|_| Err(self.timed_out::<T>()))
+            .unwrap_or_else(|_| Err(self.timed_out::<T>(id)))
     }
 
-    /// A `T` was not confirmed within the client's timeout.
-    pub(crate) fn timed_out<T: Task>(&self) -> EnqueueError {
+    /// Task `id`, a `T`, was not confirmed within the client's timeout.
+    pub(crate) fn timed_out<T: Task>(&self, id: TaskId) -> EnqueueError {
         EnqueueError::Timeout {
             task: T::NAME,
+            id,
             queue: T::QUEUE,
             timeout: self.timeout(),
         }
@@ -259,21 +291,39 @@ impl Client {
 
     /// Publishes one prepared task of type `T` on `subject` and waits until
     /// JetStream has stored it, or found it a duplicate (same `Nats-Msg-Id`
-    /// inside the window) and stored nothing.
+    /// inside the window) and stored nothing. While nothing answers (a
+    /// stream leader being elected, a connection moving to another server,
+    /// a lost acknowledgement) it sends the same message again, until the
+    /// caller's bound ([`bounded`](Self::bounded)) ends it: a failover
+    /// costs latency, not an error, and the `Nats-Msg-Id` keeps the task
+    /// stored once.
     pub(crate) async fn publish<T: Task>(
         &self,
         subject: Subject,
         headers: HeaderMap,
         payload: Vec<u8>,
     ) -> Result<Stored, EnqueueError> {
-        let ack = self
-            .jetstream()
-            .publish_with_headers(subject, headers, payload.into())
+        self.send_until_answered::<T>(subject, headers, payload.into(), false)
             .await
-            .map_err(|e| publish_error::<T>(e.into()))?
-            .await
-            .map_err(|e| publish_error::<T>(e.into()))?;
-        Ok(Stored::of::<T>(&ack))
+    }
+
+    /// [`publish`](Self::publish) for a message that may have been sent
+    /// before (`unanswered`, see [`publish::until_answered`]).
+    pub(crate) async fn send_until_answered<T: Task>(
+        &self,
+        subject: Subject,
+        headers: HeaderMap,
+        payload: bytes::Bytes,
+        unanswered: bool,
+    ) -> Result<Stored, EnqueueError> {
+        let answered =
+            publish::until_answered(self.jetstream(), subject, headers, payload, unanswered)
+                .await
+                .map_err(|e| publish_error::<T>(e.into()))?;
+        Ok(Stored::new::<T>(
+            answered.ack.sequence,
+            answered.duplicate(),
+        ))
     }
 
     /// Everything before the publish of task `id`: the body, the headers
