@@ -295,20 +295,26 @@ impl TaskStore {
     }
 
     /// Writes a worker's view of a task, replacing what was there, and
-    /// waits for JetStream to store it. A failure is logged: the task's
-    /// outcome does not depend on its state being recorded.
+    /// waits for JetStream to store it, sending it again while the bucket
+    /// does not answer (a leader election) for up to the client's timeout.
+    /// A failure is logged: the task's outcome does not depend on its
+    /// state being recorded.
     pub(crate) async fn record(&self, info: &TaskInfo) {
-        let stored = match self.bucket().await {
-            Ok(store) => store
-                .put(info.id.to_string(), info.encode())
+        use async_nats::jetstream::context::traits::TimeoutProvider;
+        let js = self.provisioner.js();
+        let stored = tokio::time::timeout(js.timeout(), async {
+            let store = self.bucket().await?;
+            let subject = state_subject(store, info.id).into();
+            publish::until_answered(js, subject, HeaderMap::new(), info.encode(), false)
                 .await
-                .map(drop)
-                .map_err(|e| self.failed(e)),
-            Err(e) => Err(e),
+                .map_err(|e| self.failed(e))
+        });
+        let error = match stored.await {
+            Ok(Ok(_)) => return,
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {:?}", js.timeout()),
         };
-        if let Err(e) = stored {
-            tracing::warn!(id = %info.id, state = %info.state, error = %e, "could not record the task's state");
-        }
+        tracing::warn!(id = %info.id, state = %info.state, error, "could not record the task's state");
     }
 
     /// Like [`record`](Self::record), without waiting for JetStream's
