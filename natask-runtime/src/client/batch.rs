@@ -166,7 +166,7 @@ impl Client {
             }
             match self
                 .tasks()
-                .create(&initial_state::<T>(id, TaskState::Queued, seq))
+                .create(&initial_state::<T>(id, TaskState::Queued, Some(seq)))
                 .await
             {
                 Ok(ack) => in_flight.push_back(ack),

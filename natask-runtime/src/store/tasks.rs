@@ -11,14 +11,17 @@
 //! A cancellation is a second key, `cancel.<id>`, which every runtime
 //! watches (`store::cancellations`).
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use async_nats::jetstream::context::traits::TimeoutProvider;
 use async_nats::jetstream::context::{PublishAckFuture, PublishErrorKind};
 use async_nats::jetstream::kv;
 use async_nats::HeaderMap;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 use natask_core::TaskId;
 
@@ -224,11 +227,44 @@ pub enum TrackingError {
 #[derive(Clone)]
 pub(crate) struct TaskStore {
     provisioner: Arc<Provisioner>,
+    /// The first states this client is writing in the background, by
+    /// task: a read of such a task waits for its write, so a client always
+    /// reads what it enqueued. The sender is dropped when the write ends.
+    writing: Arc<Mutex<HashMap<TaskId, watch::Receiver<()>>>>,
 }
 
 impl TaskStore {
     pub(crate) fn new(provisioner: Arc<Provisioner>) -> TaskStore {
-        TaskStore { provisioner }
+        TaskStore {
+            provisioner,
+            writing: Arc::default(),
+        }
+    }
+
+    /// [`record_new`](Self::record_new) in the background: reads of the
+    /// task through this store wait for it (up to the client's timeout).
+    pub(crate) fn record_new_in_background(&self, info: TaskInfo) {
+        let (done, written) = watch::channel(());
+        self.writing().insert(info.id, written);
+        let store = self.clone();
+        tokio::spawn(async move {
+            store.record_new(&info).await;
+            store.writing().remove(&info.id);
+            drop(done);
+        });
+    }
+
+    fn writing(&self) -> std::sync::MutexGuard<'_, HashMap<TaskId, watch::Receiver<()>>> {
+        self.writing.lock().expect("writing map poisoned")
+    }
+
+    /// Waits until a state this client is writing for task `id` is
+    /// written (or the client's timeout passed).
+    async fn written(&self, id: TaskId) {
+        let Some(mut written) = self.writing().get(&id).cloned() else {
+            return;
+        };
+        let _ = tokio::time::timeout(self.provisioner.js().timeout(), written.changed()).await;
     }
 
     /// How long states and cancellation requests are kept.
@@ -286,7 +322,8 @@ impl TaskStore {
         });
         let error = match recorded.await {
             Ok(Ok(_)) => return,
-            // A worker has already recorded it, or an unanswered send did.
+            // A worker or an earlier enqueue has already recorded it, or
+            // an unanswered send of this call did.
             Ok(Err(e)) if e.kind() == PublishErrorKind::WrongLastSequence => return,
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("no answer within {RECORD_NEW_FOR:?}"),
@@ -300,7 +337,6 @@ impl TaskStore {
     /// A failure is logged: the task's outcome does not depend on its
     /// state being recorded.
     pub(crate) async fn record(&self, info: &TaskInfo) {
-        use async_nats::jetstream::context::traits::TimeoutProvider;
         let js = self.provisioner.js();
         let stored = tokio::time::timeout(js.timeout(), async {
             let store = self.bucket().await?;
@@ -340,6 +376,7 @@ impl TaskStore {
 
     /// The state of task `id` and its revision, if one is kept.
     pub(crate) async fn entry(&self, id: TaskId) -> Result<Option<(TaskInfo, u64)>, TrackingError> {
+        self.written(id).await;
         let store = self.bucket().await?;
         let entry = store
             .entry(id.to_string())

@@ -7,7 +7,6 @@
 
 use std::future::Future;
 use std::sync::atomic::Ordering;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::publish::PublishAck;
@@ -60,9 +59,6 @@ impl Stored {
     }
 }
 
-/// The state write of a task just stored, running on its own.
-type Recording = Mutex<Option<tokio::task::JoinHandle<()>>>;
-
 /// A delayed task's due time, resolved.
 struct Delay {
     due: SystemTime,
@@ -92,8 +88,6 @@ impl Client {
         let delay = resolve::<T>(options.due)?;
         let id = options.id.unwrap_or_else(TaskId::new);
         let options = options.id(id);
-        let recording = Recording::default();
-        let deadline = tokio::time::Instant::now() + self.timeout();
         let span = tracing::info_span!(
             "enqueue",
             task = T::NAME,
@@ -111,36 +105,23 @@ impl Client {
                     .map_err(|e| provision_error(T::QUEUE, e))?;
             }
             self.guarded(task, options, |id, lock| {
-                self.publish_one(task, id, lock, delay.as_ref(), &recording)
+                self.publish_one(task, id, lock, delay.as_ref())
             })
             .await
         };
-        let enqueued = self.bounded::<T, _>(id, enqueue.instrument(span)).await;
-        self.recorded(recording, deadline).await;
-        enqueued
-    }
-
-    /// Waits (until the enqueue's `deadline`) for the state write a
-    /// stored task started, so that `task_info` knows the task when
-    /// `enqueue` returns. A write that takes longer goes on by itself: the
-    /// task is stored, and the answer is `Ok` either way.
-    async fn recorded(&self, recording: Recording, deadline: tokio::time::Instant) {
-        let handle = recording.into_inner().expect("recording poisoned");
-        if let Some(handle) = handle {
-            let _ = tokio::time::timeout_at(deadline, handle).await;
-        }
+        self.bounded::<T, _>(id, enqueue.instrument(span)).await
     }
 
     /// Publishes task `id` (under `lock`), now or as a delayed task, and
-    /// starts recording its first state in `recording`; answers whether
-    /// JetStream found it a duplicate.
+    /// starts recording its first state (in the background: a stored task
+    /// is `Ok` whatever becomes of that write, and the enqueue costs one
+    /// round trip); answers whether JetStream found it a duplicate.
     async fn publish_one<T: Task>(
         &self,
         task: &T,
         id: TaskId,
         lock: Option<Lock>,
         delay: Option<&Delay>,
-        recording: &Recording,
     ) -> Result<bool, EnqueueError> {
         let target = self.subject_of::<T>().await?;
         let (headers, payload) = self.prepare(task, id, |headers| {
@@ -163,16 +144,14 @@ impl Client {
         tracing::debug!(%id, duplicate = stored.duplicate, delayed = delay.is_some(), "enqueued");
         // A duplicate's state was recorded by the publish that stored it.
         if !stored.duplicate && self.tracks(T::QUEUE) {
-            let mut info = initial_state::<T>(id, TaskState::Queued, stored.sequence);
+            let mut info = initial_state::<T>(id, TaskState::Queued, Some(stored.sequence));
             if let Some(delay) = delay {
                 info.state = TaskState::Delayed;
                 info.seq = None;
                 info.due_at = Some(delay.due);
                 info.delayed_subject = Some(subject.to_string());
             }
-            let tasks = self.tasks().clone();
-            let handle = tokio::spawn(async move { tasks.record_new(&info).await });
-            *recording.lock().expect("recording poisoned") = Some(handle);
+            self.tasks().record_new_in_background(info);
         }
         Ok(stored.duplicate)
     }
@@ -445,10 +424,11 @@ fn task_headers(task: &str, id: TaskId) -> HeaderMap {
     headers
 }
 
-/// The state a producer records for a task of type `T` it just stored.
-pub(crate) fn initial_state<T: Task>(id: TaskId, state: TaskState, seq: u64) -> TaskInfo {
+/// The state a producer records for a task of type `T` it stores, with
+/// the task's stream sequence if known.
+pub(crate) fn initial_state<T: Task>(id: TaskId, state: TaskState, seq: Option<u64>) -> TaskInfo {
     let mut info = TaskInfo::new(id, T::NAME, T::QUEUE, state);
     info.enqueued_at = Some(SystemTime::now());
-    info.seq = Some(seq);
+    info.seq = seq;
     info
 }
