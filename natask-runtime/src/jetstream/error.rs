@@ -45,6 +45,17 @@ pub(crate) fn is_stream_not_found(e: &(dyn std::error::Error + 'static)) -> bool
     is(e, Code::STREAM_NOT_FOUND)
 }
 
+/// Whether a stream lookup failed because JetStream could not answer yet
+/// (no answer, no responders, or the cluster says it is not available, as
+/// during a leader election), not because of the stream.
+pub(crate) fn is_unavailable(e: &GetStreamError) -> bool {
+    matches!(e.kind(), GetStreamErrorKind::Request)
+        || matches!(
+            code(e),
+            Some(Code::CLUSTER_NOT_AVAILABLE | Code::CLUSTER_NOT_LEADER)
+        )
+}
+
 /// The description of the JetStream error `e` carries, without its code
 /// (async-nats shows it only through `Display`).
 pub(crate) fn description(e: &(dyn std::error::Error + 'static)) -> Option<String> {

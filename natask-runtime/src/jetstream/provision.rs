@@ -146,6 +146,10 @@ impl ProvisionError {
 /// [`Client`](crate::Client), shared by the runtimes built from it.
 pub(crate) struct Provisioner {
     js: jetstream::Context,
+    /// `js` with a quarter of its timeout, for lookups that are asked again
+    /// until `js`'s timeout: a request about a stream whose leader just
+    /// died is never answered, and the next one reaches the new leader.
+    lookups: jetstream::Context,
     names: Names,
     mode: Provisioning,
     policies: Arc<HashMap<String, Arc<QueuePolicy>>>,
@@ -175,8 +179,11 @@ impl Provisioner {
         task_retention: Duration,
         replicas: Option<usize>,
     ) -> Provisioner {
+        let mut lookups = js.clone();
+        lookups.set_timeout(super::publish::ack_wait(&js));
         Provisioner {
             js,
+            lookups,
             names,
             mode,
             policies,
@@ -299,12 +306,63 @@ impl Provisioner {
         stream
     }
 
-    /// The stream named `name`, if it exists.
+    /// The stream named `name`, if it exists; asks again while JetStream
+    /// cannot answer yet (a leader election), up to the client's timeout.
     async fn existing_stream(&self, name: &str) -> Result<Option<stream::Stream>, ProvisionError> {
-        match self.js.get_stream(name).await {
-            Ok(stream) => Ok(Some(stream)),
-            Err(e) if error::is_stream_not_found(&e) => Ok(None),
-            Err(e) => Err(ProvisionError::stream(name, e)),
+        let deadline = tokio::time::Instant::now() + self.js.timeout();
+        let mut pause = Duration::from_millis(50);
+        loop {
+            match self.lookups.get_stream(name).await {
+                Ok(stream) => return Ok(Some(stream)),
+                Err(e) if error::is_stream_not_found(&e) => return Ok(None),
+                Err(e)
+                    if error::is_unavailable(&e)
+                        && tokio::time::Instant::now() + pause < deadline =>
+                {
+                    tracing::debug!(stream = name, error = %e, "JetStream cannot answer yet; asking again");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(1));
+                }
+                Err(e) => return Err(ProvisionError::stream(name, e)),
+            }
+        }
+    }
+
+    /// The shared consumer of `stream`, if it exists; asks again while
+    /// JetStream cannot answer yet, up to the client's timeout (`stream`
+    /// comes from [`existing_stream`](Self::existing_stream), so each
+    /// request has the lookups' short timeout).
+    async fn existing_consumer(
+        &self,
+        stream: &stream::Stream,
+    ) -> Result<Option<consumer::PullConsumer>, ProvisionError> {
+        let deadline = tokio::time::Instant::now() + self.js.timeout();
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let e = match stream.get_consumer(wire::CONSUMER).await {
+                Ok(consumer) => return Ok(Some(consumer)),
+                Err(e) => e,
+            };
+            let kind = e.downcast_ref::<ConsumerInfoError>().map(|e| e.kind());
+            let unavailable = match &kind {
+                Some(ConsumerInfoErrorKind::NotFound) => return Ok(None),
+                Some(
+                    ConsumerInfoErrorKind::Request
+                    | ConsumerInfoErrorKind::TimedOut
+                    | ConsumerInfoErrorKind::NoResponders
+                    | ConsumerInfoErrorKind::Offline,
+                ) => true,
+                _ => matches!(
+                    error::code(&*e),
+                    Some(Code::CLUSTER_NOT_AVAILABLE | Code::CLUSTER_NOT_LEADER)
+                ),
+            };
+            if !unavailable || tokio::time::Instant::now() + pause >= deadline {
+                return Err(ProvisionError::consumer(&live_name(stream), e));
+            }
+            tracing::debug!(stream = %live_name(stream), error = %e, "JetStream cannot answer yet; asking again");
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_secs(1));
         }
     }
 
@@ -346,7 +404,7 @@ impl Provisioner {
         let stream = self.queue_stream(queue).await?;
         self.mark_ensured(queue);
         let name = stream.cached_info().config.name.clone();
-        if let Some(consumer) = existing_consumer(&stream).await? {
+        if let Some(consumer) = self.existing_consumer(&stream).await? {
             let live = &consumer.cached_info().config;
             let drift = consumer_drift(live, settings.max_ack_pending, Some(settings.ack_wait));
             self.warn_drift(Owner::Queue(queue), "consumer", &drift);
@@ -552,7 +610,7 @@ impl Provisioner {
             return Err(ProvisionError::NotFound { stream: name });
         };
         let mut drift = stream_drift(&stream.cached_info().config, &policy, self.replicas());
-        if let Some(consumer) = existing_consumer(&stream).await? {
+        if let Some(consumer) = self.existing_consumer(&stream).await? {
             drift.extend(consumer_drift(
                 &consumer.cached_info().config,
                 policy.max_in_flight,
@@ -572,7 +630,7 @@ impl Provisioner {
         if !changed.is_empty() {
             self.update_stream(live, &policy, &changed).await?;
         }
-        if let Some(consumer) = existing_consumer(&stream).await? {
+        if let Some(consumer) = self.existing_consumer(&stream).await? {
             let mut config = consumer.cached_info().config.clone();
             let drift = consumer_drift(&config, policy.max_in_flight, policy.ack_wait);
             if !drift.is_empty() {
@@ -685,15 +743,3 @@ fn live_name(stream: &stream::Stream) -> String {
     stream.cached_info().config.name.clone()
 }
 
-/// The shared consumer of `stream`, if it exists.
-async fn existing_consumer(
-    stream: &stream::Stream,
-) -> Result<Option<consumer::PullConsumer>, ProvisionError> {
-    match stream.get_consumer(wire::CONSUMER).await {
-        Ok(consumer) => Ok(Some(consumer)),
-        Err(e) => match e.downcast_ref::<ConsumerInfoError>().map(|e| e.kind()) {
-            Some(ConsumerInfoErrorKind::NotFound) => Ok(None),
-            _ => Err(ProvisionError::consumer(&live_name(stream), e)),
-        },
-    }
-}

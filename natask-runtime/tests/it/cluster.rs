@@ -194,3 +194,17 @@ async fn killing_the_queue_leader_mid_enqueue_costs_no_error_and_no_duplicate() 
         assert_eq!(info.state, natask_runtime::TaskState::Queued);
     }
 }
+
+#[tokio::test]
+async fn a_fresh_worker_starts_and_runs_while_the_state_bucket_elects_a_leader() {
+    let mut cluster = NatsCluster::start(3);
+    let first = Client::connect(&cluster.urls()).await.unwrap();
+    serve_and_run(&first, 1).await;
+    let bucket = format!("KV_{}", first.names().task_bucket());
+    let led_by = leader(&first, &bucket).await;
+    cluster.server(&led_by).kill();
+    // a new process: a new connection, provisioning from scratch
+    let fresh = Client::connect(&cluster.urls()).await.unwrap();
+    serve_and_run(&fresh, 5).await;
+    cluster.server(&led_by).restart();
+}
