@@ -1,10 +1,12 @@
 //! natask's benchmarks: each scenario runs natask and a raw async-nats
 //! baseline doing the same JetStream work, back to back in one process run
 //! on one fresh `nats-server`, and reports both figures and their ratio.
+//! Scenarios 1–4 run natask at its default settings (task tracking on) with
+//! a second row for tracking off.
 //!
 //! ```text
 //! natask-bench all [--smoke] [--out DIR]    every scenario (BENCHMARKS.md)
-//! natask-bench <scenario> [--smoke]         enqueue | pipelined | process | e2e | backlog | payload | observe | taskiq
+//! natask-bench <scenario> [--smoke]         enqueue | pipelined | process | e2e | backlog | payload | observe | tracking | taskiq
 //! natask-bench fill <natask|raw> <url> <n> [bytes]  queue n tasks on a running server (for profiling)
 //! natask-bench worker <natask|natask-observed|raw> <url> <n> <concurrency>   handle n of them, print rate and peak RSS
 //! ```
@@ -32,7 +34,7 @@ use scenarios::{Latencies, Sizes};
 /// Data for the plots, gathered while the scenarios run.
 #[derive(Default)]
 pub(crate) struct Plots {
-    /// (concurrency, natask tasks/s, raw tasks/s)
+    /// (concurrency, natask at its defaults tasks/s, raw tasks/s)
     throughput: Vec<(usize, f64, f64)>,
     latencies: Vec<Latencies>,
 }

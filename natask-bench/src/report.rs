@@ -62,6 +62,16 @@ impl Row {
         self
     }
 
+    /// Adds `note` after the row's note.
+    pub(crate) fn also(mut self, note: impl AsRef<str>) -> Row {
+        let note = note.as_ref();
+        if !note.is_empty() && !self.note.is_empty() {
+            self.note.push_str("; ");
+        }
+        self.note.push_str(note);
+        self
+    }
+
     pub(crate) fn ratio(&self) -> f64 {
         if self.baseline == 0.0 {
             f64::NAN

@@ -34,6 +34,22 @@ fn every_scenario_runs_at_smoke_size() {
             "no `{scenario}` row in:\n{stdout}"
         );
     }
+    // The headline runs natask at its defaults and with tracking off.
+    for scenario in [
+        "| 1 enqueue",
+        "| 2 enqueue",
+        "| 3 processing",
+        "| 4 end to end",
+    ] {
+        for setting in [", defaults |", ", tracking off |"] {
+            assert!(
+                stdout
+                    .lines()
+                    .any(|l| l.starts_with(scenario) && l.contains(setting)),
+                "no `{scenario}` row with `{setting}` in:\n{stdout}"
+            );
+        }
+    }
     assert!(stdout.contains("skipped: taskiq"), "{stdout}");
     let results =
         std::fs::read_to_string(out.path().join("results.md")).expect("results.md written");

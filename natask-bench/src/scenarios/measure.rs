@@ -1,0 +1,256 @@
+//! One side's timed measurement on a [`Setup`]: natask (with the client it
+//! is given) or raw async-nats. The scenarios put them side by side in rows.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use natask_runtime::Client;
+
+use super::{natask_jobs, per_s, raw_jobs, Setup};
+use crate::probe::Probe;
+use crate::raw::{self, RawJob};
+use crate::side::{self, Worker};
+use crate::tasks::BenchJob;
+
+/// A rate in tasks/s, and whether the time cap cut its measurement short.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Rate {
+    pub(super) per_s: f64,
+    pub(super) cut: bool,
+}
+
+/// Which side of a processing row the time cap cut short, if any.
+pub(super) fn cut_note(natask: Rate, raw: Rate, cap: Duration) -> String {
+    [("natask", natask), ("raw", raw)]
+        .into_iter()
+        .filter(|(_, rate)| rate.cut)
+        .map(|(side, _)| format!("{side} cut at {cap:?}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The warm-up before an enqueue measurement of `n`.
+fn warm_up(n: u64) -> u64 {
+    (n / 20).min(5_000)
+}
+
+/// natask: `n` enqueues, each awaited, after a warm-up.
+pub(super) async fn natask_enqueue_each(
+    s: &Setup,
+    client: &Client,
+    n: u64,
+    pad: &str,
+    cap: Duration,
+) -> anyhow::Result<f64> {
+    s.purge().await?;
+    side::enqueue_each(client, natask_jobs(warm_up(n), pad), Instant::now() + cap).await?;
+    let t = Instant::now();
+    let sent = side::enqueue_each(client, natask_jobs(n, pad), t + cap).await?;
+    Ok(per_s(sent, t.elapsed()))
+}
+
+/// raw: `n` publishes, each ack awaited, after a warm-up.
+pub(super) async fn raw_publish_each(
+    s: &Setup,
+    n: u64,
+    pad: &str,
+    cap: Duration,
+) -> anyhow::Result<f64> {
+    s.purge().await?;
+    raw::publish_each(&s.js, raw_jobs(warm_up(n), pad), Instant::now() + cap).await?;
+    let t = Instant::now();
+    let sent = raw::publish_each(&s.js, raw_jobs(n, pad), t + cap).await?;
+    Ok(per_s(sent, t.elapsed()))
+}
+
+/// natask: `Client::enqueue_many` of `n` (256 in flight), after a warm-up.
+pub(super) async fn natask_pipelined(
+    s: &Setup,
+    client: &Client,
+    n: u64,
+    pad: &str,
+) -> anyhow::Result<f64> {
+    side::enqueue_many(client, natask_jobs(warm_up(n), pad)).await?;
+    s.purge().await?;
+    let t = Instant::now();
+    let sent = side::enqueue_many(client, natask_jobs(n, pad)).await?;
+    let rate = per_s(sent, t.elapsed());
+    s.purge().await?;
+    Ok(rate)
+}
+
+/// raw: `n` publishes with 256 acks outstanding, after a warm-up.
+pub(super) async fn raw_pipelined(
+    s: &Setup,
+    n: u64,
+    pad: &str,
+    cap: Duration,
+) -> anyhow::Result<f64> {
+    raw::publish_pipelined(&s.js, raw_jobs(warm_up(n), pad), 256, Instant::now() + cap).await?;
+    s.purge().await?;
+    let t = Instant::now();
+    let sent = raw::publish_pipelined(&s.js, raw_jobs(n, pad), 256, t + cap).await?;
+    let rate = per_s(sent, t.elapsed());
+    s.purge().await?;
+    Ok(rate)
+}
+
+/// natask: fills the queue with `n` tasks, then times a worker handling
+/// them all at `concurrency`.
+pub(super) async fn natask_process(
+    s: &Setup,
+    client: &Client,
+    n: u64,
+    pad: &str,
+    concurrency: usize,
+    cap: Duration,
+) -> anyhow::Result<Rate> {
+    s.purge().await?;
+    side::enqueue_many(client, natask_jobs(n, pad)).await?;
+    let probe = Arc::new(Probe::new(Instant::now(), n, false));
+    let t = Instant::now();
+    let worker = Worker::start(client, Arc::clone(&probe), concurrency).await?;
+    let cut = !probe.wait(cap).await;
+    let rate = per_s(probe.handled(), t.elapsed());
+    worker.stop().await?;
+    s.purge().await?;
+    Ok(Rate { per_s: rate, cut })
+}
+
+/// raw: the same with async-nats' consumer stream.
+pub(super) async fn raw_process(
+    s: &Setup,
+    n: u64,
+    pad: &str,
+    concurrency: usize,
+    cap: Duration,
+) -> anyhow::Result<Rate> {
+    s.purge().await?;
+    raw::publish_pipelined(&s.js, raw_jobs(n, pad), 256, Instant::now() + cap).await?;
+    let probe = Probe::new(Instant::now(), n, false);
+    let t = Instant::now();
+    let consumer = raw::consumer(&s.js).await?;
+    raw::consume(&consumer, concurrency, &probe, cap).await?;
+    let rate = per_s(probe.handled(), t.elapsed());
+    s.purge().await?;
+    Ok(Rate {
+        per_s: rate,
+        cut: probe.handled() < n,
+    })
+}
+
+/// Percentile `p` (0–100) of sorted nanoseconds, in milliseconds.
+pub(super) fn percentile_ms(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[i.min(sorted.len() - 1)] as f64 / 1e6
+}
+
+/// Enqueues at `rate` per second for `seconds`, each task in a task of its
+/// own (a producer serving requests), through `enqueue`.
+async fn drive<F, Fut>(rate: u64, seconds: u64, probe: &Probe, enqueue: F) -> anyhow::Result<()>
+where
+    F: Fn(u64, u64) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let total = rate * seconds;
+    let per_tick = (rate / 1000).max(1);
+    let mut ticker = tokio::time::interval(Duration::from_secs_f64(per_tick as f64 / rate as f64));
+    let mut sends = tokio::task::JoinSet::new();
+    let mut seq = 0;
+    while seq < total {
+        ticker.tick().await;
+        for _ in 0..per_tick.min(total - seq) {
+            sends.spawn(enqueue(seq, probe.now_ns().max(1)));
+            seq += 1;
+        }
+    }
+    while let Some(sent) = sends.join_next().await {
+        sent??;
+    }
+    Ok(())
+}
+
+/// The end-to-end warm-up: tasks handled before the offered load starts.
+const E2E_WARM: u64 = 200;
+
+/// natask: a worker with `concurrency` handlers while a producer offers
+/// `rate` tasks/s for `seconds`; the sorted latencies, enqueue → handler
+/// start.
+pub(super) async fn natask_e2e(
+    s: &Setup,
+    client: &Client,
+    rate: u64,
+    seconds: u64,
+    concurrency: usize,
+    pad: &str,
+    cap: Duration,
+) -> anyhow::Result<Vec<u64>> {
+    let probe = Arc::new(Probe::new(Instant::now(), E2E_WARM + rate * seconds, true));
+    let worker = Worker::start(client, Arc::clone(&probe), concurrency).await?;
+    side::enqueue_many(client, natask_jobs(E2E_WARM, pad)).await?;
+    wait_for(&probe, E2E_WARM, cap).await?;
+    let producer = client.clone();
+    let pad = pad.to_owned();
+    drive(rate, seconds, &probe, move |seq, sent_ns| {
+        let client = producer.clone();
+        let job = BenchJob::new(seq, sent_ns, pad.clone());
+        async move {
+            client.enqueue(&job).await?;
+            Ok(())
+        }
+    })
+    .await?;
+    probe.wait(cap).await;
+    worker.stop().await?;
+    s.purge().await?;
+    Ok(probe.latencies())
+}
+
+/// raw: the same with async-nats' consumer stream and publishes.
+pub(super) async fn raw_e2e(
+    s: &Setup,
+    rate: u64,
+    seconds: u64,
+    concurrency: usize,
+    pad: &str,
+    cap: Duration,
+) -> anyhow::Result<Vec<u64>> {
+    let probe = Arc::new(Probe::new(Instant::now(), E2E_WARM + rate * seconds, true));
+    let consumer = raw::consumer(&s.js).await?;
+    let consuming = {
+        let probe = Arc::clone(&probe);
+        tokio::spawn(async move { raw::consume(&consumer, concurrency, &probe, cap).await })
+    };
+    raw::publish_pipelined(&s.js, raw_jobs(E2E_WARM, pad), 256, Instant::now() + cap).await?;
+    wait_for(&probe, E2E_WARM, cap).await?;
+    let js = s.js.clone();
+    let pad = pad.to_owned();
+    drive(rate, seconds, &probe, move |seq, sent_ns| {
+        let js = js.clone();
+        let job = RawJob {
+            seq,
+            sent_ns,
+            pad: pad.clone(),
+        };
+        async move { raw::publish_one(&js, job).await }
+    })
+    .await?;
+    consuming.await??;
+    s.purge().await?;
+    Ok(probe.latencies())
+}
+
+async fn wait_for(probe: &Probe, n: u64, cap: Duration) -> anyhow::Result<()> {
+    let until = Instant::now() + cap;
+    while probe.handled() < n {
+        anyhow::ensure!(
+            Instant::now() < until,
+            "warm-up tasks were not handled within {cap:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
