@@ -1,5 +1,6 @@
-//! The scenarios. Each runs natask and the raw baseline back to back on a
-//! fresh server of its own, and returns rows of both figures.
+//! The scenarios. Each runs natask and the raw baseline (and, in 10,
+//! apalis-nats) back to back on a fresh server of its own, and returns rows
+//! of both figures.
 
 mod headline;
 mod measure;
@@ -14,14 +15,14 @@ use natask_runtime::Client;
 use natask_testing::NatsServer;
 
 pub(crate) use headline::{e2e, enqueue_each, pipelined, process};
-pub(crate) use peers::natask_like_taskiq;
+pub(crate) use peers::{apalis, natask_like_taskiq};
 
-use crate::child;
 use crate::probe::Probe;
 use crate::raw::{self, RawJob};
 use crate::report::{Row, Target};
 use crate::side::{self, Worker};
 use crate::tasks::BenchJob;
+use crate::{apalis_side, child};
 
 /// Counts for one run: the full set or the smoke run.
 #[derive(Debug, Clone)]
@@ -38,6 +39,7 @@ pub(crate) struct Sizes {
     pub(crate) backlog_window: u64,
     pub(crate) payloads: Vec<(usize, u64)>,
     pub(crate) taskiq: u64,
+    pub(crate) apalis: u64,
     pub(crate) observe: u64,
     /// Longest any one measurement may run.
     pub(crate) cap: Duration,
@@ -57,6 +59,7 @@ impl Sizes {
             backlog_window: 100_000,
             payloads: vec![(100, 50_000), (10 * 1024, 20_000), (512 * 1024, 500)],
             taskiq: 10_000,
+            apalis: 20_000,
             observe: 100_000,
             cap: Duration::from_secs(60),
         }
@@ -75,6 +78,7 @@ impl Sizes {
             backlog_window: 1_000,
             payloads: vec![(100, 1_000), (10 * 1024, 200), (512 * 1024, 10)],
             taskiq: 1_000,
+            apalis: 1_000,
             observe: 1_000,
             cap: Duration::from_secs(20),
         }
@@ -147,16 +151,26 @@ impl Setup {
             names.queue_stream(crate::tasks::QUEUE),
             format!("KV_{}", names.task_bucket()),
             raw::STREAM.to_owned(),
+            apalis_side::STREAM.to_owned(),
         ] {
-            self.js
-                .get_stream(&name)
-                .await?
-                .purge()
-                .await
-                .context("purge")?;
+            let stream = match self.js.get_stream(&name).await {
+                Ok(stream) => stream,
+                // apalis-nats' stream exists once scenario 10 has pushed.
+                Err(e) if stream_not_found(&e) => continue,
+                Err(e) => return Err(e).context("purge"),
+            };
+            stream.purge().await.context("purge")?;
         }
         Ok(())
     }
+}
+
+fn stream_not_found(e: &jetstream::context::GetStreamError) -> bool {
+    matches!(
+        e.kind(),
+        jetstream::context::GetStreamErrorKind::JetStream(js)
+            if js.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+    )
 }
 
 /// Latency figures of one side at one rate.

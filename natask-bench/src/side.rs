@@ -11,7 +11,7 @@ use crate::probe::Probe;
 use crate::tasks::{BenchJob, QUEUE};
 
 /// A client of the server at `url` with natask's default settings, as a
-/// new user gets it (task tracking on): the natask of scenarios 1–4.
+/// new user gets it (task tracking on): the natask of scenarios 1–4 and 10.
 pub(crate) async fn connect(url: &str) -> anyhow::Result<Client> {
     Ok(Client::connect(url).await?)
 }

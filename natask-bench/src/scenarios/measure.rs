@@ -1,5 +1,6 @@
 //! One side's timed measurement on a [`Setup`]: natask (with the client it
-//! is given) or raw async-nats. The scenarios put them side by side in rows.
+//! is given), raw async-nats or apalis-nats. The scenarios put them side by
+//! side in rows.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -7,6 +8,7 @@ use std::time::{Duration, Instant};
 use natask_runtime::Client;
 
 use super::{natask_jobs, per_s, raw_jobs, Setup};
+use crate::apalis_side;
 use crate::probe::Probe;
 use crate::raw::{self, RawJob};
 use crate::side::{self, Worker};
@@ -95,6 +97,45 @@ pub(super) async fn raw_pipelined(
     Ok(rate)
 }
 
+/// apalis-nats: `n` pushes, each awaited (`bulk` false) or 256 a
+/// `push_bulk` call, after a warm-up; timed until its stream holds them,
+/// since `push` does not wait for JetStream's ack.
+pub(super) async fn apalis_enqueue(
+    s: &Setup,
+    n: u64,
+    pad: &str,
+    bulk: bool,
+    cap: Duration,
+) -> anyhow::Result<Rate> {
+    let mut backend = apalis_side::backend(&s.url).await?;
+    let warm = apalis_push(&mut backend, raw_jobs(warm_up(n), pad), bulk, cap).await?;
+    apalis_side::stored(&s.js, warm, Instant::now() + cap).await?;
+    s.purge().await?;
+    let t = Instant::now();
+    let sent = apalis_push(&mut backend, raw_jobs(n, pad), bulk, cap).await?;
+    let held = apalis_side::stored(&s.js, sent, t + cap).await?;
+    let rate = Rate {
+        per_s: per_s(held, t.elapsed()),
+        cut: held < n,
+    };
+    s.purge().await?;
+    Ok(rate)
+}
+
+async fn apalis_push(
+    backend: &mut apalis_side::Backend,
+    jobs: impl Iterator<Item = RawJob>,
+    bulk: bool,
+    cap: Duration,
+) -> anyhow::Result<u64> {
+    let deadline = Instant::now() + cap;
+    if bulk {
+        apalis_side::push_bulk(backend, jobs, deadline).await
+    } else {
+        apalis_side::push_each(backend, jobs, deadline).await
+    }
+}
+
 /// natask: fills the queue with `n` tasks, then times a worker handling
 /// them all at `concurrency`.
 pub(super) async fn natask_process(
@@ -131,6 +172,30 @@ pub(super) async fn raw_process(
     let t = Instant::now();
     let consumer = raw::consumer(&s.js).await?;
     raw::consume(&consumer, concurrency, &probe, cap).await?;
+    let rate = per_s(probe.handled(), t.elapsed());
+    s.purge().await?;
+    Ok(Rate {
+        per_s: rate,
+        cut: probe.handled() < n,
+    })
+}
+
+/// apalis-nats: the same with an apalis worker.
+pub(super) async fn apalis_process(
+    s: &Setup,
+    n: u64,
+    pad: &str,
+    concurrency: usize,
+    cap: Duration,
+) -> anyhow::Result<Rate> {
+    s.purge().await?;
+    let mut backend = apalis_side::backend(&s.url).await?;
+    let sent = apalis_side::push_bulk(&mut backend, raw_jobs(n, pad), Instant::now() + cap).await?;
+    let held = apalis_side::stored(&s.js, sent, Instant::now() + cap).await?;
+    anyhow::ensure!(held == n, "apalis-nats stored {held} of {n} tasks");
+    let probe = Arc::new(Probe::new(Instant::now(), n, false));
+    let t = Instant::now();
+    apalis_side::consume(&s.url, concurrency, Arc::clone(&probe), cap).await?;
     let rate = per_s(probe.handled(), t.elapsed());
     s.purge().await?;
     Ok(Rate {

@@ -1,11 +1,14 @@
 //! natask against its peers on one server: the natask half of scenario 7
-//! (taskiq-nats runs in Python, `crate::peer`).
+//! (taskiq-nats runs in Python, `crate::peer`), and scenario 10,
+//! apalis-nats, with raw async-nats in the same run for scale.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{natask_jobs, pad, per_s, DEFAULT_SIZE};
+use super::measure::{self, Rate};
+use super::{natask_jobs, pad, per_s, Setup, Sizes, DEFAULT_SIZE};
 use crate::probe::Probe;
+use crate::report::{self, Row};
 use crate::side::{self, Worker};
 
 /// 7, natask's half: the same shape as the taskiq run (each enqueue
@@ -27,4 +30,82 @@ pub(crate) async fn natask_like_taskiq(
     let process = per_s(probe.handled(), t.elapsed());
     worker.stop().await?;
     Ok((enqueue, process))
+}
+
+/// apalis-nats' `push` returns before JetStream stores the task.
+const UNACKED: &str =
+    "apalis timed until its stream holds every task: its `push` does not await JetStream's ack";
+
+/// One row of scenario 10: natask at its defaults against apalis-nats,
+/// with raw's figure and both ratios to it in the note.
+fn apalis_row(scenario: &'static str, metric: &str, natask: f64, apalis: Rate, raw: f64) -> Row {
+    let mut note = format!(
+        "raw {} tasks/s: natask / raw {:.2}, apalis / raw {:.2}",
+        report::number(raw),
+        natask / raw,
+        apalis.per_s / raw
+    );
+    if apalis.cut {
+        note.push_str("; apalis cut at the time cap");
+    }
+    Row::new(scenario, metric, "tasks/s", natask, apalis.per_s).note(note)
+}
+
+/// 10: apalis-nats (its defaults, a durable pull consumer) against natask
+/// at its defaults and raw async-nats, on one server: enqueue awaiting
+/// each, enqueue pipelined, and processing a backlog at each concurrency.
+pub(crate) async fn apalis(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
+    let s = Setup::new().await?;
+    let pad = pad(DEFAULT_SIZE);
+    let (n, cap) = (sizes.apalis, sizes.cap);
+    let metric = format!("N = {n}");
+    let mut rows = Vec::new();
+
+    let natask = measure::natask_enqueue_each(&s, &s.client, n, &pad, cap).await?;
+    let raw = measure::raw_publish_each(&s, n, &pad, cap).await?;
+    let apalis = measure::apalis_enqueue(&s, n, &pad, false, cap).await?;
+    rows.push(
+        apalis_row(
+            "10 vs apalis-nats: enqueue, awaiting each",
+            &metric,
+            natask,
+            apalis,
+            raw,
+        )
+        .also(UNACKED),
+    );
+
+    let natask = measure::natask_pipelined(&s, &s.client, n, &pad).await?;
+    let raw = measure::raw_pipelined(&s, n, &pad, cap).await?;
+    let apalis = measure::apalis_enqueue(&s, n, &pad, true, cap).await?;
+    rows.push(
+        apalis_row(
+            "10 vs apalis-nats: enqueue, pipelined",
+            &format!("{metric}; natask 256 in flight, apalis `push_bulk` of 256"),
+            natask,
+            apalis,
+            raw,
+        )
+        .also(UNACKED),
+    );
+
+    for &c in &sizes.concurrencies {
+        let natask = measure::natask_process(&s, &s.client, n, &pad, c, cap).await?;
+        let raw = measure::raw_process(&s, n, &pad, c, cap).await?;
+        let apalis = measure::apalis_process(&s, n, &pad, c, cap).await?;
+        let mut row = apalis_row(
+            "10 vs apalis-nats: processing a backlog",
+            &format!("{metric}, concurrency {c}"),
+            natask.per_s,
+            apalis,
+            raw.per_s,
+        );
+        for (side, rate) in [("natask", natask), ("raw", raw)] {
+            if rate.cut {
+                row = row.also(format!("{side} cut at {cap:?}"));
+            }
+        }
+        rows.push(row);
+    }
+    Ok(rows)
 }
