@@ -1,5 +1,5 @@
-//! The benchmarks build and run: every scenario but taskiq, at N = 1,000.
-//! Timings are printed, never asserted.
+//! The benchmarks build and run: every scenario but taskiq, at N = 1,000,
+//! apalis-nats included. Timings are printed, never asserted.
 
 use std::process::Command;
 use std::time::Instant;
@@ -28,6 +28,7 @@ fn every_scenario_runs_at_smoke_size() {
         "6 payload",
         "8 tracing + metrics",
         "9 task tracking",
+        "10 vs apalis-nats",
     ] {
         assert!(
             stdout.contains(scenario),
@@ -49,6 +50,17 @@ fn every_scenario_runs_at_smoke_size() {
                 "no `{scenario}` row with `{setting}` in:\n{stdout}"
             );
         }
+    }
+    for row in [
+        "| 10 vs apalis-nats: enqueue, awaiting each |",
+        "| 10 vs apalis-nats: enqueue, pipelined |",
+    ] {
+        assert!(stdout.contains(row), "no `{row}` row in:\n{stdout}");
+    }
+    for c in [1, 64, 256] {
+        let row =
+            format!("| 10 vs apalis-nats: processing a backlog | N = 1000, concurrency {c} |");
+        assert!(stdout.contains(&row), "no `{row}` row in:\n{stdout}");
     }
     assert!(stdout.contains("skipped: taskiq"), "{stdout}");
     let results =
