@@ -44,10 +44,7 @@ pub(crate) async fn push_each(
     deadline: Instant,
 ) -> anyhow::Result<u64> {
     let mut sent = 0;
-    for job in jobs {
-        if Instant::now() > deadline {
-            break;
-        }
+    for job in jobs.take_while(|_| Instant::now() < deadline) {
         backend.push(job).await.context("apalis push")?;
         sent += 1;
     }

@@ -379,8 +379,10 @@ pub(crate) async fn payload(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
             "6 payload size: enqueue, pipelined",
             format!("{label}, N = {n}"),
             "tasks/s",
-            measure::natask_pipelined(&s, &s.untracked, n, &pad).await?,
-            measure::raw_pipelined(&s, n, &pad, sizes.cap).await?,
+            measure::natask_pipelined(&s, &s.untracked, n, &pad)
+                .await?
+                .per_s,
+            measure::raw_pipelined(&s, n, &pad, sizes.cap).await?.per_s,
         ));
         let natask = measure::natask_process(&s, &s.untracked, n, &pad, 256, sizes.cap).await?;
         let raw = measure::raw_process(&s, n, &pad, 256, sizes.cap).await?;
@@ -392,7 +394,10 @@ pub(crate) async fn payload(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
                 natask.per_s,
                 raw.per_s,
             )
-            .note(measure::cut_note(natask, raw, sizes.cap)),
+            .note(measure::cut_note(
+                [("natask", natask), ("raw", raw)],
+                sizes.cap,
+            )),
         );
     }
     Ok(rows)

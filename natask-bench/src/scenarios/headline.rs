@@ -58,9 +58,13 @@ pub(crate) async fn enqueue_each(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
     let pad = pad(DEFAULT_SIZE);
     let (n, cap) = (sizes.enqueue_each, sizes.cap);
     let figures = Headline {
-        defaults: measure::natask_enqueue_each(&s, &s.client, n, &pad, cap).await?,
-        untracked: measure::natask_enqueue_each(&s, &s.untracked, n, &pad, cap).await?,
-        raw: measure::raw_publish_each(&s, n, &pad, cap).await?,
+        defaults: measure::natask_enqueue_each(&s, &s.client, n, &pad, cap)
+            .await?
+            .per_s,
+        untracked: measure::natask_enqueue_each(&s, &s.untracked, n, &pad, cap)
+            .await?
+            .per_s,
+        raw: measure::raw_publish_each(&s, n, &pad, cap).await?.per_s,
     };
     Ok(figures
         .rows(
@@ -78,9 +82,13 @@ pub(crate) async fn pipelined(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
     let pad = pad(DEFAULT_SIZE);
     let n = sizes.pipelined;
     let figures = Headline {
-        defaults: measure::natask_pipelined(&s, &s.client, n, &pad).await?,
-        untracked: measure::natask_pipelined(&s, &s.untracked, n, &pad).await?,
-        raw: measure::raw_pipelined(&s, n, &pad, sizes.cap).await?,
+        defaults: measure::natask_pipelined(&s, &s.client, n, &pad)
+            .await?
+            .per_s,
+        untracked: measure::natask_pipelined(&s, &s.untracked, n, &pad)
+            .await?
+            .per_s,
+        raw: measure::raw_pipelined(&s, n, &pad, sizes.cap).await?.per_s,
     };
     Ok(figures
         .rows(
@@ -120,8 +128,11 @@ pub(crate) async fn process(sizes: &Sizes, plots: &mut Plots) -> anyhow::Result<
             "tasks/s",
             target,
         );
-        rows.push(with_defaults.also(measure::cut_note(defaults, raw, cap)));
-        rows.push(with_tracking_off.also(measure::cut_note(untracked, raw, cap)));
+        rows.push(with_defaults.also(measure::cut_note([("natask", defaults), ("raw", raw)], cap)));
+        rows.push(with_tracking_off.also(measure::cut_note(
+            [("natask", untracked), ("raw", raw)],
+            cap,
+        )));
     }
     Ok(rows)
 }

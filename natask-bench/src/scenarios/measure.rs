@@ -21,9 +21,9 @@ pub(super) struct Rate {
     pub(super) cut: bool,
 }
 
-/// Which side of a processing row the time cap cut short, if any.
-pub(super) fn cut_note(natask: Rate, raw: Rate, cap: Duration) -> String {
-    [("natask", natask), ("raw", raw)]
+/// Which sides of a row the time cap cut short, if any.
+pub(super) fn cut_note<const N: usize>(sides: [(&str, Rate); N], cap: Duration) -> String {
+    sides
         .into_iter()
         .filter(|(_, rate)| rate.cut)
         .map(|(side, _)| format!("{side} cut at {cap:?}"))
@@ -36,70 +36,79 @@ fn warm_up(n: u64) -> u64 {
     (n / 20).min(5_000)
 }
 
-/// natask: `n` enqueues, each awaited, after a warm-up.
+/// Runs `enqueue` for a warm-up, purges, then times it for `n` tasks and
+/// purges again: the rate of the tasks it reports enqueued, cut when fewer
+/// than `n` (its deadline passed).
+async fn warmed_up<F, Fut>(s: &Setup, n: u64, mut enqueue: F) -> anyhow::Result<Rate>
+where
+    F: FnMut(u64) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<u64>>,
+{
+    enqueue(warm_up(n)).await?;
+    s.purge().await?;
+    let t = Instant::now();
+    let sent = enqueue(n).await?;
+    let rate = Rate {
+        per_s: per_s(sent, t.elapsed()),
+        cut: sent < n,
+    };
+    s.purge().await?;
+    Ok(rate)
+}
+
+/// natask: `n` enqueues, each awaited.
 pub(super) async fn natask_enqueue_each(
     s: &Setup,
     client: &Client,
     n: u64,
     pad: &str,
     cap: Duration,
-) -> anyhow::Result<f64> {
-    s.purge().await?;
-    side::enqueue_each(client, natask_jobs(warm_up(n), pad), Instant::now() + cap).await?;
-    let t = Instant::now();
-    let sent = side::enqueue_each(client, natask_jobs(n, pad), t + cap).await?;
-    Ok(per_s(sent, t.elapsed()))
+) -> anyhow::Result<Rate> {
+    warmed_up(s, n, |k| {
+        side::enqueue_each(client, natask_jobs(k, pad), Instant::now() + cap)
+    })
+    .await
 }
 
-/// raw: `n` publishes, each ack awaited, after a warm-up.
+/// raw: `n` publishes, each ack awaited.
 pub(super) async fn raw_publish_each(
     s: &Setup,
     n: u64,
     pad: &str,
     cap: Duration,
-) -> anyhow::Result<f64> {
-    s.purge().await?;
-    raw::publish_each(&s.js, raw_jobs(warm_up(n), pad), Instant::now() + cap).await?;
-    let t = Instant::now();
-    let sent = raw::publish_each(&s.js, raw_jobs(n, pad), t + cap).await?;
-    Ok(per_s(sent, t.elapsed()))
+) -> anyhow::Result<Rate> {
+    warmed_up(s, n, |k| {
+        raw::publish_each(&s.js, raw_jobs(k, pad), Instant::now() + cap)
+    })
+    .await
 }
 
-/// natask: `Client::enqueue_many` of `n` (256 in flight), after a warm-up.
+/// natask: `Client::enqueue_many` of `n` (256 in flight).
 pub(super) async fn natask_pipelined(
     s: &Setup,
     client: &Client,
     n: u64,
     pad: &str,
-) -> anyhow::Result<f64> {
-    side::enqueue_many(client, natask_jobs(warm_up(n), pad)).await?;
-    s.purge().await?;
-    let t = Instant::now();
-    let sent = side::enqueue_many(client, natask_jobs(n, pad)).await?;
-    let rate = per_s(sent, t.elapsed());
-    s.purge().await?;
-    Ok(rate)
+) -> anyhow::Result<Rate> {
+    warmed_up(s, n, |k| side::enqueue_many(client, natask_jobs(k, pad))).await
 }
 
-/// raw: `n` publishes with 256 acks outstanding, after a warm-up.
+/// raw: `n` publishes with 256 acks outstanding.
 pub(super) async fn raw_pipelined(
     s: &Setup,
     n: u64,
     pad: &str,
     cap: Duration,
-) -> anyhow::Result<f64> {
-    raw::publish_pipelined(&s.js, raw_jobs(warm_up(n), pad), 256, Instant::now() + cap).await?;
-    s.purge().await?;
-    let t = Instant::now();
-    let sent = raw::publish_pipelined(&s.js, raw_jobs(n, pad), 256, t + cap).await?;
-    let rate = per_s(sent, t.elapsed());
-    s.purge().await?;
-    Ok(rate)
+) -> anyhow::Result<Rate> {
+    warmed_up(s, n, |k| {
+        raw::publish_pipelined(&s.js, raw_jobs(k, pad), 256, Instant::now() + cap)
+    })
+    .await
 }
 
 /// apalis-nats: `n` pushes, each awaited (`bulk` false) or 256 a
-/// `push_bulk` call, after a warm-up; timed until its stream holds them,
-/// since `push` does not wait for JetStream's ack.
+/// `push_bulk` call, each timed until its stream holds them, since `push`
+/// does not wait for JetStream's ack.
 pub(super) async fn apalis_enqueue(
     s: &Setup,
     n: u64,
@@ -107,37 +116,51 @@ pub(super) async fn apalis_enqueue(
     bulk: bool,
     cap: Duration,
 ) -> anyhow::Result<Rate> {
-    let mut backend = apalis_side::backend(&s.url).await?;
-    let warm = apalis_push(&mut backend, raw_jobs(warm_up(n), pad), bulk, cap).await?;
-    apalis_side::stored(&s.js, warm, Instant::now() + cap).await?;
-    s.purge().await?;
-    let t = Instant::now();
-    let sent = apalis_push(&mut backend, raw_jobs(n, pad), bulk, cap).await?;
-    let held = apalis_side::stored(&s.js, sent, t + cap).await?;
-    let rate = Rate {
-        per_s: per_s(held, t.elapsed()),
-        cut: held < n,
-    };
-    s.purge().await?;
-    Ok(rate)
+    // One backend for the warm-up and the measurement (a clone would set
+    // its stream and consumer up again); the lock is never contended.
+    let backend = &tokio::sync::Mutex::new(apalis_side::backend(&s.url).await?);
+    warmed_up(s, n, |k| async move {
+        let mut backend = backend.lock().await;
+        let deadline = Instant::now() + cap;
+        let jobs = raw_jobs(k, pad);
+        let sent = if bulk {
+            apalis_side::push_bulk(&mut backend, jobs, deadline).await?
+        } else {
+            apalis_side::push_each(&mut backend, jobs, deadline).await?
+        };
+        apalis_side::stored(&s.js, sent, deadline).await
+    })
+    .await
 }
 
-async fn apalis_push(
-    backend: &mut apalis_side::Backend,
-    jobs: impl Iterator<Item = RawJob>,
-    bulk: bool,
-    cap: Duration,
-) -> anyhow::Result<u64> {
-    let deadline = Instant::now() + cap;
-    if bulk {
-        apalis_side::push_bulk(backend, jobs, deadline).await
-    } else {
-        apalis_side::push_each(backend, jobs, deadline).await
-    }
+/// Purges, `fill`s the queue with `n` tasks, then runs `handle` with a
+/// probe until it has counted them all or the time cap passed, and purges
+/// again; the rate from `handle`'s start to the last task's start.
+async fn backlog_handled<Fill, Filled, Handle, Handled>(
+    s: &Setup,
+    n: u64,
+    fill: Fill,
+    handle: Handle,
+) -> anyhow::Result<Rate>
+where
+    Fill: FnOnce() -> Filled,
+    Filled: std::future::Future<Output = anyhow::Result<u64>>,
+    Handle: FnOnce(Arc<Probe>) -> Handled,
+    Handled: std::future::Future<Output = anyhow::Result<()>>,
+{
+    s.purge().await?;
+    let queued = fill().await?;
+    anyhow::ensure!(queued == n, "queued {queued} of {n} tasks");
+    let probe = Arc::new(Probe::new(Instant::now(), n, false));
+    handle(Arc::clone(&probe)).await?;
+    s.purge().await?;
+    Ok(Rate {
+        per_s: probe.rate_from_origin(),
+        cut: probe.handled() < n,
+    })
 }
 
-/// natask: fills the queue with `n` tasks, then times a worker handling
-/// them all at `concurrency`.
+/// natask: a backlog of `n` handled by a worker at `concurrency`.
 pub(super) async fn natask_process(
     s: &Setup,
     client: &Client,
@@ -146,16 +169,13 @@ pub(super) async fn natask_process(
     concurrency: usize,
     cap: Duration,
 ) -> anyhow::Result<Rate> {
-    s.purge().await?;
-    side::enqueue_many(client, natask_jobs(n, pad)).await?;
-    let probe = Arc::new(Probe::new(Instant::now(), n, false));
-    let t = Instant::now();
-    let worker = Worker::start(client, Arc::clone(&probe), concurrency).await?;
-    let cut = !probe.wait(cap).await;
-    let rate = per_s(probe.handled(), t.elapsed());
-    worker.stop().await?;
-    s.purge().await?;
-    Ok(Rate { per_s: rate, cut })
+    let fill = || side::enqueue_many(client, natask_jobs(n, pad));
+    backlog_handled(s, n, fill, |probe| async move {
+        let worker = Worker::start(client, Arc::clone(&probe), concurrency).await?;
+        probe.wait(cap).await;
+        worker.stop().await
+    })
+    .await
 }
 
 /// raw: the same with async-nats' consumer stream.
@@ -166,18 +186,13 @@ pub(super) async fn raw_process(
     concurrency: usize,
     cap: Duration,
 ) -> anyhow::Result<Rate> {
-    s.purge().await?;
-    raw::publish_pipelined(&s.js, raw_jobs(n, pad), 256, Instant::now() + cap).await?;
-    let probe = Probe::new(Instant::now(), n, false);
-    let t = Instant::now();
-    let consumer = raw::consumer(&s.js).await?;
-    raw::consume(&consumer, concurrency, &probe, cap).await?;
-    let rate = per_s(probe.handled(), t.elapsed());
-    s.purge().await?;
-    Ok(Rate {
-        per_s: rate,
-        cut: probe.handled() < n,
+    let deadline = Instant::now() + cap;
+    let fill = || raw::publish_pipelined(&s.js, raw_jobs(n, pad), 256, deadline);
+    backlog_handled(s, n, fill, |probe| async move {
+        let consumer = raw::consumer(&s.js).await?;
+        raw::consume(&consumer, concurrency, &probe, cap).await
     })
+    .await
 }
 
 /// apalis-nats: the same with an apalis worker.
@@ -188,20 +203,16 @@ pub(super) async fn apalis_process(
     concurrency: usize,
     cap: Duration,
 ) -> anyhow::Result<Rate> {
-    s.purge().await?;
-    let mut backend = apalis_side::backend(&s.url).await?;
-    let sent = apalis_side::push_bulk(&mut backend, raw_jobs(n, pad), Instant::now() + cap).await?;
-    let held = apalis_side::stored(&s.js, sent, Instant::now() + cap).await?;
-    anyhow::ensure!(held == n, "apalis-nats stored {held} of {n} tasks");
-    let probe = Arc::new(Probe::new(Instant::now(), n, false));
-    let t = Instant::now();
-    apalis_side::consume(&s.url, concurrency, Arc::clone(&probe), cap).await?;
-    let rate = per_s(probe.handled(), t.elapsed());
-    s.purge().await?;
-    Ok(Rate {
-        per_s: rate,
-        cut: probe.handled() < n,
+    let fill = || async {
+        let deadline = Instant::now() + cap;
+        let mut backend = apalis_side::backend(&s.url).await?;
+        let sent = apalis_side::push_bulk(&mut backend, raw_jobs(n, pad), deadline).await?;
+        apalis_side::stored(&s.js, sent, deadline).await
+    };
+    backlog_handled(s, n, fill, |probe| {
+        apalis_side::consume(&s.url, concurrency, probe, cap)
     })
+    .await
 }
 
 /// Percentile `p` (0–100) of sorted nanoseconds, in milliseconds.

@@ -36,19 +36,42 @@ pub(crate) async fn natask_like_taskiq(
 const UNACKED: &str =
     "apalis timed until its stream holds every task: its `push` does not await JetStream's ack";
 
-/// One row of scenario 10: natask at its defaults against apalis-nats,
-/// with raw's figure and both ratios to it in the note.
-fn apalis_row(scenario: &'static str, metric: &str, natask: f64, apalis: Rate, raw: f64) -> Row {
-    let mut note = format!(
-        "raw {} tasks/s: natask / raw {:.2}, apalis / raw {:.2}",
-        report::number(raw),
-        natask / raw,
-        apalis.per_s / raw
-    );
-    if apalis.cut {
-        note.push_str("; apalis cut at the time cap");
+/// The figures of one row of scenario 10.
+struct Versus {
+    natask: Rate,
+    apalis: Rate,
+    raw: Rate,
+}
+
+impl Versus {
+    /// natask at its defaults against apalis-nats, with raw's figure, both
+    /// ratios to it and what the time cap cut in the note.
+    fn row(&self, scenario: &'static str, metric: &str, cap: Duration) -> Row {
+        let raw = self.raw.per_s;
+        let note = format!(
+            "raw {} tasks/s: natask / raw {:.2}, apalis / raw {:.2}",
+            report::number(raw),
+            self.natask.per_s / raw,
+            self.apalis.per_s / raw
+        );
+        let cuts = measure::cut_note(
+            [
+                ("natask", self.natask),
+                ("apalis", self.apalis),
+                ("raw", self.raw),
+            ],
+            cap,
+        );
+        Row::new(
+            scenario,
+            metric,
+            "tasks/s",
+            self.natask.per_s,
+            self.apalis.per_s,
+        )
+        .note(note)
+        .also(cuts)
     }
-    Row::new(scenario, metric, "tasks/s", natask, apalis.per_s).note(note)
 }
 
 /// 10: apalis-nats (its defaults, a durable pull consumer) against natask
@@ -61,51 +84,42 @@ pub(crate) async fn apalis(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
     let metric = format!("N = {n}");
     let mut rows = Vec::new();
 
-    let natask = measure::natask_enqueue_each(&s, &s.client, n, &pad, cap).await?;
-    let raw = measure::raw_publish_each(&s, n, &pad, cap).await?;
-    let apalis = measure::apalis_enqueue(&s, n, &pad, false, cap).await?;
+    let each = Versus {
+        natask: measure::natask_enqueue_each(&s, &s.client, n, &pad, cap).await?,
+        apalis: measure::apalis_enqueue(&s, n, &pad, false, cap).await?,
+        raw: measure::raw_publish_each(&s, n, &pad, cap).await?,
+    };
     rows.push(
-        apalis_row(
-            "10 vs apalis-nats: enqueue, awaiting each",
-            &metric,
-            natask,
-            apalis,
-            raw,
-        )
-        .also(UNACKED),
+        each.row("10 vs apalis-nats: enqueue, awaiting each", &metric, cap)
+            .also(UNACKED),
     );
 
-    let natask = measure::natask_pipelined(&s, &s.client, n, &pad).await?;
-    let raw = measure::raw_pipelined(&s, n, &pad, cap).await?;
-    let apalis = measure::apalis_enqueue(&s, n, &pad, true, cap).await?;
+    let pipelined = Versus {
+        natask: measure::natask_pipelined(&s, &s.client, n, &pad).await?,
+        apalis: measure::apalis_enqueue(&s, n, &pad, true, cap).await?,
+        raw: measure::raw_pipelined(&s, n, &pad, cap).await?,
+    };
     rows.push(
-        apalis_row(
-            "10 vs apalis-nats: enqueue, pipelined",
-            &format!("{metric}; natask 256 in flight, apalis `push_bulk` of 256"),
-            natask,
-            apalis,
-            raw,
-        )
-        .also(UNACKED),
+        pipelined
+            .row(
+                "10 vs apalis-nats: enqueue, pipelined",
+                &format!("{metric}; natask 256 in flight, apalis `push_bulk` of 256"),
+                cap,
+            )
+            .also(UNACKED),
     );
 
     for &c in &sizes.concurrencies {
-        let natask = measure::natask_process(&s, &s.client, n, &pad, c, cap).await?;
-        let raw = measure::raw_process(&s, n, &pad, c, cap).await?;
-        let apalis = measure::apalis_process(&s, n, &pad, c, cap).await?;
-        let mut row = apalis_row(
+        let processing = Versus {
+            natask: measure::natask_process(&s, &s.client, n, &pad, c, cap).await?,
+            apalis: measure::apalis_process(&s, n, &pad, c, cap).await?,
+            raw: measure::raw_process(&s, n, &pad, c, cap).await?,
+        };
+        rows.push(processing.row(
             "10 vs apalis-nats: processing a backlog",
             &format!("{metric}, concurrency {c}"),
-            natask.per_s,
-            apalis,
-            raw.per_s,
-        );
-        for (side, rate) in [("natask", natask), ("raw", raw)] {
-            if rate.cut {
-                row = row.also(format!("{side} cut at {cap:?}"));
-            }
-        }
-        rows.push(row);
+            cap,
+        ));
     }
     Ok(rows)
 }
