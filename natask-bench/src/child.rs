@@ -53,7 +53,7 @@ pub(crate) async fn run(args: &[String]) -> anyhow::Result<()> {
                     .with_writer(std::io::sink)
                     .init();
             }
-            let client = side::connect(url, false).await?;
+            let client = side::connect_untracked(url).await?;
             let worker =
                 side::Worker::start_with(&client, Arc::clone(&probe), concurrency, observed)
                     .await?;
@@ -129,7 +129,7 @@ pub(crate) async fn fill(args: &[String]) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(600);
     let sent = match mode.as_str() {
         "natask" => {
-            let client = side::connect(url, false).await?;
+            let client = side::connect_untracked(url).await?;
             let jobs = (0..n).map(|seq| crate::tasks::BenchJob::new(seq, 0, pad.clone()));
             side::enqueue_many(&client, jobs).await?
         }

@@ -1,10 +1,12 @@
 //! natask's benchmarks: each scenario runs natask and a raw async-nats
 //! baseline doing the same JetStream work, back to back in one process run
 //! on one fresh `nats-server`, and reports both figures and their ratio.
+//! Scenarios 1–4 run natask at its default settings (task tracking on) with
+//! a second row for tracking off; 10 adds apalis-nats on the same server.
 //!
 //! ```text
 //! natask-bench all [--smoke] [--out DIR]    every scenario (BENCHMARKS.md)
-//! natask-bench <scenario> [--smoke]         enqueue | pipelined | process | e2e | backlog | payload | observe | taskiq
+//! natask-bench <scenario> [--smoke]         enqueue | pipelined | process | e2e | backlog | payload | observe | tracking | taskiq | apalis
 //! natask-bench fill <natask|raw> <url> <n> [bytes]  queue n tasks on a running server (for profiling)
 //! natask-bench worker <natask|natask-observed|raw> <url> <n> <concurrency>   handle n of them, print rate and peak RSS
 //! ```
@@ -14,6 +16,7 @@
 //! writes `results.md` and the PNG plots there. Everything talks to
 //! 127.0.0.1 only, and every load loop is bounded in count and in time.
 
+mod apalis_side;
 mod child;
 mod peer;
 mod plot;
@@ -32,7 +35,7 @@ use scenarios::{Latencies, Sizes};
 /// Data for the plots, gathered while the scenarios run.
 #[derive(Default)]
 pub(crate) struct Plots {
-    /// (concurrency, natask tasks/s, raw tasks/s)
+    /// (concurrency, natask at its defaults tasks/s, raw tasks/s)
     throughput: Vec<(usize, f64, f64)>,
     latencies: Vec<Latencies>,
 }
@@ -47,6 +50,7 @@ const SCENARIOS: &[&str] = &[
     "observe",
     "tracking",
     "taskiq",
+    "apalis",
 ];
 
 fn main() -> anyhow::Result<()> {
@@ -109,6 +113,13 @@ async fn run(which: &[&str], flags: &[String]) -> anyhow::Result<()> {
                 let rows = scenarios::tracking(&sizes).await?;
                 print_rows(&rows);
                 report.tracking.extend(rows);
+                continue;
+            }
+            "apalis" => {
+                let rows = scenarios::apalis(&sizes).await?;
+                eprintln!("   ({:.1} s)", started.elapsed().as_secs_f64());
+                print_rows(&rows);
+                report.apalis.extend(rows);
                 continue;
             }
             "taskiq" if smoke => {
@@ -196,18 +207,26 @@ fn machine() -> Vec<String> {
         ),
         format!(
             "{server}, file storage, 127.0.0.1; async-nats {}",
-            async_nats_version()
+            locked("async-nats").join(" and ")
+        ),
+        format!(
+            "apalis-nats {} on apalis {} (the older async-nats)",
+            locked("apalis-nats").join(", "),
+            locked("apalis").join(", ")
         ),
     ]
 }
 
-/// async-nats's version, as locked when this binary was built.
-fn async_nats_version() -> &'static str {
+/// The versions of `package` locked when this binary was built, oldest
+/// first (apalis-nats brings a second async-nats).
+fn locked(package: &str) -> Vec<&'static str> {
     const LOCK: &str = include_str!("../../Cargo.lock");
+    let name = format!("name = \"{package}\"");
     LOCK.split("[[package]]")
-        .find(|p| p.contains("name = \"async-nats\""))
-        .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = \"")))
-        .map_or("unknown", |v| v.trim_end_matches('"'))
+        .filter(|p| p.lines().any(|l| l == name))
+        .filter_map(|p| p.lines().find_map(|l| l.strip_prefix("version = \"")))
+        .map(|v| v.trim_end_matches('"'))
+        .collect()
 }
 
 fn load() -> String {

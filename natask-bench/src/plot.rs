@@ -61,7 +61,7 @@ pub(crate) fn throughput(points: &[(usize, f64, f64)], file: &Path) -> PlotResul
         .y_label_formatter(&|y| format!("{:.0}k", y / 1000.0))
         .label_style(("sans-serif", 16))
         .draw()?;
-    for (name, color, pick) in [("natask", NATASK, 1), ("raw async-nats", RAW, 2)] {
+    for (name, color, pick) in [("natask (defaults)", NATASK, 1), ("raw async-nats", RAW, 2)] {
         let series: Vec<(f64, f64)> = points
             .iter()
             .map(|p| (p.0 as f64, if pick == 1 { p.1 } else { p.2 }))
@@ -118,7 +118,7 @@ pub(crate) fn latency(all: &[Latencies], file: &Path) -> PlotResult {
         .draw()?;
     for l in all {
         for (side, color, data, dashed) in [
-            ("natask", NATASK, &l.natask, l.rate > 1_000),
+            ("natask (defaults)", NATASK, &l.natask, l.rate > 1_000),
             ("raw", RAW, &l.raw, l.rate > 1_000),
         ] {
             if data.is_empty() {

@@ -84,6 +84,14 @@ impl Probe {
         (self.target - 1) as f64 / ((last - first) as f64 / 1e9)
     }
 
+    /// Tasks per second from the origin to the target's last task (to now,
+    /// while the target is not reached).
+    pub(crate) fn rate_from_origin(&self) -> f64 {
+        let last = self.last_ns.load(Ordering::Acquire);
+        let end = if last > 0 { last } else { self.now_ns() };
+        self.handled() as f64 / (end as f64 / 1e9)
+    }
+
     /// The recorded latencies, sorted, in nanoseconds.
     pub(crate) fn latencies(&self) -> Vec<u64> {
         let mut all = self

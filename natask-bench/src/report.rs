@@ -62,6 +62,16 @@ impl Row {
         self
     }
 
+    /// Adds `note` after the row's note.
+    pub(crate) fn also(mut self, note: impl AsRef<str>) -> Row {
+        let note = note.as_ref();
+        if !note.is_empty() && !self.note.is_empty() {
+            self.note.push_str("; ");
+        }
+        self.note.push_str(note);
+        self
+    }
+
     pub(crate) fn ratio(&self) -> f64 {
         if self.baseline == 0.0 {
             f64::NAN
@@ -96,6 +106,8 @@ pub(crate) struct Report {
     pub(crate) raw: Vec<Row>,
     /// natask against taskiq-nats.
     pub(crate) peers: Vec<Row>,
+    /// natask at its defaults against apalis-nats.
+    pub(crate) apalis: Vec<Row>,
     /// natask with tracing and metrics on against natask with them off.
     pub(crate) observed: Vec<Row>,
     /// natask with task tracking on, against off.
@@ -164,6 +176,12 @@ impl Report {
         if !self.peers.is_empty() {
             out.push_str("\n### natask against taskiq-nats (same server, same run)\n\n");
             table(&mut out, &self.peers, "taskiq");
+        }
+        if !self.apalis.is_empty() {
+            out.push_str(
+                "\n### natask (default settings) against apalis-nats (same server, same run)\n\n",
+            );
+            table(&mut out, &self.apalis, "apalis");
         }
         if !self.observed.is_empty() {
             out.push_str(

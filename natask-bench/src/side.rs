@@ -10,13 +10,19 @@ use tokio::sync::oneshot;
 use crate::probe::Probe;
 use crate::tasks::{BenchJob, QUEUE};
 
-/// A client of the server at `url`, with task tracking of the bench queue
-/// on or off. Scenarios 1–8 measure the queue itself, with tracking off;
-/// scenario 9 measures what tracking (on by default) costs.
-pub(crate) async fn connect(url: &str, tracking: bool) -> anyhow::Result<Client> {
-    Ok(Client::connect(url)
+/// A client of the server at `url` with natask's default settings, as a
+/// new user gets it (task tracking on): the natask of scenarios 1–4 and 10.
+pub(crate) async fn connect(url: &str) -> anyhow::Result<Client> {
+    Ok(Client::connect(url).await?)
+}
+
+/// A client whose bench queue has task tracking off: the second natask row
+/// of scenarios 1–4, and the natask of scenarios 5–8, which measure the
+/// queue itself and stay comparable with earlier runs.
+pub(crate) async fn connect_untracked(url: &str) -> anyhow::Result<Client> {
+    Ok(connect(url)
         .await?
-        .with_queue(QueuePolicy::new(QUEUE).tracking(tracking))?)
+        .with_queue(QueuePolicy::new(QUEUE).tracking(false))?)
 }
 
 /// Enqueues each task and awaits it before the next; returns how many.

@@ -1,5 +1,5 @@
-//! The benchmarks build and run: every scenario but taskiq, at N = 1,000.
-//! Timings are printed, never asserted.
+//! The benchmarks build and run: every scenario but taskiq, at N = 1,000,
+//! apalis-nats included. Timings are printed, never asserted.
 
 use std::process::Command;
 use std::time::Instant;
@@ -28,11 +28,39 @@ fn every_scenario_runs_at_smoke_size() {
         "6 payload",
         "8 tracing + metrics",
         "9 task tracking",
+        "10 vs apalis-nats",
     ] {
         assert!(
             stdout.contains(scenario),
             "no `{scenario}` row in:\n{stdout}"
         );
+    }
+    // The headline runs natask at its defaults and with tracking off.
+    for scenario in [
+        "| 1 enqueue",
+        "| 2 enqueue",
+        "| 3 processing",
+        "| 4 end to end",
+    ] {
+        for setting in [", defaults |", ", tracking off |"] {
+            assert!(
+                stdout
+                    .lines()
+                    .any(|l| l.starts_with(scenario) && l.contains(setting)),
+                "no `{scenario}` row with `{setting}` in:\n{stdout}"
+            );
+        }
+    }
+    for row in [
+        "| 10 vs apalis-nats: enqueue, awaiting each |",
+        "| 10 vs apalis-nats: enqueue, pipelined |",
+    ] {
+        assert!(stdout.contains(row), "no `{row}` row in:\n{stdout}");
+    }
+    for c in [1, 64, 256] {
+        let row =
+            format!("| 10 vs apalis-nats: processing a backlog | N = 1000, concurrency {c} |");
+        assert!(stdout.contains(&row), "no `{row}` row in:\n{stdout}");
     }
     assert!(stdout.contains("skipped: taskiq"), "{stdout}");
     let results =
