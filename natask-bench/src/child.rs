@@ -30,14 +30,15 @@ pub(crate) fn peak_rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-/// `natask-bench worker <natask|natask-observed|raw> <url> <count>
-/// <concurrency>`: handles `count` tasks of a queue filled by the parent,
-/// then reports. `natask-observed` first installs a tracing subscriber
+/// `natask-bench worker <natask|natask-default|natask-observed|raw> <url>
+/// <count> <concurrency>`: handles `count` tasks of a queue filled by the
+/// parent, then reports. `natask` runs with task tracking off,
+/// `natask-default` with it on. `natask-observed` first installs a tracing subscriber
 /// (INFO, formatted, written to a sink) and serves `/metrics`.
 pub(crate) async fn run(args: &[String]) -> anyhow::Result<()> {
     let [mode, url, count, concurrency] = args else {
         anyhow::bail!(
-            "usage: natask-bench worker <natask|natask-observed|raw> <url> <count> <concurrency>"
+            "usage: natask-bench worker <natask|natask-default|natask-observed|raw> <url> <count> <concurrency>"
         );
     };
     let count: u64 = count.parse()?;
@@ -45,7 +46,7 @@ pub(crate) async fn run(args: &[String]) -> anyhow::Result<()> {
     let deadline = Duration::from_secs(120);
     let probe = Arc::new(Probe::new(Instant::now(), count, false));
     match mode.as_str() {
-        "natask" | "natask-observed" => {
+        "natask" | "natask-observed" | "natask-default" => {
             let observed = mode == "natask-observed";
             if observed {
                 tracing_subscriber::fmt()
@@ -53,7 +54,10 @@ pub(crate) async fn run(args: &[String]) -> anyhow::Result<()> {
                     .with_writer(std::io::sink)
                     .init();
             }
-            let client = side::connect_untracked(url).await?;
+            let client = match mode.as_str() {
+                "natask-default" => side::connect(url).await?,
+                _ => side::connect_untracked(url).await?,
+            };
             let worker =
                 side::Worker::start_with(&client, Arc::clone(&probe), concurrency, observed)
                     .await?;
@@ -116,20 +120,25 @@ pub(crate) async fn spawn_exe(
     Ok(serde_json::from_str(line)?)
 }
 
-/// `natask-bench fill <natask|raw> <url> <n> [bytes]`: queues `n` tasks of
+/// `natask-bench fill <natask|natask-default|raw> <url> <n> [bytes]`: queues `n` tasks of
 /// about `bytes` (default 200), for a `worker` run under a profiler.
 pub(crate) async fn fill(args: &[String]) -> anyhow::Result<()> {
     let (mode, url, n, size) = match args {
         [mode, url, n] => (mode, url, n, crate::scenarios::DEFAULT_SIZE),
         [mode, url, n, size] => (mode, url, n, size.parse()?),
-        _ => anyhow::bail!("usage: natask-bench fill <natask|raw> <url> <n> [bytes]"),
+        _ => {
+            anyhow::bail!("usage: natask-bench fill <natask|natask-default|raw> <url> <n> [bytes]")
+        }
     };
     let n: u64 = n.parse()?;
     let pad = crate::scenarios::pad(size);
     let deadline = Instant::now() + Duration::from_secs(600);
     let sent = match mode.as_str() {
-        "natask" => {
-            let client = side::connect_untracked(url).await?;
+        "natask" | "natask-default" => {
+            let client = match mode.as_str() {
+                "natask-default" => side::connect(url).await?,
+                _ => side::connect_untracked(url).await?,
+            };
             let jobs = (0..n).map(|seq| crate::tasks::BenchJob::new(seq, 0, pad.clone()));
             side::enqueue_many(&client, jobs).await?
         }

@@ -742,4 +742,3 @@ fn leaderless(info: &stream::Info) -> bool {
 fn live_name(stream: &stream::Stream) -> String {
     stream.cached_info().config.name.clone()
 }
-
