@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use tokio_util::task::TaskTracker;
+
 use natask_core::registry::{self, RegistryError};
 use natask_core::{Backoff, StateMap, Task, TaskEntry};
 
@@ -308,6 +310,7 @@ impl RuntimeBuilder {
                 handbacks,
                 cancellations: Arc::default(),
                 middleware,
+                confirming: TaskTracker::new(),
             }),
             workers,
         })

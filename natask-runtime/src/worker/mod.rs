@@ -14,10 +14,12 @@ use std::time::Duration;
 
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use natask_core::StateMap;
 
 use crate::client::Client;
+use crate::jetstream::confirm;
 use crate::middleware::Middleware;
 use crate::store::cancellations::Cancellations;
 use crate::store::handbacks::Handbacks;
@@ -48,6 +50,9 @@ pub(crate) struct Shared {
     pub(crate) middleware: Vec<Arc<dyn Middleware>>,
     /// Cancellation requests seen, and the tasks running here.
     pub(crate) cancellations: Arc<Cancellations>,
+    /// Acks being confirmed beside the handler slots (`attempt::settle`);
+    /// a stopping runtime waits for them within its grace.
+    pub(crate) confirming: TaskTracker,
 }
 
 /// The runtime stopped abnormally.
@@ -129,7 +134,9 @@ impl Runtime {
 
     /// Serves until `shutdown` completes. Then stops fetching, lets in-flight
     /// handlers finish within the shutdown grace, hands the rest back to the
-    /// queue so another worker takes them at once, and returns.
+    /// queue so another worker takes them at once, and returns once the
+    /// server confirmed the acks sent (waiting for them, too, at most what
+    /// is left of the grace).
     pub async fn run_until(
         mut self,
         shutdown: impl Future<Output = ()> + Send,
@@ -219,6 +226,7 @@ impl Runtime {
     ) {
         let grace = self.shared.config.shutdown_grace;
         tracing::info!(?grace, "shutting down: no new tasks are taken");
+        let until = tokio::time::Instant::now() + grace;
         stop.cancel();
         let drained =
             tokio::time::timeout(grace, async { while loops.join_next().await.is_some() {} }).await;
@@ -226,6 +234,21 @@ impl Runtime {
             tracing::warn!("shutdown grace elapsed; handing unfinished tasks back to their queues");
             hand_back.cancel();
             while loops.join_next().await.is_some() {}
+        }
+        // An ack not yet sent when the process exits would run its task
+        // again; one the server does not confirm (a consumer electing a
+        // leader) gets what is left of the grace, and at least one try.
+        let confirming = &self.shared.confirming;
+        confirming.close();
+        let until = until.max(tokio::time::Instant::now() + confirm::TRY);
+        if tokio::time::timeout_at(until, confirming.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                unconfirmed = confirming.len(),
+                "shutdown grace elapsed; some acks were not confirmed and their tasks may run again"
+            );
         }
         tracing::info!("shut down");
     }

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use async_nats::jetstream;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::fetch::{QueueWorker, Slot};
@@ -24,6 +25,16 @@ struct Delivery<'a> {
     worker: &'a QueueWorker,
     shared: &'a Shared,
     msg: &'a jetstream::Message,
+    /// When the message arrived.
+    received: Instant,
+}
+
+impl Delivery<'_> {
+    /// When the lease that came with the delivery runs out (unless the
+    /// handler renews it): JetStream then delivers the task again.
+    fn lease_end(&self) -> Instant {
+        self.received + self.worker.settings.ack_wait
+    }
 }
 
 /// Handles one delivered message in the handler slot `_slot`, which is
@@ -39,6 +50,7 @@ pub(super) async fn attempt(
         worker: &worker,
         shared: &shared,
         msg: &msg,
+        received: Instant::now(),
     };
     // Boxed: each step is large, and the common path through them would
     // otherwise grow every spawned attempt.

@@ -15,6 +15,7 @@ use natask_core::{Invocation, TaskError};
 use super::classify::Attempt;
 use super::settle::state_of;
 use super::Delivery;
+use crate::jetstream::confirm;
 use crate::middleware::Next;
 use crate::store::tasks::TaskState;
 
@@ -36,6 +37,8 @@ pub(super) enum Outcome {
 pub(super) struct Ran {
     pub(super) started_at: SystemTime,
     pub(super) outcome: Outcome,
+    /// When the task's lease runs out; the outcome is recorded by then.
+    pub(super) lease_end: Instant,
 }
 
 /// Records the attempt's start, releases a lock held until the task
@@ -56,10 +59,11 @@ pub(super) async fn run(
             .started(at.msg.headers.as_ref(), attempt.id),
     )
     .await;
-    let outcome = handler(at, attempt, hand_back).await;
+    let (outcome, lease_end) = handler(at, attempt, hand_back).await;
     Ran {
         started_at,
         outcome,
+        lease_end,
     }
 }
 
@@ -79,12 +83,13 @@ async fn started(at: Delivery<'_>, attempt: &Attempt<'_>, started_at: SystemTime
 }
 
 /// Runs the handler through the middleware, renewing the lease while it
-/// runs, until it returns, times out, is cancelled or handed back.
+/// runs, until it returns, times out, is cancelled or handed back; the
+/// outcome, and when the lease runs out.
 async fn handler(
     at: Delivery<'_>,
     attempt: &Attempt<'_>,
     hand_back: &CancellationToken,
-) -> Outcome {
+) -> (Outcome, Instant) {
     let ctx = &attempt.ctx;
     let invocation = Invocation {
         payload: &at.msg.payload,
@@ -111,31 +116,32 @@ async fn handler(
     // The lease runs from the delivery; each renewal the server confirms
     // extends it by the ack wait.
     let mut lease = Lease {
-        since: started,
+        since: at.received,
         ack_wait,
     };
-    loop {
+    let outcome = loop {
         tokio::select! {
             // The handler first: one that finishes on its first poll then
             // never registers the timer or the shutdown waiter.
             biased;
             result = &mut handler => {
                 let result = result.unwrap_or_else(|panic| Err(TaskError::panic(panic_message(&*panic))));
-                return lease.outcome(result);
+                break lease.outcome(result);
             }
             () = &mut timer => {
                 let now = Instant::now();
                 if now >= deadline {
-                    return lease.outcome(Err(TaskError::timeout(attempt.timeout)));
+                    break lease.outcome(Err(TaskError::timeout(attempt.timeout)));
                 }
                 lease.renew(at, now, period).await;
                 next_renewal += period;
                 timer.as_mut().reset(next_renewal.min(deadline));
             }
-            () = hand_back.cancelled() => return Outcome::HandedBack,
-            () = attempt.running.token.cancelled() => return Outcome::Cancelled,
+            () = hand_back.cancelled() => break Outcome::HandedBack,
+            () = attempt.running.token.cancelled() => break Outcome::Cancelled,
         }
-    }
+    };
+    (outcome, lease.since + ack_wait)
 }
 
 /// The task's lease: since when it is known to hold.
@@ -145,18 +151,18 @@ struct Lease {
 }
 
 impl Lease {
-    /// Asks the server to extend the lease, at `now`.
+    /// Asks the server to extend the lease, at `now`, until it confirms
+    /// or the next renewal is due.
     async fn renew(&mut self, at: Delivery<'_>, now: Instant, period: Duration) {
         // Boxed: the renewal is rare, and inline it would double the size
         // of every spawned attempt.
-        let renewal = Box::pin(tokio::time::timeout(
-            period,
-            at.msg.double_ack_with(AckKind::Progress),
-        ));
+        let renewal = Box::pin(async {
+            let (nats, reply) = confirm::ack_subject(at.msg)?;
+            confirm::ack(&nats, reply, AckKind::Progress, now + period).await
+        });
         match renewal.await {
-            Ok(Ok(())) => self.since = now,
-            Ok(Err(e)) => tracing::warn!(error = %e, "could not renew the task's lease"),
-            Err(_) => tracing::warn!("the server did not confirm the lease renewal in time"),
+            Ok(()) => self.since = now,
+            Err(e) => tracing::warn!(error = %e, "could not renew the task's lease"),
         }
     }
 

@@ -1,15 +1,28 @@
 //! Recording what became of a delivery: the ack or nak JetStream needs,
 //! the dead letter, the task's state, its hand-backs and its unique lock.
+//!
+//! A final state is recorded before the ack, in the handler's slot, and
+//! sent again while the bucket does not answer (`store::tasks`). The ack
+//! that removes a task for good is confirmed (`jetstream::confirm`):
+//! lost in a leader election, it would run the task again one ack wait
+//! later. It is tried again while the task's lease lasts, beside the
+//! handler slots, so that a server which does not answer (measured: a
+//! single server restarted after SIGKILL, for the acks sent around the
+//! kill) does not stop the worker. A nak is sent once: lost, it brings
+//! the task back one ack wait later instead of after its delay, which
+//! runs nothing twice.
 
 use std::time::SystemTime;
 
 use async_nats::jetstream::AckKind;
+use tokio::time::Instant;
 
 use natask_core::{TaskContext, TaskError, TaskErrorKind, TaskId};
 
 use super::classify::{Attempt, Dropped, Parked};
 use super::run::{Outcome, Ran};
 use super::Delivery;
+use crate::jetstream::confirm;
 use crate::jetstream::headers::ENQUEUED_AT;
 use crate::store::tasks::{TaskInfo, TaskState};
 use crate::worker::dead_letter::{self, Parking, Reason};
@@ -29,6 +42,25 @@ async fn finish(at: Delivery<'_>, mut info: TaskInfo, error: Option<String>) {
     info.finished_at = Some(SystemTime::now());
     info.last_error = error;
     at.shared.client.tasks().record(&info).await;
+}
+
+/// Removes the task for good: sends the ack now and has it confirmed
+/// beside the handler slots, tried again until `deadline`.
+fn ack(at: Delivery<'_>, deadline: Instant, id: TaskId) {
+    let queue = at.worker.queue;
+    let (nats, reply) = match confirm::ack_subject(at.msg) {
+        Ok(sent_on) => sent_on,
+        Err(e) => {
+            tracing::warn!(queue, %id, error = %e, "cannot ack the task");
+            return;
+        }
+    };
+    at.shared.confirming.spawn(async move {
+        match confirm::ack(&nats, reply, AckKind::Ack, deadline).await {
+            Ok(()) => tracing::trace!(queue, %id, "ack confirmed"),
+            Err(e) => tracing::warn!(queue, %id, error = %e, "the server did not confirm the ack; the task may run again"),
+        }
+    });
 }
 
 /// Dead-letters a message that could not run.
@@ -75,9 +107,8 @@ pub(super) async fn dropped(at: Delivery<'_>, dropped: Dropped<'_>) {
         info.enqueued_at = header_time(at.msg, ENQUEUED_AT);
         finish(at, info, error).await;
     }
-    if let Err(e) = at.msg.double_ack().await {
-        tracing::warn!(task, queue, %id, error = %e, "could not remove the task; it will be delivered again and dropped then");
-    }
+    // Not removed, it is delivered again and dropped then.
+    ack(at, at.lease_end(), id);
     at.shared.handbacks.clear(id).await;
     let headers = at.msg.headers.as_ref();
     at.shared.client.locks().abandoned(headers, id).await;
@@ -89,11 +120,13 @@ pub(super) async fn settle(at: Delivery<'_>, attempt: &Attempt<'_>, ran: Ran) {
     let Ran {
         started_at,
         outcome,
+        lease_end,
     } = ran;
     let settling = Settling {
         at,
         attempt,
         started_at,
+        lease_end,
     };
     let succeeded = matches!(outcome, Outcome::Finished(Ok(_)));
     let for_good = match outcome {
@@ -118,6 +151,8 @@ struct Settling<'a> {
     at: Delivery<'a>,
     attempt: &'a Attempt<'a>,
     started_at: SystemTime,
+    /// What must be confirmed is tried again until then.
+    lease_end: Instant,
 }
 
 impl Settling<'_> {
@@ -164,7 +199,7 @@ impl Settling<'_> {
         if let Some(info) = self.track(TaskState::Cancelled) {
             Box::pin(finish(self.at, info, None)).await;
         }
-        let _ = Box::pin(self.at.msg.ack()).await;
+        ack(self.at, self.lease_end, id);
         true
     }
 
@@ -174,11 +209,8 @@ impl Settling<'_> {
             Box::pin(finish(self.at, info, None)).await;
         }
         let (task, queue, id, attempt) = self.fields();
-        if let Err(e) = self.at.msg.ack().await {
-            tracing::warn!(task, queue, %id, attempt, error = %e, "task succeeded but the ack was not sent; it will run again");
-        } else {
-            tracing::debug!(task, queue, %id, attempt, "task succeeded");
-        }
+        ack(self.at, self.lease_end, id);
+        tracing::debug!(task, queue, %id, attempt, "task succeeded");
         true
     }
 
