@@ -25,6 +25,8 @@ use async_nats::{HeaderName, Statistics, StatusCode, Subject, Subscriber};
 use futures_util::StreamExt;
 use tokio::time::Instant;
 
+use super::confirm;
+
 /// How long the server keeps one pull request waiting for tasks.
 pub(crate) const EXPIRES: Duration = Duration::from_secs(5);
 /// How long past its expiry a request still counts, in case the server's
@@ -130,11 +132,16 @@ impl Puller {
         self.requests.len()
     }
 
-    /// Replaces the consumer (after it was re-created) and forgets every
-    /// request made to the old one.
+    /// Replaces the consumer with the one a check of the queue found; one
+    /// created anew (the old was deleted) knows none of the requests made
+    /// to the old one, and neither does this then.
     pub(crate) fn set_consumer(&mut self, consumer: PullConsumer) {
+        let created = consumer.cached_info().created;
+        let recreated = created != self.consumer.cached_info().created;
         self.consumer = consumer;
-        self.forget();
+        if recreated {
+            self.forget();
+        }
     }
 
     /// Forgets every request: after a reconnect the server has too.
@@ -280,9 +287,12 @@ impl Puller {
 }
 
 /// Sleeps before the next try after `failures` failures in a row, a
-/// little longer each time (at most 5 s); false if stopped meanwhile.
+/// little longer each time but at most half a second
+/// ([`confirm::pause`]): a leader election answers pulls with `503` until
+/// the new leader is in place, and the next pull must find it within a
+/// second. False if stopped meanwhile.
 pub(crate) async fn backoff(stop: &tokio_util::sync::CancellationToken, failures: u32) -> bool {
-    let delay = Duration::from_millis(250 * u64::from(failures.min(20)));
+    let delay = confirm::pause(failures);
     tokio::select! {
         () = tokio::time::sleep(delay) => true,
         () = stop.cancelled() => false,

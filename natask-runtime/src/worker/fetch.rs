@@ -1,6 +1,6 @@
 //! One queue's worker loop: it asks for exactly as many tasks as there are
 //! free handler slots, starts an attempt for each as soon as it arrives,
-//! and rides out NATS outages and re-created streams.
+//! and rides out NATS outages, leader elections and re-created streams.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use natask_core::TaskEntry;
@@ -19,6 +21,9 @@ use crate::jetstream::pull::{self, Pulled, Puller};
 
 /// How long a stopping worker waits for tasks already sent to it.
 const STOP_DRAIN: Duration = Duration::from_millis(100);
+/// While pulling fails, every this many failures (about 10 s) log a
+/// warning again; the rest are debug lines.
+const WARN_EVERY: u32 = 20;
 
 /// A handler slot; freeing it wakes the fetch loop to ask for more tasks.
 pub(crate) struct Slot {
@@ -54,6 +59,11 @@ struct Fetch {
     freed: Arc<Notify>,
     /// Failed requests in a row.
     failures: u32,
+    /// Since when pulling fails.
+    failing_since: Option<Instant>,
+    /// A check of the queue's stream and consumer running beside the pulls
+    /// ([`QueueWorker::check_queue`]); the consumer it found.
+    check: Option<JoinHandle<Option<PullConsumer>>>,
     /// Below this many missing tasks a new pull waits for more free slots,
     /// unless nothing is asked for at all; at one handler it is one.
     refill_at: usize,
@@ -93,6 +103,8 @@ impl QueueWorker {
             slots: Arc::new(Semaphore::new(self.concurrency)),
             freed: Arc::new(Notify::new()),
             failures: 0,
+            failing_since: None,
+            check: None,
             refill_at: (self.concurrency / 4).max(1),
         };
         while !stop.is_cancelled() {
@@ -109,6 +121,9 @@ impl QueueWorker {
         }
         if let Some(pauses) = pauses {
             pauses.abort();
+        }
+        if let Some(check) = fetch.check.take() {
+            check.abort();
         }
         let all = u32::try_from(self.concurrency).unwrap_or(u32::MAX);
         let _ = fetch.slots.acquire_many(all).await;
@@ -141,9 +156,10 @@ impl QueueWorker {
     /// Asks for as many tasks as there are free slots, and waits for the
     /// next one (or for a freed slot, an ended request or `stop`).
     async fn turn(&self, client: &Client, stop: &CancellationToken, fetch: &mut Fetch) -> Turn {
-        if !self.connected(client, stop, &mut fetch.puller).await {
+        if !self.connected(client, stop, fetch).await {
             return Turn::Stop;
         }
+        fetch.checked().await;
         let puller = &mut fetch.puller;
         let want = fetch
             .slots
@@ -171,14 +187,16 @@ impl QueueWorker {
             () = stop.cancelled() => return Turn::Stop,
         };
         if fetch.failures > 0 {
-            tracing::info!(queue = self.queue, "fetching tasks again");
+            let failing = fetch.failing_since.take().map(|since| since.elapsed());
+            tracing::info!(queue = self.queue, ?failing, "fetching tasks again");
             fetch.failures = 0;
         }
         Turn::Task(msg)
     }
 
-    /// After a failed request: logs it, waits a little longer each time and
-    /// re-checks the queue.
+    /// After a failed request: logs it, checks the queue beside the pulls
+    /// and waits a little before the next pull (at most half a second: a
+    /// leader election ends with the next pull served within a second).
     async fn failed(
         &self,
         client: &Client,
@@ -189,11 +207,16 @@ impl QueueWorker {
     ) -> Turn {
         fetch.failures += 1;
         let failures = fetch.failures;
-        tracing::warn!(queue = self.queue, error = %error, failures, "{what}; retrying");
+        fetch.failing_since.get_or_insert_with(Instant::now);
+        if failures == 1 || failures.is_multiple_of(WARN_EVERY) {
+            tracing::warn!(queue = self.queue, error = %error, failures, "{what}; retrying");
+        } else {
+            tracing::debug!(queue = self.queue, error = %error, failures, "{what}; retrying");
+        }
+        self.check_queue(client, fetch);
         if !pull::backoff(stop, failures).await {
             return Turn::Stop;
         }
-        self.reprovision(client, &mut fetch.puller).await;
         Turn::Again
     }
 
@@ -236,16 +259,16 @@ impl QueueWorker {
         &self,
         client: &Client,
         stop: &CancellationToken,
-        puller: &mut Puller,
+        fetch: &mut Fetch,
     ) -> bool {
         use async_nats::connection::State;
         if client.nats().connection_state() == State::Connected {
-            if puller.reconnected() {
+            if fetch.puller.reconnected() {
                 tracing::info!(
                     queue = self.queue,
                     "reconnected to NATS; re-checking the queue"
                 );
-                self.reprovision(client, puller).await;
+                self.check_queue(client, fetch);
             }
             return true;
         }
@@ -263,22 +286,40 @@ impl QueueWorker {
             queue = self.queue,
             "NATS is back; re-checking the queue and resuming"
         );
-        puller.reconnected();
-        self.reprovision(client, puller).await;
+        fetch.puller.reconnected();
+        self.check_queue(client, fetch);
         true
     }
 
-    /// Re-checks the queue's stream and consumer (creating them again if
-    /// they were deleted) and pulls from the consumer found.
-    async fn reprovision(&self, client: &Client, puller: &mut Puller) {
-        match client
-            .provisioner()
-            .queue_consumer(self.queue, &self.settings)
-            .await
-        {
-            Ok(consumer) => puller.set_consumer(consumer),
-            Err(e) => {
-                tracing::debug!(queue = self.queue, error = %e, "queue not provisioned yet");
+    /// Starts a check of the queue's stream and consumer (creating them
+    /// again if they were deleted) unless one runs. It runs beside the
+    /// pulls: during a leader election it waits out the client's timeout
+    /// (a stream or consumer without a leader does not answer), and the
+    /// next pull must not wait with it.
+    fn check_queue(&self, client: &Client, fetch: &mut Fetch) {
+        if fetch.check.is_some() {
+            return;
+        }
+        let client = client.clone();
+        let (queue, settings) = (self.queue, self.settings.clone());
+        fetch.check = Some(tokio::spawn(async move {
+            match client.provisioner().queue_consumer(queue, &settings).await {
+                Ok(consumer) => Some(consumer),
+                Err(e) => {
+                    tracing::debug!(queue, error = %e, "queue not provisioned yet");
+                    None
+                }
+            }
+        }));
+    }
+}
+
+impl Fetch {
+    /// Pulls from the consumer a finished check of the queue found.
+    async fn checked(&mut self) {
+        if let Some(check) = self.check.take_if(|check| check.is_finished()) {
+            if let Ok(Some(consumer)) = check.await {
+                self.puller.set_consumer(consumer);
             }
         }
     }
