@@ -1,6 +1,7 @@
 //! Fault injection with real processes: a worker killed with SIGKILL, a
-//! task that crashes its worker every time, a graceful stop mid-run; and a
-//! queue policy's fleet-wide limit held across worker processes.
+//! task that crashes its worker every time, a graceful stop mid-run; a
+//! queue policy's fleet-wide limit held across worker processes; and a
+//! 3-node JetStream cluster losing a server mid-run (`cluster`).
 
 use std::collections::{HashMap, HashSet};
 use std::process::Stdio;
@@ -11,6 +12,8 @@ use natask_runtime::wire;
 use natask_testing::NatsServer;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdout, Command};
+
+mod cluster;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -25,7 +28,8 @@ impl Worker {
             .env("NATS_URL", url)
             .envs(envs.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            // natask's logs, when RUST_LOG is set (see src/main.rs)
+            .stderr(Stdio::inherit())
             .kill_on_drop(true)
             .spawn()
             .expect("start fault-worker");
