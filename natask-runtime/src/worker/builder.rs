@@ -400,6 +400,11 @@ impl RuntimeBuilder {
         settings.ack_wait = settings
             .ack_wait
             .min(consumer.cached_info().config.ack_wait);
+        let replicated = consumer
+            .cached_info()
+            .cluster
+            .as_ref()
+            .is_some_and(|cluster| !cluster.replicas.is_empty());
         super::cron::sync(client, queue, &handlers).await?;
         let mut tasks: Vec<_> = handlers.keys().copied().collect();
         tasks.sort_unstable();
@@ -414,6 +419,7 @@ impl RuntimeBuilder {
             default_retries: policy.retries.unwrap_or(self.config.default_retries),
             tracking: client.tracks(queue),
             validity: policy.validity,
+            replicated,
         })
     }
 }

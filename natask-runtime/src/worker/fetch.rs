@@ -50,6 +50,9 @@ pub(crate) struct QueueWorker {
     pub(crate) tracking: bool,
     /// Tasks not started this long after they became due expire.
     pub(crate) validity: Option<Duration>,
+    /// Whether the queue's consumer has replicas, so that its leader can
+    /// change and acks are confirmed (`attempt::settle`).
+    pub(crate) replicated: bool,
 }
 
 /// What the loop of one queue keeps between tasks.

@@ -3,14 +3,17 @@
 //!
 //! A final state is recorded before the ack, in the handler's slot, and
 //! sent again while the bucket does not answer (`store::tasks`). The ack
-//! that removes a task for good is confirmed (`jetstream::confirm`):
-//! lost in a leader election, it would run the task again one ack wait
-//! later. It is tried again while the task's lease lasts, beside the
-//! handler slots, so that a server which does not answer (measured: a
-//! single server restarted after SIGKILL, for the acks sent around the
-//! kill) does not stop the worker. A nak is sent once: lost, it brings
-//! the task back one ack wait later instead of after its delay, which
-//! runs nothing twice.
+//! that removes a task for good is confirmed on a replicated consumer
+//! (`jetstream::confirm`): lost in a leader election, it would run the
+//! task again one ack wait later. It is tried again while the task's
+//! lease lasts, beside the handler slots, so that a server which does not
+//! answer (measured: a single server restarted after SIGKILL, for the
+//! acks sent around the kill) does not stop the worker. A consumer
+//! without replicas gets a plain ack: its leader cannot change, and the
+//! answer costs a fifth of the throughput of short tasks (measured with
+//! `scripts/bench process`). A nak is sent once: lost, it brings the task
+//! back one ack wait later instead of after its delay, which runs nothing
+//! twice.
 
 use std::time::SystemTime;
 
@@ -44,10 +47,17 @@ async fn finish(at: Delivery<'_>, mut info: TaskInfo, error: Option<String>) {
     at.shared.client.tasks().record(&info).await;
 }
 
-/// Removes the task for good: sends the ack now and has it confirmed
-/// beside the handler slots, tried again until `deadline`.
-fn ack(at: Delivery<'_>, deadline: Instant, id: TaskId) {
+/// Removes the task for good. A replicated consumer's ack is sent now
+/// and confirmed beside the handler slots, tried again until `deadline`;
+/// any other is sent once.
+async fn ack(at: Delivery<'_>, deadline: Instant, id: TaskId) {
     let queue = at.worker.queue;
+    if !at.worker.replicated {
+        if let Err(e) = at.msg.ack().await {
+            tracing::warn!(queue, %id, error = %e, "the ack was not sent; the task will run again");
+        }
+        return;
+    }
     let (nats, reply) = match confirm::ack_subject(at.msg) {
         Ok(sent_on) => sent_on,
         Err(e) => {
@@ -108,7 +118,7 @@ pub(super) async fn dropped(at: Delivery<'_>, dropped: Dropped<'_>) {
         finish(at, info, error).await;
     }
     // Not removed, it is delivered again and dropped then.
-    ack(at, at.lease_end(), id);
+    ack(at, at.lease_end(), id).await;
     at.shared.handbacks.clear(id).await;
     let headers = at.msg.headers.as_ref();
     at.shared.client.locks().abandoned(headers, id).await;
@@ -199,7 +209,7 @@ impl Settling<'_> {
         if let Some(info) = self.track(TaskState::Cancelled) {
             Box::pin(finish(self.at, info, None)).await;
         }
-        ack(self.at, self.lease_end, id);
+        Box::pin(ack(self.at, self.lease_end, id)).await;
         true
     }
 
@@ -209,7 +219,7 @@ impl Settling<'_> {
             Box::pin(finish(self.at, info, None)).await;
         }
         let (task, queue, id, attempt) = self.fields();
-        ack(self.at, self.lease_end, id);
+        Box::pin(ack(self.at, self.lease_end, id)).await;
         tracing::debug!(task, queue, %id, attempt, "task succeeded");
         true
     }
