@@ -187,8 +187,9 @@
 //!    configuration of every stream, consumer and bucket natask creates,
 //!    the **one provisioning path** they all take (where replicas,
 //!    storage, [`Provisioning::NoCreate`], drift warnings and the server
-//!    features an asset needs apply), repeating message schedules, and the
-//!    pull loop that fetches tasks.
+//!    features an asset needs apply), repeating message schedules, the
+//!    pull loop that fetches tasks, and the writes tried again until
+//!    JetStream confirms them across a leader election (`confirm`).
 //! 2. `store/`: what natask keeps besides the tasks, each in a bucket the
 //!    first layer provisions: task states and cancellation requests,
 //!    unique locks, and the deliveries that spent no attempt.
