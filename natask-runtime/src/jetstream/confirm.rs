@@ -19,22 +19,18 @@ use async_nats::jetstream::{self, AckKind};
 use async_nats::Subject;
 use tokio::time::Instant;
 
+use super::publish;
+
 /// How long one try waits for its answer.
 pub(crate) const TRY: Duration = Duration::from_secs(1);
 /// The shortest try, when the deadline is closer than [`TRY`].
 const MIN_TRY: Duration = Duration::from_millis(100);
 
-/// The pause after `failures` failed tries in a row: 100 ms, doubling, at
-/// most 500 ms. An election takes seconds; trying twice a second finds the
-/// new leader within half a second of it, for two small requests a second.
-pub(crate) fn pause(failures: u32) -> Duration {
-    let doubled = Duration::from_millis(50).saturating_mul(1 << failures.min(4));
-    doubled.min(Duration::from_millis(500))
-}
-
-/// Runs `op` until it succeeds, each try bounded by [`TRY`]; gives up with
-/// the last error once the next try would start after `deadline`. One try
-/// is always made.
+/// Runs `op` until it succeeds, each try bounded by [`TRY`] and the next
+/// after a pause as a publish's resend ([`publish::pause`]: 25 ms doubling
+/// to 400 ms, so the new leader is found within 400 ms of its election);
+/// gives up with the last error once the next try would start after
+/// `deadline`. One try is always made.
 pub(crate) async fn until<T, E, F, Fut>(
     deadline: Instant,
     mut op: F,
@@ -58,9 +54,9 @@ where
                 format!("no answer within {bound:?}"),
             )),
         };
-        failures += 1;
         // A try that timed out has waited already.
-        let pause = pause(failures).saturating_sub(tried_at.elapsed());
+        let pause = publish::pause(failures).saturating_sub(tried_at.elapsed());
+        failures += 1;
         if Instant::now() + pause > deadline {
             return Err(error);
         }
@@ -104,12 +100,6 @@ pub(crate) async fn ack(
 mod tests {
     use super::*;
 
-    #[test]
-    fn pauses_double_from_100_ms_up_to_half_a_second() {
-        let pauses: Vec<_> = (1..=6).map(|n| pause(n).as_millis()).collect();
-        assert_eq!(pauses, [100, 200, 400, 500, 500, 500]);
-    }
-
     #[tokio::test(start_paused = true)]
     async fn a_failing_write_is_tried_until_the_deadline_and_a_late_success_counts() {
         let started = Instant::now();
@@ -120,8 +110,9 @@ mod tests {
         })
         .await;
         assert_eq!(result.unwrap_err().to_string(), "no responders");
-        // 100 + 200 + 400 + 500 + 500 ms of pauses fit in 2 s; the next would not.
-        assert_eq!(tries, 6);
+        // 25 + 50 + 100 + 200 + 400 + 400 + 400 + 400 ms of pauses fit in
+        // 2 s; the next would not.
+        assert_eq!(tries, 9);
 
         let mut tries = 0;
         let result = until(Instant::now() + Duration::from_secs(10), || {
@@ -139,7 +130,7 @@ mod tests {
         assert_eq!(result.unwrap(), 3);
         assert_eq!(
             Instant::now() - started,
-            Duration::from_millis(1_700) + 2 * TRY
+            Duration::from_millis(1_975) + 2 * TRY
         );
     }
 

@@ -39,7 +39,7 @@ pub(crate) fn ack_wait(js: &jetstream::Context) -> Duration {
 }
 
 /// The pause before resend number `n` (from 0): 25 ms doubling to 400 ms.
-fn pause(n: u32) -> Duration {
+pub(crate) fn pause(n: u32) -> Duration {
     Duration::from_millis(25 << n.min(4))
 }
 

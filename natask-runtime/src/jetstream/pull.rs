@@ -25,7 +25,7 @@ use async_nats::{HeaderName, Statistics, StatusCode, Subject, Subscriber};
 use futures_util::StreamExt;
 use tokio::time::Instant;
 
-use super::confirm;
+use super::publish;
 
 /// How long the server keeps one pull request waiting for tasks.
 pub(crate) const EXPIRES: Duration = Duration::from_secs(5);
@@ -287,12 +287,12 @@ impl Puller {
 }
 
 /// Sleeps before the next try after `failures` failures in a row, a
-/// little longer each time but at most half a second
-/// ([`confirm::pause`]): a leader election answers pulls with `503` until
+/// little longer each time but at most 400 ms, as a publish's resend
+/// ([`publish::pause`]): a leader election answers pulls with `503` until
 /// the new leader is in place, and the next pull must find it within a
 /// second. False if stopped meanwhile.
 pub(crate) async fn backoff(stop: &tokio_util::sync::CancellationToken, failures: u32) -> bool {
-    let delay = confirm::pause(failures);
+    let delay = publish::pause(failures.saturating_sub(1));
     tokio::select! {
         () = tokio::time::sleep(delay) => true,
         () = stop.cancelled() => false,

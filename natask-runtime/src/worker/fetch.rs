@@ -21,7 +21,7 @@ use crate::jetstream::pull::{self, Pulled, Puller};
 
 /// How long a stopping worker waits for tasks already sent to it.
 const STOP_DRAIN: Duration = Duration::from_millis(100);
-/// While pulling fails, every this many failures (about 10 s) log a
+/// While pulling fails, every this many failures (about 8 s) log a
 /// warning again; the rest are debug lines.
 const WARN_EVERY: u32 = 20;
 
@@ -198,7 +198,7 @@ impl QueueWorker {
     }
 
     /// After a failed request: logs it, checks the queue beside the pulls
-    /// and waits a little before the next pull (at most half a second: a
+    /// and waits a little before the next pull (at most 400 ms: a
     /// leader election ends with the next pull served within a second).
     async fn failed(
         &self,
