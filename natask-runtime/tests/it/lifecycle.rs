@@ -387,3 +387,48 @@ async fn tasks_not_started_within_their_validity_expire_and_never_run() {
     assert!(started.try_recv().is_err(), "an expired task ran");
     assert_eq!(queued(&client, "it_life_expiry").await, 0);
 }
+
+#[task(queue = "it_life_writes")]
+async fn sleepy(millis: u64) -> Result<(), TaskError> {
+    tokio::time::sleep(Duration::from_millis(millis)).await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_short_task_skips_its_running_state_and_a_long_one_records_it() {
+    use futures_util::StreamExt;
+    let server = natask_testing::NatsServer::start();
+    let client = connect(&server).await;
+    let running = Running::start(builder(&client, &["it_life_writes"])).await;
+    let mut states = Vec::new();
+    for millis in [0, 600] {
+        let id = natask_runtime::TaskId::new();
+        // every write of the task's state, as JetStream receives it
+        let subject = format!("$KV.{}.{id}", client.names().task_bucket());
+        let mut writes = client.nats().subscribe(subject).await.unwrap();
+        let options = natask_runtime::EnqueueOptions::new().id(id);
+        client
+            .enqueue_with(&Sleepy { millis }, options)
+            .await
+            .unwrap();
+        let done = client.wait(id, EVENT_DEADLINE).await.unwrap();
+        assert_eq!(done.state, TaskState::Succeeded);
+        // the producer's `queued` and the worker's writes come from two
+        // connections: their order is not fixed
+        let mut seen = Vec::new();
+        while !(seen.contains(&TaskState::Queued) && seen.contains(&TaskState::Succeeded)) {
+            let write = crate::within(writes.next()).await.unwrap();
+            let info: serde_json::Value = serde_json::from_slice(&write.payload).unwrap();
+            seen.push(serde_json::from_value(info["state"].clone()).unwrap());
+        }
+        seen.sort_by_key(|s| s.to_string());
+        states.push(seen);
+    }
+    use TaskState::{Queued, Running as Runs, Succeeded};
+    assert_eq!(
+        states,
+        [vec![Queued, Succeeded], vec![Queued, Runs, Succeeded]],
+        "a task shorter than 250 ms is written twice, a longer one three times"
+    );
+    running.stop().await;
+}

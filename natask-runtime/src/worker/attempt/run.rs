@@ -19,6 +19,11 @@ use crate::jetstream::confirm;
 use crate::middleware::Next;
 use crate::store::tasks::TaskState;
 
+/// How long a handler runs before its `running` state is written: a
+/// task that ends sooner goes from `queued` straight to its final state,
+/// one state write instead of two (see `docs/guarantees.md`).
+pub(crate) const RUNNING_STATE_AFTER: Duration = Duration::from_millis(250);
+
 /// How an attempt ended.
 pub(super) enum Outcome {
     /// The handler returned (its `Ok` value as JSON, or its error).
@@ -41,17 +46,14 @@ pub(super) struct Ran {
     pub(super) lease_end: Instant,
 }
 
-/// Records the attempt's start, releases a lock held until the task
-/// starts, and runs the handler.
+/// Releases a lock held until the task starts, and runs the handler
+/// (recording its start if it runs longer than [`RUNNING_STATE_AFTER`]).
 pub(super) async fn run(
     at: Delivery<'_>,
     attempt: &Attempt<'_>,
     hand_back: &CancellationToken,
 ) -> Ran {
     let started_at = SystemTime::now();
-    if at.worker.tracking {
-        Box::pin(started(at, attempt, started_at)).await;
-    }
     Box::pin(
         at.shared
             .client
@@ -59,7 +61,7 @@ pub(super) async fn run(
             .started(at.msg.headers.as_ref(), attempt.id),
     )
     .await;
-    let (outcome, lease_end) = handler(at, attempt, hand_back).await;
+    let (outcome, lease_end) = handler(at, attempt, hand_back, started_at).await;
     Ran {
         started_at,
         outcome,
@@ -67,10 +69,9 @@ pub(super) async fn run(
     }
 }
 
-/// Records that the attempt started. A retry carries the previous
-/// attempt's error along; the state is sent without waiting for the
-/// answer.
-async fn started(at: Delivery<'_>, attempt: &Attempt<'_>, started_at: SystemTime) {
+/// Records that the attempt runs. A retry carries the previous attempt's
+/// error along; the state is sent without waiting for the answer.
+async fn running(at: Delivery<'_>, attempt: &Attempt<'_>, started_at: SystemTime) {
     let tasks = at.shared.client.tasks();
     let mut info = state_of(&attempt.ctx, TaskState::Running);
     info.started_at = Some(started_at);
@@ -83,12 +84,14 @@ async fn started(at: Delivery<'_>, attempt: &Attempt<'_>, started_at: SystemTime
 }
 
 /// Runs the handler through the middleware, renewing the lease while it
-/// runs, until it returns, times out, is cancelled or handed back; the
-/// outcome, and when the lease runs out.
+/// runs and recording its start once it has run for
+/// [`RUNNING_STATE_AFTER`], until it returns, times out, is cancelled or
+/// handed back; the outcome, and when the lease runs out.
 async fn handler(
     at: Delivery<'_>,
     attempt: &Attempt<'_>,
     hand_back: &CancellationToken,
+    started_at: SystemTime,
 ) -> (Outcome, Instant) {
     let ctx = &attempt.ctx;
     let invocation = Invocation {
@@ -103,15 +106,20 @@ async fn handler(
     };
     let handler = AssertUnwindSafe(chain.run()).catch_unwind();
     tokio::pin!(handler);
-    // One timer serves the lease renewals and the timeout. Renewing three
-    // times per ack wait survives one lost renewal; renewal stops with the
-    // timeout, so a hung handler cannot hold a task forever.
+    // One timer serves the running state, the lease renewals and the
+    // timeout. Renewing three times per ack wait survives one lost renewal;
+    // renewal stops with the timeout, so a hung handler cannot hold a task
+    // forever.
     let ack_wait = at.worker.settings.ack_wait;
     let started = Instant::now();
     let deadline = started + attempt.timeout;
     let period = ack_wait / 3;
     let mut next_renewal = started + period;
-    let timer = tokio::time::sleep_until(next_renewal.min(deadline));
+    let mut running_due = at.worker.tracking.then_some(started + RUNNING_STATE_AFTER);
+    let next_wake = |renewal: Instant, running: Option<Instant>| {
+        running.map_or(renewal, |r| r.min(renewal)).min(deadline)
+    };
+    let timer = tokio::time::sleep_until(next_wake(next_renewal, running_due));
     tokio::pin!(timer);
     // The lease runs from the delivery; each renewal the server confirms
     // extends it by the ack wait.
@@ -133,9 +141,15 @@ async fn handler(
                 if now >= deadline {
                     break lease.outcome(Err(TaskError::timeout(attempt.timeout)));
                 }
-                lease.renew(at, now, period).await;
-                next_renewal += period;
-                timer.as_mut().reset(next_renewal.min(deadline));
+                if running_due.is_some_and(|due| now >= due) {
+                    running_due = None;
+                    Box::pin(running(at, attempt, started_at)).await;
+                }
+                if now >= next_renewal {
+                    lease.renew(at, now, period).await;
+                    next_renewal += period;
+                }
+                timer.as_mut().reset(next_wake(next_renewal, running_due));
             }
             () = hand_back.cancelled() => break Outcome::HandedBack,
             () = attempt.running.token.cancelled() => break Outcome::Cancelled,
