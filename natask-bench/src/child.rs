@@ -48,7 +48,12 @@ pub(crate) async fn run(args: &[String]) -> anyhow::Result<()> {
     match mode.as_str() {
         "natask" | "natask-observed" | "natask-default" => {
             let observed = mode == "natask-observed";
-            if observed {
+            if std::env::var_os("NATASK_BENCH_DEBUG").is_some() {
+                tracing_subscriber::fmt()
+                    .with_max_level(tracing_subscriber::filter::LevelFilter::DEBUG)
+                    .with_writer(std::io::stderr)
+                    .init();
+            } else if observed {
                 tracing_subscriber::fmt()
                     .with_max_level(tracing_subscriber::filter::LevelFilter::INFO)
                     .with_writer(std::io::sink)

@@ -6,6 +6,10 @@ use std::time::Duration;
 
 /// Fleet-wide in-flight limit when [`QueuePolicy::max_in_flight`] is not set.
 pub const DEFAULT_MAX_IN_FLIGHT: i64 = 10_000;
+
+/// Tasks a worker keeps pulled ahead of its free handler slots per queue,
+/// while the queue's tasks are short (see [`QueuePolicy::prefetch`]).
+pub const DEFAULT_PREFETCH: usize = 8;
 /// Publish deduplication window when [`QueuePolicy::dedup_window`] is not set.
 pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(120);
 
@@ -66,6 +70,7 @@ pub struct QueuePolicy {
     pub(crate) when_full: WhenFull,
     pub(crate) dedup_window: Duration,
     pub(crate) tracking: bool,
+    pub(crate) prefetch: usize,
 }
 
 impl QueuePolicy {
@@ -88,6 +93,7 @@ impl QueuePolicy {
             when_full: WhenFull::Refuse,
             dedup_window: DEFAULT_DEDUP_WINDOW,
             tracking: true,
+            prefetch: DEFAULT_PREFETCH,
         }
     }
 
@@ -100,6 +106,20 @@ impl QueuePolicy {
     /// (overrides [`RuntimeBuilder::concurrency`](crate::RuntimeBuilder::concurrency)).
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = Some(n);
+        self
+    }
+
+    /// Tasks a worker pulls ahead of its free handler slots (default
+    /// [`DEFAULT_PREFETCH`]), so that a handler that finishes starts the
+    /// next task at once instead of after a round trip to the server: with
+    /// one handler, short tasks run several times as fast (BENCHMARKS.md).
+    /// A worker prefetches only while the queue's recent tasks ran shorter
+    /// than 50 ms on it, and keeps the leases of prefetched tasks alive, so
+    /// long tasks are never held back from another worker that is free;
+    /// until its first tasks have finished it prefetches nothing. `0`
+    /// turns prefetching off.
+    pub fn prefetch(mut self, n: usize) -> Self {
+        self.prefetch = n;
         self
     }
 

@@ -420,6 +420,7 @@ impl RuntimeBuilder {
             tracking: client.tracks(queue),
             validity: policy.validity,
             replicated,
+            prefetch: policy.prefetch,
         })
     }
 }

@@ -2,7 +2,8 @@
 //! free handler slots, starts an attempt for each as soon as it arrives,
 //! and rides out NATS outages, leader elections and re-created streams.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,16 +26,56 @@ const STOP_DRAIN: Duration = Duration::from_millis(100);
 /// warning again; the rest are debug lines.
 const WARN_EVERY: u32 = 20;
 
-/// A handler slot; freeing it wakes the fetch loop to ask for more tasks.
+/// Prefetching stops while the queue's tasks take this long on average.
+const SHORT_TASK: Duration = Duration::from_millis(50);
+
+/// A handler slot; freeing it wakes the fetch loop to ask for more tasks,
+/// and adds how long it was held to the queue's average.
 pub(crate) struct Slot {
-    _permit: OwnedSemaphorePermit,
+    permit: Option<OwnedSemaphorePermit>,
     freed: Arc<Notify>,
+    taken: Instant,
+    held: Arc<HeldFor>,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        self.held.add(self.taken.elapsed());
+        // The permit goes back before the loop wakes: fields are dropped
+        // after this function, and a loop woken first would find no free
+        // slot and sleep until something else woke it.
+        drop(self.permit.take());
         self.freed.notify_one();
     }
+}
+
+/// How long this worker's slots of one queue were held lately: a moving
+/// average, in microseconds; `u64::MAX` until the first slot is freed.
+struct HeldFor(AtomicU64);
+
+impl HeldFor {
+    fn add(&self, held: Duration) {
+        let sample = u64::try_from(held.as_micros()).unwrap_or(u64::MAX / 2);
+        let before = self.0.load(Ordering::Relaxed);
+        let after = match before {
+            u64::MAX => sample,
+            _ => before - before / 8 + sample / 8,
+        };
+        // A lost update among racing slots only delays the average.
+        self.0.store(after, Ordering::Relaxed);
+    }
+
+    /// Whether the queue's tasks are known to be short.
+    fn short(&self) -> bool {
+        self.0.load(Ordering::Relaxed) < SHORT_TASK.as_micros() as u64
+    }
+}
+
+/// A task pulled ahead, waiting for a free slot under its kept lease.
+struct Ahead {
+    msg: jetstream::Message,
+    /// Since when its lease is known to hold.
+    leased: Instant,
 }
 
 pub(crate) struct QueueWorker {
@@ -53,6 +94,9 @@ pub(crate) struct QueueWorker {
     /// Whether the queue's consumer has replicas, so that its leader can
     /// change and acks are confirmed (`attempt::settle`).
     pub(crate) replicated: bool,
+    /// Tasks pulled ahead of the free slots while tasks are short
+    /// ([`QueuePolicy::prefetch`](crate::QueuePolicy::prefetch)).
+    pub(crate) prefetch: usize,
 }
 
 /// What the loop of one queue keeps between tasks.
@@ -70,6 +114,9 @@ struct Fetch {
     /// Below this many missing tasks a new pull waits for more free slots,
     /// unless nothing is asked for at all; at one handler it is one.
     refill_at: usize,
+    /// Tasks pulled ahead, oldest first.
+    ahead: VecDeque<Ahead>,
+    held: Arc<HeldFor>,
 }
 
 /// What one turn of the loop brought.
@@ -109,17 +156,21 @@ impl QueueWorker {
             failing_since: None,
             check: None,
             refill_at: (self.concurrency / 4).max(1),
+            ahead: VecDeque::with_capacity(self.prefetch),
+            held: Arc::new(HeldFor(AtomicU64::new(u64::MAX))),
         };
         while !stop.is_cancelled() {
+            self.start_ahead(&shared, &mut fetch, &hand_back).await;
             match self.turn(&shared.client, &stop, &mut fetch).await {
-                Turn::Task(msg) => self.start(&shared, &fetch, msg, &hand_back).await,
+                Turn::Task(msg) => self.start(&shared, &mut fetch, msg, &hand_back).await,
                 Turn::Again => {}
                 Turn::Stop => break,
             }
         }
-        // Tasks already on the wire would wait out the ack wait; hand them
-        // straight back.
-        for msg in fetch.puller.close(STOP_DRAIN).await {
+        // Tasks already on the wire or pulled ahead would wait out the ack
+        // wait; hand them straight back.
+        let ahead = fetch.ahead.drain(..).map(|a| a.msg);
+        for msg in ahead.chain(fetch.puller.close(STOP_DRAIN).await) {
             hand_back_unstarted(&shared, &msg).await;
         }
         if let Some(pauses) = pauses {
@@ -163,11 +214,10 @@ impl QueueWorker {
             return Turn::Stop;
         }
         fetch.checked().await;
+        let ahead = if fetch.held.short() { self.prefetch } else { 0 };
         let puller = &mut fetch.puller;
-        let want = fetch
-            .slots
-            .available_permits()
-            .saturating_sub(puller.owed());
+        let want = (fetch.slots.available_permits() + ahead)
+            .saturating_sub(puller.owed() + fetch.ahead.len());
         if want > 0
             && (puller.owed() == 0 || want >= fetch.refill_at)
             && puller.requests() < pull::MAX_REQUESTS
@@ -178,6 +228,8 @@ impl QueueWorker {
                     .await;
             }
         }
+        let renewal = fetch.renewal_due(self.settings.ack_wait);
+        let renewing = !fetch.ahead.is_empty();
         let msg = tokio::select! {
             pulled = fetch.puller.next() => match pulled {
                 Pulled::Task(msg) => msg,
@@ -187,6 +239,10 @@ impl QueueWorker {
                 }
             },
             () = fetch.freed.notified() => return Turn::Again,
+            () = tokio::time::sleep_until(renewal), if renewing => {
+                fetch.renew_ahead(self.settings.ack_wait).await;
+                return Turn::Again;
+            }
             () = stop.cancelled() => return Turn::Stop,
         };
         if fetch.failures > 0 {
@@ -223,18 +279,24 @@ impl QueueWorker {
         Turn::Again
     }
 
-    /// Starts an attempt of `msg` in a free handler slot.
+    /// Starts an attempt of `msg` in a free handler slot, or keeps it
+    /// ahead while fewer than [`prefetch`](Self::prefetch) are.
     async fn start(
         self: &Arc<Self>,
         shared: &Arc<Shared>,
-        fetch: &Fetch,
+        fetch: &mut Fetch,
         msg: jetstream::Message,
         hand_back: &CancellationToken,
     ) {
         let Ok(permit) = Arc::clone(&fetch.slots).try_acquire_owned() else {
+            if fetch.ahead.len() < self.prefetch {
+                let leased = Instant::now();
+                fetch.ahead.push_back(Ahead { msg, leased });
+                return;
+            }
             // More came than was asked for: a pull request thought lost
             // (sent just before a reconnect) was served after all. A
-            // worker never holds a task it cannot start; hand it back.
+            // worker never holds more than it asked for; hand it back.
             tracing::debug!(
                 queue = self.queue,
                 "a task arrived with no free handler; handing it back"
@@ -242,14 +304,47 @@ impl QueueWorker {
             hand_back_unstarted(shared, &msg).await;
             return;
         };
+        self.spawn_attempt(shared, fetch, permit, msg, Instant::now(), hand_back);
+    }
+
+    /// Starts the tasks pulled ahead that free slots can take.
+    async fn start_ahead(
+        self: &Arc<Self>,
+        shared: &Arc<Shared>,
+        fetch: &mut Fetch,
+        hand_back: &CancellationToken,
+    ) {
+        while !fetch.ahead.is_empty() {
+            let Ok(permit) = Arc::clone(&fetch.slots).try_acquire_owned() else {
+                return;
+            };
+            let ahead = fetch.ahead.pop_front().expect("not empty");
+            self.spawn_attempt(shared, fetch, permit, ahead.msg, ahead.leased, hand_back);
+        }
+    }
+
+    /// Runs an attempt of `msg`, whose lease holds since `leased`, in the
+    /// slot of `permit`.
+    fn spawn_attempt(
+        self: &Arc<Self>,
+        shared: &Arc<Shared>,
+        fetch: &Fetch,
+        permit: OwnedSemaphorePermit,
+        msg: jetstream::Message,
+        leased: Instant,
+        hand_back: &CancellationToken,
+    ) {
         let slot = Slot {
-            _permit: permit,
+            permit: Some(permit),
             freed: Arc::clone(&fetch.freed),
+            taken: Instant::now(),
+            held: Arc::clone(&fetch.held),
         };
         tokio::spawn(attempt::attempt(
             Arc::clone(self),
             Arc::clone(shared),
             msg,
+            leased,
             hand_back.clone(),
             slot,
         ));
@@ -318,6 +413,29 @@ impl QueueWorker {
 }
 
 impl Fetch {
+    /// When the lease of the oldest task pulled ahead is next renewed: a
+    /// third of the ack wait after it was last known to hold, as a
+    /// running handler renews its own.
+    fn renewal_due(&self, ack_wait: Duration) -> Instant {
+        self.ahead
+            .iter()
+            .map(|a| a.leased)
+            .min()
+            .map_or_else(Instant::now, |leased| leased + ack_wait / 3)
+    }
+
+    /// Renews the leases of the tasks pulled ahead that are due.
+    async fn renew_ahead(&mut self, ack_wait: Duration) {
+        let now = Instant::now();
+        for ahead in self.ahead.iter_mut().filter(|a| a.leased + ack_wait / 3 <= now) {
+            if let Err(e) = ahead.msg.ack_with(AckKind::Progress).await {
+                tracing::debug!(error = %e, "could not renew the lease of a task pulled ahead");
+            } else {
+                ahead.leased = now;
+            }
+        }
+    }
+
     /// Pulls from the consumer a finished check of the queue found.
     async fn checked(&mut self) {
         if let Some(check) = self.check.take_if(|check| check.is_finished()) {

@@ -37,12 +37,14 @@ impl Delivery<'_> {
     }
 }
 
-/// Handles one delivered message in the handler slot `_slot`, which is
-/// freed when this returns.
+/// Handles one delivered message, whose lease holds since `leased` (its
+/// arrival, or its last renewal while it was pulled ahead), in the handler
+/// slot `_slot`, which is freed when this returns.
 pub(super) async fn attempt(
     worker: Arc<QueueWorker>,
     shared: Arc<Shared>,
     msg: jetstream::Message,
+    leased: Instant,
     hand_back: CancellationToken,
     _slot: Slot,
 ) {
@@ -50,7 +52,7 @@ pub(super) async fn attempt(
         worker: &worker,
         shared: &shared,
         msg: &msg,
-        received: Instant::now(),
+        received: leased,
     };
     // Boxed: each step is large, and the common path through them would
     // otherwise grow every spawned attempt.

@@ -40,11 +40,13 @@ pub(super) fn state_of(ctx: &TaskContext, state: TaskState) -> TaskInfo {
     info
 }
 
-/// Records a terminal state.
+/// Records a terminal state: sent now (before the ack that follows), its
+/// answer awaited beside the handler slots.
 async fn finish(at: Delivery<'_>, mut info: TaskInfo, error: Option<String>) {
     info.finished_at = Some(SystemTime::now());
     info.last_error = error;
-    at.shared.client.tasks().record(&info).await;
+    let answered = at.shared.client.tasks().send_final(info).await;
+    at.shared.confirming.spawn(answered);
 }
 
 /// Removes the task for good. A replicated consumer's ack is sent now
