@@ -232,7 +232,7 @@ pub use natask_core::{
 pub use natask_macros::task;
 pub use policy::{
     Drift, InvalidPolicy, InvalidReplicas, Provisioning, QueuePolicy, Storage, WhenFull,
-    DEFAULT_DEDUP_WINDOW, DEFAULT_PREFETCH, DEFAULT_MAX_IN_FLIGHT,
+    DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_IN_FLIGHT, DEFAULT_PREFETCH,
 };
 pub use store::tasks::{TaskInfo, TaskState, TrackingError, DEFAULT_TASK_RETENTION};
 pub use worker::builder::{

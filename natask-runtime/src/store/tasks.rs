@@ -343,7 +343,11 @@ impl TaskStore {
         let sent = match self.bucket().await {
             Ok(store) => {
                 let subject = state_subject(store, info.id);
-                self.provisioner.js().publish(subject, info.encode()).await.ok()
+                self.provisioner
+                    .js()
+                    .publish(subject, info.encode())
+                    .await
+                    .ok()
             }
             Err(_) => None,
         };

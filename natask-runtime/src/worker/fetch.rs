@@ -427,7 +427,11 @@ impl Fetch {
     /// Renews the leases of the tasks pulled ahead that are due.
     async fn renew_ahead(&mut self, ack_wait: Duration) {
         let now = Instant::now();
-        for ahead in self.ahead.iter_mut().filter(|a| a.leased + ack_wait / 3 <= now) {
+        for ahead in self
+            .ahead
+            .iter_mut()
+            .filter(|a| a.leased + ack_wait / 3 <= now)
+        {
             if let Err(e) = ahead.msg.ack_with(AckKind::Progress).await {
                 tracing::debug!(error = %e, "could not renew the lease of a task pulled ahead");
             } else {

@@ -515,3 +515,39 @@ async fn a_worker_is_never_sent_more_tasks_than_it_has_free_handlers() {
     assert_eq!(info.num_ack_pending, 0);
     assert_eq!(queued(&client, "it_no_overdelivery").await, 0);
 }
+
+/// Which of two workers ran a task.
+struct WorkerName(&'static str, mpsc::UnboundedSender<&'static str>);
+
+#[task(queue = "it_prefetch_long", retries = 0)]
+async fn long_task(worker: State<WorkerName>, n: u32) -> Result<(), TaskError> {
+    let _ = n;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _ = worker.1.send(worker.0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn prefetch_never_holds_long_tasks_back_from_a_free_worker() {
+    let server = natask_testing::NatsServer::start();
+    let client = connect(&server).await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let start = |name| {
+        let builder = builder(&client, &["it_prefetch_long"])
+            .concurrency(1)
+            .state(WorkerName(name, tx.clone()));
+        Running::start(builder)
+    };
+    let (a, b) = (start("a").await, start("b").await);
+    for n in 0..8 {
+        LongTask { n }.enqueue(&client).await.unwrap();
+    }
+    let ran = recv_n(&mut rx, 8).await;
+    let by_a = ran.iter().filter(|w| **w == "a").count();
+    // With one handler each and tasks of 200 ms, a worker that pulled
+    // ahead would take the rest of the queue after its first task and
+    // leave the other idle (7 to 1); without prefetch they share it.
+    assert!((3..=5).contains(&by_a), "worker a ran {by_a} of 8: {ran:?}");
+    a.stop().await;
+    b.stop().await;
+}
