@@ -297,7 +297,7 @@ pub(crate) async fn tracking(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
                 best[i][0],
                 best[i][1],
             )
-            .note("on: one key-value entry per task, written at enqueue, start and end"),
+            .note("on: one key-value entry per task, written at enqueue (in the background), at the end, and at the start of attempts over 250 ms"),
         );
     }
     Ok(rows)
