@@ -114,9 +114,10 @@ impl QueuePolicy {
     /// next task at once instead of after a round trip to the server: with
     /// one handler, short tasks run several times as fast (BENCHMARKS.md).
     /// A worker prefetches only while the queue's recent tasks ran shorter
-    /// than 50 ms on it, and keeps the leases of prefetched tasks alive, so
-    /// long tasks are never held back from another worker that is free;
-    /// until its first tasks have finished it prefetches nothing. `0`
+    /// than 50 ms on it and none it runs has run 50 ms, and keeps the leases
+    /// of prefetched tasks alive, so long tasks are never held back from
+    /// another worker that is free; until its first 16 tasks have finished
+    /// it prefetches nothing. `0`
     /// turns prefetching off.
     pub fn prefetch(mut self, n: usize) -> Self {
         self.prefetch = n;

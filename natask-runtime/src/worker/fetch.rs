@@ -2,9 +2,9 @@
 //! free handler slots, starts an attempt for each as soon as it arrives,
 //! and rides out NATS outages, leader elections and re-created streams.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::PullConsumer, AckKind};
@@ -28,19 +28,23 @@ const WARN_EVERY: u32 = 20;
 
 /// Prefetching stops while the queue's tasks take this long on average.
 const SHORT_TASK: Duration = Duration::from_millis(50);
+/// Tasks a worker finishes on a queue before it may prefetch: one quick
+/// task (a parked one, say) says little about the next.
+const PREFETCH_AFTER: u64 = 16;
 
 /// A handler slot; freeing it wakes the fetch loop to ask for more tasks,
 /// and adds how long it was held to the queue's average.
 pub(crate) struct Slot {
     permit: Option<OwnedSemaphorePermit>,
     freed: Arc<Notify>,
-    taken: Instant,
+    /// When it was taken, and a number that tells it from other slots.
+    taken: (Instant, u64),
     held: Arc<HeldFor>,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.held.add(self.taken.elapsed());
+        self.held.freed(self.taken);
         // The permit goes back before the loop wakes: fields are dropped
         // after this function, and a loop woken first would find no free
         // slot and sleep until something else woke it.
@@ -49,25 +53,59 @@ impl Drop for Slot {
     }
 }
 
-/// How long this worker's slots of one queue were held lately: a moving
-/// average, in microseconds; `u64::MAX` until the first slot is freed.
-struct HeldFor(AtomicU64);
+/// How long this worker's slots of one queue are held: a moving average
+/// of the freed ones, in microseconds (`u64::MAX` until the first is
+/// freed), and since when each taken one is held.
+#[derive(Default)]
+struct HeldFor {
+    average: AtomicU64,
+    freed: AtomicU64,
+    taken: Mutex<BTreeSet<(Instant, u64)>>,
+    next: AtomicU64,
+}
 
 impl HeldFor {
-    fn add(&self, held: Duration) {
-        let sample = u64::try_from(held.as_micros()).unwrap_or(u64::MAX / 2);
-        let before = self.0.load(Ordering::Relaxed);
+    fn new() -> HeldFor {
+        HeldFor {
+            average: AtomicU64::new(u64::MAX),
+            ..HeldFor::default()
+        }
+    }
+
+    /// A slot is taken now; its key for [`freed`](Self::freed).
+    fn taken(&self) -> (Instant, u64) {
+        let key = (Instant::now(), self.next.fetch_add(1, Ordering::Relaxed));
+        self.taken_slots().insert(key);
+        key
+    }
+
+    fn freed(&self, key: (Instant, u64)) {
+        self.taken_slots().remove(&key);
+        self.freed.fetch_add(1, Ordering::Relaxed);
+        let sample = u64::try_from(key.0.elapsed().as_micros()).unwrap_or(u64::MAX / 2);
+        let before = self.average.load(Ordering::Relaxed);
         let after = match before {
             u64::MAX => sample,
             _ => before - before / 8 + sample / 8,
         };
         // A lost update among racing slots only delays the average.
-        self.0.store(after, Ordering::Relaxed);
+        self.average.store(after, Ordering::Relaxed);
     }
 
-    /// Whether the queue's tasks are known to be short.
+    fn taken_slots(&self) -> std::sync::MutexGuard<'_, BTreeSet<(Instant, u64)>> {
+        self.taken.lock().expect("slot set poisoned")
+    }
+
+    /// Whether the queue's tasks are known to be short: enough have
+    /// finished, they were short on average, and none of those still
+    /// running has run long.
     fn short(&self) -> bool {
-        self.0.load(Ordering::Relaxed) < SHORT_TASK.as_micros() as u64
+        self.freed.load(Ordering::Relaxed) >= PREFETCH_AFTER
+            && self.average.load(Ordering::Relaxed) < SHORT_TASK.as_micros() as u64
+            && self
+                .taken_slots()
+                .first()
+                .is_none_or(|(since, _)| since.elapsed() < SHORT_TASK)
     }
 }
 
@@ -157,7 +195,7 @@ impl QueueWorker {
             check: None,
             refill_at: (self.concurrency / 4).max(1),
             ahead: VecDeque::with_capacity(self.prefetch),
-            held: Arc::new(HeldFor(AtomicU64::new(u64::MAX))),
+            held: Arc::new(HeldFor::new()),
         };
         while !stop.is_cancelled() {
             self.start_ahead(&shared, &mut fetch, &hand_back).await;
@@ -337,7 +375,7 @@ impl QueueWorker {
         let slot = Slot {
             permit: Some(permit),
             freed: Arc::clone(&fetch.freed),
-            taken: Instant::now(),
+            taken: fetch.held.taken(),
             held: Arc::clone(&fetch.held),
         };
         tokio::spawn(attempt::attempt(
