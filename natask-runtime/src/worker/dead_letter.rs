@@ -29,6 +29,8 @@ pub(crate) enum Reason {
     Decode,
     /// No handler in this worker knows the task name.
     UnknownTask,
+    /// The task is in a wire format (`Natask-Format`) this worker does not read.
+    UnknownFormat,
     /// The message lacks natask's headers.
     NotATask,
 }
@@ -40,6 +42,7 @@ impl Reason {
             Reason::Fatal => "fatal",
             Reason::Decode => "decode",
             Reason::UnknownTask => "unknown_task",
+            Reason::UnknownFormat => "unknown_format",
             Reason::NotATask => "not_a_task",
         }
     }
