@@ -38,6 +38,9 @@ pub const HEADER_ERROR: &str = "Natask-Error";
 pub const HEADER_ATTEMPTS: &str = "Natask-Attempts";
 /// Dead letters: when the task was parked, in milliseconds since the Unix epoch.
 pub const HEADER_FAILED_AT: &str = "Natask-Failed-At";
+/// On a dead letter whose body was cut to fit the server's `max_payload`:
+/// the original body's size in bytes.
+pub const HEADER_TRUNCATED: &str = "Natask-Truncated";
 /// Payload encoding; natask writes `application/json`.
 pub const HEADER_CONTENT_TYPE: &str = "Content-Type";
 /// The only payload encoding of format version 1.

@@ -227,6 +227,12 @@ impl DeadLetters {
         if natask_core::name::check(&letter.queue).is_err() {
             return Err(not_replayable("it has no valid queue name"));
         }
+        if letter.headers.get(wire::HEADER_TRUNCATED).is_some() {
+            return Err(not_replayable(
+                "its body was cut to fit the server's max_payload (Natask-Truncated); \
+                 enqueue the task again from its source",
+            ));
+        }
         self.client
             .provisioner()
             .ensure_queue(&letter.queue)

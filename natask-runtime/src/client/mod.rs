@@ -354,15 +354,21 @@ fn default_timeout(nats: &async_nats::Client) -> Duration {
     }
 }
 
-/// Splits `scheme://user:password@host` into `scheme://host` and the credentials.
+/// Splits `scheme://user:password@host` into `scheme://host` and the
+/// credentials, percent-decoded (`p%40ss` is `p@ss`), as URLs write them.
 fn split_credentials(url: &str) -> (String, Option<(String, Option<String>)>) {
+    let decoded = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &url[scheme + 3..at];
             let address = format!("{}{}", &url[..scheme + 3], &url[at + 1..]);
             let credentials = match userinfo.split_once(':') {
-                Some((user, password)) => (user.to_owned(), Some(password.to_owned())),
-                None => (userinfo.to_owned(), None),
+                Some((user, password)) => (decoded(user), Some(decoded(password))),
+                None => (decoded(userinfo), None),
             };
             (address, Some(credentials))
         }
@@ -378,13 +384,17 @@ fn redact_all(urls: &str) -> String {
         .join(",")
 }
 
-/// Drops the password from a URL before it appears in an error.
+/// Drops the secret from a URL before it appears in an error: the
+/// password of `user:password@`, or all of `token@` (a token, or an nkey
+/// seed, alone before the `@` is a secret, not a user name).
 fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => format!("{}***{}", &url[..scheme + 3], &url[at..]),
+            }
         }
         _ => url.to_owned(),
     }
@@ -397,6 +407,8 @@ mod tests {
     #[test]
     fn passwords_never_reach_errors() {
         assert_eq!(redact("nats://u:secret@h:4222"), "nats://u:***@h:4222");
+        assert_eq!(redact("nats://s3cret-token@h:4222"), "nats://***@h:4222");
+        assert_eq!(redact("nats://SUAM_SEED@h:4222"), "nats://***@h:4222");
         assert_eq!(redact("nats://h:4222"), "nats://h:4222");
         assert_eq!(
             redact_all("nats://u:a@h:1, nats://u:b@i:2"),
@@ -418,5 +430,12 @@ mod tests {
             ("tls://h".to_owned(), Some(("tok".to_owned(), None)))
         );
         assert_eq!(split_credentials("h:4222"), ("h:4222".to_owned(), None));
+        assert_eq!(
+            split_credentials("nats://us%65r:p%40ss%3Aw@h"),
+            (
+                "nats://h".to_owned(),
+                Some(("user".to_owned(), Some("p@ss:w".to_owned())))
+            )
+        );
     }
 }

@@ -26,7 +26,8 @@ pub(crate) const UNIQUE: HeaderName = HeaderName::from_static(wire::HEADER_UNIQU
 pub(crate) const UNIQUE_UNTIL: HeaderName = HeaderName::from_static(wire::HEADER_UNIQUE_UNTIL);
 
 /// Headers a dead letter adds to the task's own; a replay removes them.
-pub(crate) const DEAD_LETTER_HEADERS: [&str; 5] = [
+pub(crate) const DEAD_LETTER_HEADERS: [&str; 6] = [
+    wire::HEADER_TRUNCATED,
     wire::HEADER_QUEUE,
     wire::HEADER_REASON,
     wire::HEADER_ERROR,

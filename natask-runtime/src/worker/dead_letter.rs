@@ -8,12 +8,14 @@
 use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::{self, AckKind};
+use async_nats::HeaderMap;
+use bytes::Bytes;
 
 use natask_core::wire;
 use natask_core::TaskId;
 
 use super::message;
-use crate::jetstream::time;
+use crate::jetstream::{headers, time};
 use crate::Client;
 
 /// Why a task was parked; sent as `Natask-Reason`.
@@ -27,6 +29,8 @@ pub(crate) enum Reason {
     Decode,
     /// No handler in this worker knows the task name.
     UnknownTask,
+    /// The task is in a wire format (`Natask-Format`) this worker does not read.
+    UnknownFormat,
     /// The message lacks natask's headers.
     NotATask,
 }
@@ -38,6 +42,7 @@ impl Reason {
             Reason::Fatal => "fatal",
             Reason::Decode => "decode",
             Reason::UnknownTask => "unknown_task",
+            Reason::UnknownFormat => "unknown_format",
             Reason::NotATask => "not_a_task",
         }
     }
@@ -90,12 +95,14 @@ pub(crate) async fn park(client: &Client, msg: &jetstream::Message, parking: &Pa
     if let Err(e) = client.provisioner().dead_letters().await {
         return hand_back(msg, id, &e).await;
     }
+    let limit = client.nats().server_info().max_payload;
+    let payload = fitted(&mut headers, &msg.payload, limit);
     let names = client.names();
     let subject = names.dead_letter_subject(queue, &safe_token(task), &id.to_string());
     let stored = async {
         client
             .jetstream()
-            .publish_with_headers(subject, headers, msg.payload.clone())
+            .publish_with_headers(subject, headers, payload)
             .await?
             .await
             .map_err(async_nats::Error::from)
@@ -125,6 +132,43 @@ async fn hand_back(
         .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
         .await;
 }
+
+/// The body a dead letter can hold with `headers` under the server's
+/// `max_payload` (`limit`): all of `body`, or as much as fits, with
+/// `Natask-Truncated` saying how large it was. A task just under the
+/// limit would otherwise never fit beside the dead letter's own headers,
+/// and would loop between the queue and a failed park forever. Headers
+/// that alone leave no room keep only natask's own.
+fn fitted(headers: &mut HeaderMap, body: &Bytes, limit: usize) -> Bytes {
+    if limit == 0 || body.len() + headers::wire_len(headers) <= limit {
+        return body.clone();
+    }
+    headers.insert(wire::HEADER_TRUNCATED, body.len().to_string().as_str());
+    if headers::wire_len(headers) + TRUNCATION_ROOM > limit {
+        let own: Vec<_> = headers
+            .iter()
+            .filter(|(name, _)| {
+                let name: &str = name.as_ref();
+                name.starts_with("Natask-") || name == wire::HEADER_MSG_ID
+            })
+            .map(|(name, values)| (name.clone(), values.clone()))
+            .collect();
+        let mut kept = HeaderMap::new();
+        for (name, values) in own {
+            for value in values {
+                kept.append(name.clone(), value);
+            }
+        }
+        *headers = kept;
+    }
+    let room = limit.saturating_sub(headers::wire_len(headers) + TRUNCATION_ROOM);
+    body.slice(..room.min(body.len()))
+}
+
+/// Bytes left free below `max_payload` when a dead letter is cut: the
+/// protocol line's subject and sizes count against the limit on some
+/// servers.
+const TRUNCATION_ROOM: usize = 512;
 
 /// Header values cannot hold line breaks; long errors are cut.
 fn header_safe(text: &str) -> String {

@@ -156,6 +156,26 @@ async fn wrong_credentials_are_a_clear_error_without_the_password() {
 }
 
 #[tokio::test]
+async fn a_wrong_token_or_percent_encoded_password_never_reaches_the_error() {
+    let server = natask_testing::NatsServer::start_with(&["--auth", "right-token"]);
+    let url = format!("nats://WRONG-token@127.0.0.1:{}", server.port());
+    let text = Client::connect(&url).await.unwrap_err().to_string();
+    assert!(!text.contains("WRONG"), "{text}");
+    assert!(text.contains("`nats://***@127.0.0.1:"), "{text}");
+    let right = format!("nats://right-token@127.0.0.1:{}", server.port());
+    Client::connect(&right)
+        .await
+        .expect("the right token connects");
+
+    // a password with `@` and `:` in it, percent-encoded in the URL
+    let server = natask_testing::NatsServer::start_with(&["--user", "natask", "--pass", "p@ss:w"]);
+    let url = format!("nats://natask:p%40ss%3Aw@127.0.0.1:{}", server.port());
+    Client::connect(&url)
+        .await
+        .expect("the decoded password connects");
+}
+
+#[tokio::test]
 async fn nothing_listening_is_a_clear_error() {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -551,3 +551,62 @@ async fn prefetch_never_holds_long_tasks_back_from_a_free_worker() {
     a.stop().await;
     b.stop().await;
 }
+
+#[task(queue = "it_format")]
+async fn formatted(seen: State<Seen>, n: u64) -> Result<(), TaskError> {
+    let _ = seen.0.send(n);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_task_in_an_unknown_wire_format_is_handed_back_then_parked_never_run() {
+    let server = natask_testing::NatsServer::start();
+    let client = connect(&server).await;
+    Formatted::new(1).enqueue(&client).await.unwrap();
+    let future = TaskId::new().to_string();
+    let mut h = async_nats::HeaderMap::new();
+    h.insert("Natask-Task", "formatted");
+    h.insert("Natask-Id", future.as_str());
+    h.insert("Natask-Format", "99");
+    client
+        .jetstream()
+        .publish_with_headers("natask.q.it_format.formatted", h, "{\"n\":99}".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    Formatted::new(2).enqueue(&client).await.unwrap();
+
+    let mut dead = client.nats().subscribe("natask.dlq.>").await.unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let running = Running::start(
+        builder(&client, &["it_format"])
+            .state(Seen(tx))
+            .unknown_task_grace(3, Duration::from_millis(100)),
+    )
+    .await;
+    let letter = within(dead.next()).await.unwrap();
+    let mut handled = recv_n(&mut rx, 2).await;
+    running.stop().await;
+    handled.sort();
+    assert_eq!(handled, [1, 2]);
+    assert!(rx.try_recv().is_err(), "format 99 never ran as format 1");
+    let h = |n: &str| {
+        letter
+            .headers
+            .as_ref()
+            .unwrap()
+            .get(n)
+            .unwrap()
+            .as_str()
+            .to_owned()
+    };
+    assert_eq!(h("Natask-Id"), future);
+    assert_eq!(h("Natask-Reason"), "unknown_format");
+    assert_eq!(
+        h("Natask-Error"),
+        "task `formatted` on queue `it_format` is in wire format `99`, which no worker read after 3 \
+         deliveries (this one reads format 1); deploy a worker that reads it, then replay the dead letter"
+    );
+    assert_eq!(queued(&client, "it_format").await, 0);
+}

@@ -166,3 +166,83 @@ async fn an_oversized_task_is_refused_at_enqueue_naming_the_limit() {
         "only the small task was stored"
     );
 }
+
+#[tokio::test]
+async fn a_poison_task_too_large_for_a_dead_letter_is_parked_cut_and_leaves_the_queue() {
+    let server = natask_testing::NatsServer::start();
+    let client = connect(&server).await;
+    Count::new(1).enqueue(&client).await.unwrap(); // creates the stream
+    let limit = client.nats().server_info().max_payload;
+    // just under max_payload: fits the queue, not beside a dead letter's headers
+    let id = TaskId::new();
+    let mut body = vec![b'{'];
+    body.resize(limit - 200, b'x');
+    let body_len = body.len();
+    let mut map = HeaderMap::new();
+    map.insert("Natask-Task", "count");
+    map.insert("Natask-Id", id.to_string().as_str());
+    client
+        .jetstream()
+        .publish_with_headers("natask.q.it_poison.count", map, body.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    Count::new(2).enqueue(&client).await.unwrap();
+
+    let mut dead = client.nats().subscribe("natask.dlq.>").await.unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let running = Running::start(builder(&client, &["it_poison"]).state(Got(tx))).await;
+    let letter = within(dead.next()).await.unwrap();
+    let mut handled = vec![
+        within(rx.recv()).await.unwrap(),
+        within(rx.recv()).await.unwrap(),
+    ];
+    handled.sort();
+    assert_eq!(handled, [1, 2], "the tasks around it ran");
+    crate::drained(&client, "it_poison").await;
+    running.stop().await;
+
+    let header = |n: &str| {
+        letter
+            .headers
+            .as_ref()
+            .unwrap()
+            .get(n)
+            .unwrap()
+            .as_str()
+            .to_owned()
+    };
+    assert_eq!(header("Natask-Id"), id.to_string());
+    assert_eq!(header("Natask-Reason"), "decode");
+    assert_eq!(
+        header("Natask-Truncated"),
+        body_len.to_string(),
+        "says it was cut, from what size"
+    );
+    assert!(letter.payload.len() < body_len && letter.payload.starts_with(b"{xxx"));
+    let info = client
+        .task_info(id)
+        .await
+        .unwrap()
+        .expect("its state is kept");
+    assert_eq!(info.state, natask_runtime::TaskState::Dead);
+    assert!(
+        info.last_error
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("payload does not decode"),
+        "{info:?}"
+    );
+    // a cut body cannot go back to the queue
+    let err = client
+        .dead_letters()
+        .replay(id)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("its body was cut to fit the server's max_payload"),
+        "{err}"
+    );
+}

@@ -7,7 +7,7 @@ use natask_core::wire;
 use natask_core::{TaskContext, TaskEntry, TaskId};
 
 use super::Delivery;
-use crate::jetstream::headers::{DUE_AT, ENQUEUED_AT, TASK};
+use crate::jetstream::headers::{DUE_AT, ENQUEUED_AT, FORMAT, TASK};
 use crate::store::cancellations::Running;
 use crate::store::tasks::TaskState;
 use crate::worker::dead_letter::Reason;
@@ -74,8 +74,12 @@ pub(super) async fn classify(at: Delivery<'_>) -> Verdict<'_> {
     } else {
         0
     };
+    // A message without the header is format 1 (hand-written producers).
+    if let Some(format) = header(at.msg, FORMAT).filter(|f| *f != wire::FORMAT_VERSION) {
+        return unknown(at, name, id, Unknown::Format(format), delivered, handbacks);
+    }
     let Some(entry) = at.worker.handlers.get(name) else {
-        return unknown(at, name, id, delivered, handbacks);
+        return unknown(at, name, id, Unknown::Task, delivered, handbacks);
     };
     let number = delivered.saturating_sub(handbacks).max(1);
     let max_attempts = entry
@@ -162,31 +166,64 @@ fn identify(at: Delivery<'_>, delivered: u64) -> Result<(&str, TaskId), Parked<'
     Ok((name, id))
 }
 
-/// A task no handler of this worker knows: handed back during the grace a
-/// rolling deploy needs, then dead-lettered.
+/// What this worker does not know about a task.
+#[derive(Clone, Copy)]
+enum Unknown<'a> {
+    /// Its name: no handler here.
+    Task,
+    /// Its wire format (`Natask-Format`), e.g. from a newer producer.
+    Format(&'a str),
+}
+
+/// A task this worker cannot run (no handler, or a wire format it does
+/// not read): handed back during the grace a rolling deploy needs (a
+/// newer worker may know it), then dead-lettered. It never guesses.
 fn unknown<'a>(
     at: Delivery<'a>,
     name: &'a str,
     id: TaskId,
+    what: Unknown<'a>,
     delivered: u64,
     handbacks: u64,
 ) -> Verdict<'a> {
     let queue = at.worker.queue;
     if delivered < u64::from(at.shared.config.unknown_task_deliveries) {
-        tracing::warn!(queue, task = %name, %id, delivered, "no handler for this task here; handing it back for another worker");
+        match what {
+            Unknown::Task => {
+                tracing::warn!(queue, task = %name, %id, delivered, "no handler for this task here; handing it back for another worker")
+            }
+            Unknown::Format(format) => {
+                tracing::warn!(queue, task = %name, %id, delivered, format, "this worker does not read the task's wire format; handing it back for another worker")
+            }
+        }
         return Verdict::Unknown { id, handbacks };
     }
-    let mut known: Vec<_> = at.worker.handlers.keys().copied().collect();
-    known.sort_unstable();
-    let known: Vec<_> = known.iter().map(|k| format!("`{k}`")).collect();
+    let (reason, error) = match what {
+        Unknown::Task => {
+            let mut known: Vec<_> = at.worker.handlers.keys().copied().collect();
+            known.sort_unstable();
+            let known: Vec<_> = known.iter().map(|k| format!("`{k}`")).collect();
+            let error = format!(
+                "no handler for task `{name}` on queue `{queue}` after {delivered} deliveries (this worker knows {}); \
+                 deploy a worker that registers it, then replay the dead letter",
+                known.join(", ")
+            );
+            (Reason::UnknownTask, error)
+        }
+        Unknown::Format(format) => {
+            let error = format!(
+                "task `{name}` on queue `{queue}` is in wire format `{format}`, which no worker read after \
+                 {delivered} deliveries (this one reads format {}); deploy a worker that reads it, then \
+                 replay the dead letter",
+                wire::FORMAT_VERSION
+            );
+            (Reason::UnknownFormat, error)
+        }
+    };
     Verdict::Park(Parked {
         task: name,
-        reason: Reason::UnknownTask,
-        error: format!(
-            "no handler for task `{name}` on queue `{queue}` after {delivered} deliveries (this worker knows {}); \
-             deploy a worker that registers it, then replay the dead letter",
-            known.join(", ")
-        ),
+        reason,
+        error,
         attempts: delivered - handbacks,
         id: Some(id),
     })
