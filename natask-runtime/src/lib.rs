@@ -216,6 +216,7 @@ mod policy;
 mod store;
 mod worker;
 
+pub use client::context::ContextError;
 pub use client::dead_letters::{DeadLetter, DeadLetterError, DeadLetters};
 pub use client::enqueue::{EnqueueError, QueueLimit};
 pub use client::options::{EnqueueOptions, Enqueued, Unique};

@@ -18,6 +18,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod pki;
+
+pub use pki::Pki;
+
 /// How long a server may take to come up.
 const START_DEADLINE: Duration = Duration::from_secs(20);
 
@@ -43,13 +47,25 @@ impl NatsServer {
         Self::start_binary(binary(), extra)
     }
 
+    /// Starts a server with JetStream that also reads the configuration
+    /// file `config` (written into its store directory), for what has no
+    /// command-line flag (nkey users, accounts, permissions). Command-line
+    /// flags (address, port, store) win over the file.
+    pub fn start_with_config(config: &str) -> NatsServer {
+        let store = store_dir();
+        let file = store.path().join("server.conf");
+        std::fs::write(&file, config).expect("cannot write the server configuration");
+        let file = file.to_str().expect("a UTF-8 temporary path").to_owned();
+        Self::start_in(store, binary(), &["-c", &file])
+    }
+
     /// Starts the server binary at `bin` (e.g. an older release, to test
     /// version checks) with extra command-line arguments.
     pub fn start_binary(bin: impl Into<PathBuf>, extra: &[&str]) -> NatsServer {
-        let store = tempfile::Builder::new()
-            .prefix("natask-nats-")
-            .tempdir()
-            .expect("cannot create a temporary store directory");
+        Self::start_in(store_dir(), bin, extra)
+    }
+
+    fn start_in(store: tempfile::TempDir, bin: impl Into<PathBuf>, extra: &[&str]) -> NatsServer {
         let mut server = NatsServer {
             child: None,
             store,
@@ -168,6 +184,13 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+fn store_dir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("natask-nats-")
+        .tempdir()
+        .expect("cannot create a temporary store directory")
 }
 
 fn binary() -> PathBuf {

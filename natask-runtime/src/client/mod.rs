@@ -23,6 +23,7 @@ use crate::store::locks::Locks;
 use crate::store::tasks::{TaskStore, DEFAULT_TASK_RETENTION};
 
 mod batch;
+pub(crate) mod context;
 pub(crate) mod dead_letters;
 mod delayed;
 pub(crate) mod enqueue;

@@ -3,6 +3,7 @@
 //! Every test serves only its own queues (`.queues([...])`), because the
 //! tasks of all modules are linked into this one binary.
 
+mod auth;
 mod batch;
 mod build;
 mod cluster;
