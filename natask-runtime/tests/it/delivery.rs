@@ -564,17 +564,18 @@ async fn a_task_in_an_unknown_wire_format_is_handed_back_then_parked_never_run()
     let client = connect(&server).await;
     Formatted::new(1).enqueue(&client).await.unwrap();
     let future = TaskId::new().to_string();
-    let mut h = async_nats::HeaderMap::new();
-    h.insert("Natask-Task", "formatted");
-    h.insert("Natask-Id", future.as_str());
-    h.insert("Natask-Format", "99");
-    client
-        .jetstream()
-        .publish_with_headers("natask.q.it_format.formatted", h, "{\"n\":99}".into())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    let headers = [
+        ("Natask-Task", "formatted"),
+        ("Natask-Id", future.as_str()),
+        ("Natask-Format", "99"),
+    ];
+    crate::publish_raw(
+        &client,
+        "natask.q.it_format.formatted",
+        &headers,
+        "{\"n\":99}",
+    )
+    .await;
     Formatted::new(2).enqueue(&client).await.unwrap();
 
     let mut dead = client.nats().subscribe("natask.dlq.>").await.unwrap();
@@ -591,16 +592,7 @@ async fn a_task_in_an_unknown_wire_format_is_handed_back_then_parked_never_run()
     handled.sort();
     assert_eq!(handled, [1, 2]);
     assert!(rx.try_recv().is_err(), "format 99 never ran as format 1");
-    let h = |n: &str| {
-        letter
-            .headers
-            .as_ref()
-            .unwrap()
-            .get(n)
-            .unwrap()
-            .as_str()
-            .to_owned()
-    };
+    let h = |n: &str| crate::header(&letter, n);
     assert_eq!(h("Natask-Id"), future);
     assert_eq!(h("Natask-Reason"), "unknown_format");
     assert_eq!(

@@ -121,6 +121,37 @@ pub(crate) async fn drained(client: &Client, queue: &str) {
     .await;
 }
 
+/// Publishes `body` with `headers` to `subject`, as a hand-written
+/// producer would, and waits until JetStream stored it.
+pub(crate) async fn publish_raw(
+    client: &Client,
+    subject: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<bytes::Bytes>,
+) {
+    let mut map = async_nats::HeaderMap::new();
+    for (name, value) in headers {
+        map.insert(*name, *value);
+    }
+    client
+        .jetstream()
+        .publish_with_headers(subject.to_owned(), map, body.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+}
+
+/// The value of header `name` of a message (e.g. a dead letter seen on
+/// its subject); empty when it has none.
+pub(crate) fn header(msg: &async_nats::Message, name: &str) -> String {
+    msg.headers
+        .as_ref()
+        .and_then(|h| h.get(name))
+        .map(|v| v.as_str().to_owned())
+        .unwrap_or_default()
+}
+
 /// Receives `n` values.
 pub(crate) async fn recv_n<T>(rx: &mut mpsc::UnboundedReceiver<T>, n: usize) -> Vec<T> {
     let mut out = Vec::with_capacity(n);

@@ -1,6 +1,5 @@
 //! Bad input is parked with a readable error, and loses nothing else.
 
-use async_nats::HeaderMap;
 use futures_util::StreamExt;
 use natask_runtime::{task, EnqueueError, State, TaskError, TaskId};
 use tokio::sync::mpsc;
@@ -26,17 +25,7 @@ async fn publish_raw(
     headers: &[(&str, &str)],
     body: &'static [u8],
 ) {
-    let mut map = HeaderMap::new();
-    for (k, v) in headers {
-        map.insert(*k, *v);
-    }
-    client
-        .jetstream()
-        .publish_with_headers("natask.q.it_poison.count", map, body.into())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    crate::publish_raw(client, "natask.q.it_poison.count", headers, body).await;
 }
 
 #[tokio::test]
@@ -178,16 +167,9 @@ async fn a_poison_task_too_large_for_a_dead_letter_is_parked_cut_and_leaves_the_
     let mut body = vec![b'{'];
     body.resize(limit - 200, b'x');
     let body_len = body.len();
-    let mut map = HeaderMap::new();
-    map.insert("Natask-Task", "count");
-    map.insert("Natask-Id", id.to_string().as_str());
-    client
-        .jetstream()
-        .publish_with_headers("natask.q.it_poison.count", map, body.into())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    let id_text = id.to_string();
+    let headers = [("Natask-Task", "count"), ("Natask-Id", id_text.as_str())];
+    crate::publish_raw(&client, "natask.q.it_poison.count", &headers, body).await;
     Count::new(2).enqueue(&client).await.unwrap();
 
     let mut dead = client.nats().subscribe("natask.dlq.>").await.unwrap();
@@ -203,16 +185,7 @@ async fn a_poison_task_too_large_for_a_dead_letter_is_parked_cut_and_leaves_the_
     crate::drained(&client, "it_poison").await;
     running.stop().await;
 
-    let header = |n: &str| {
-        letter
-            .headers
-            .as_ref()
-            .unwrap()
-            .get(n)
-            .unwrap()
-            .as_str()
-            .to_owned()
-    };
+    let header = |n: &str| crate::header(&letter, n);
     assert_eq!(header("Natask-Id"), id.to_string());
     assert_eq!(header("Natask-Reason"), "decode");
     assert_eq!(
