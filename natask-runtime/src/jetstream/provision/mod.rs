@@ -22,125 +22,16 @@ use natask_core::wire::{self, Names};
 
 use super::assets::{self, Bucket, ConsumerSettings};
 use super::drift::{consumer_drift, replica_drift, stream_drift};
-use super::error::{self, Code};
+use super::error::{self as js_error, Code};
 use super::server::{self, Feature};
-use crate::policy::{Drift, InvalidPolicy, Provisioning, QueuePolicy};
+use crate::policy::{Provisioning, QueuePolicy};
 
-/// A stream, consumer or bucket could not be created, looked up or updated.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ProvisionError {
-    /// JetStream refused or did not answer a request about the stream (or
-    /// its consumer).
-    #[error("{} could not be created or found", what(stream, consumer.as_deref()))]
-    JetStream {
-        /// The stream's name.
-        stream: String,
-        /// The consumer's name, if the request was about the consumer.
-        consumer: Option<String>,
-        /// What JetStream answered.
-        #[source]
-        source: async_nats::Error,
-    },
-    /// The queue's policy is invalid.
-    #[error(transparent)]
-    InvalidPolicy(#[from] InvalidPolicy),
-    /// The stream or consumer does not exist, and
-    /// [`Provisioning::NoCreate`] forbids creating it.
-    #[error(
-        "{} does not exist, and this client may not create it (Provisioning::NoCreate); \
-         whoever manages the NATS account must create it, e.g. by running a natask producer or \
-         worker once with the default Provisioning::Create",
-        what(stream, consumer.as_deref())
-    )]
-    Missing {
-        /// The stream's name.
-        stream: String,
-        /// The consumer's name, if the stream exists but the consumer does not.
-        consumer: Option<String>,
-    },
-    /// [`Queue::drift`](crate::Queue::drift) was asked about a queue whose
-    /// stream does not exist yet.
-    #[error(
-        "stream `{stream}` does not exist yet; it is created by the first enqueue or by a runtime \
-         serving the queue"
-    )]
-    NotFound {
-        /// The stream's name.
-        stream: String,
-    },
-    /// The stream needs a feature the server does not have.
-    #[error("stream `{stream}` needs {feature}, which nats-server {server_version} does not have; upgrade the server")]
-    Unsupported {
-        /// The stream's name.
-        stream: String,
-        /// The feature, e.g. `message schedules (nats-server 2.12)`.
-        feature: &'static str,
-        /// The version the server reports.
-        server_version: String,
-    },
-    /// The queue refuses tasks when full ([`WhenFull::Refuse`](crate::WhenFull::Refuse)
-    /// with [`QueuePolicy::max_tasks`] or [`QueuePolicy::max_bytes`]) and was
-    /// asked to hold delayed tasks, or the other way round: JetStream
-    /// cannot do both in one stream.
-    #[error(
-        "stream `{stream}` cannot both refuse tasks when full (WhenFull::Refuse with max_tasks or \
-         max_bytes) and hold delayed tasks: JetStream allows no message schedules on a discard-new \
-         stream (error 10052) and cannot turn schedules off once on; give this queue \
-         WhenFull::DropOldest or no size limit, or move its delayed and cron tasks to another queue"
-    )]
-    RefuseWithDelays {
-        /// The stream's name.
-        stream: String,
-    },
-    /// The policy asks for a change the server cannot make to an existing
-    /// stream.
-    #[error(
-        "the {field} of stream `{stream}` is {live} and cannot be changed to {wanted} on an \
-         existing stream; keep {live} in the queue's policy, or drain the queue, delete its stream \
-         and provision it again"
-    )]
-    Immutable {
-        /// The stream's name.
-        stream: String,
-        /// The setting, as in [`Drift::field`].
-        field: &'static str,
-        /// The value on the server.
-        live: String,
-        /// The value the policy asks for.
-        wanted: String,
-    },
-}
+mod error;
+mod update;
 
-/// What the feature of [`ProvisionError::Unsupported`] is called.
-pub(crate) const MESSAGE_SCHEDULES: &str = "message schedules (nats-server 2.12)";
-/// What the feature of [`ProvisionError::Unsupported`] is called.
-pub(crate) const MESSAGE_TTL: &str = "per-message TTL (nats-server 2.11)";
-
-fn what(stream: &str, consumer: Option<&str>) -> String {
-    match consumer {
-        Some(consumer) => format!("consumer `{consumer}` on stream `{stream}`"),
-        None => format!("stream `{stream}`"),
-    }
-}
-
-impl ProvisionError {
-    fn stream(stream: &str, source: impl Into<async_nats::Error>) -> ProvisionError {
-        ProvisionError::JetStream {
-            stream: stream.to_owned(),
-            consumer: None,
-            source: source.into(),
-        }
-    }
-
-    fn consumer(stream: &str, source: impl Into<async_nats::Error>) -> ProvisionError {
-        ProvisionError::JetStream {
-            stream: stream.to_owned(),
-            consumer: Some(wire::CONSUMER.to_owned()),
-            source: source.into(),
-        }
-    }
-}
+pub use error::ProvisionError;
+pub(crate) use error::{MESSAGE_SCHEDULES, MESSAGE_TTL};
+use update::Owner;
 
 /// How natask provisions, and what it has provisioned: one per
 /// [`Client`](crate::Client), shared by the runtimes built from it.
@@ -278,7 +169,7 @@ impl Provisioner {
         match self.js.create_stream(config.clone()).await {
             Ok(stream) => Ok(self.led(stream).await),
             // Another process created it meanwhile, perhaps from another policy.
-            Err(e) if error::is(&e, Code::STREAM_NAME_EXIST) => {
+            Err(e) if js_error::is(&e, Code::STREAM_NAME_EXIST) => {
                 let stream = self
                     .js
                     .get_stream(&name)
@@ -314,9 +205,9 @@ impl Provisioner {
         loop {
             match self.lookups.get_stream(name).await {
                 Ok(stream) => return Ok(Some(stream)),
-                Err(e) if error::is_stream_not_found(&e) => return Ok(None),
+                Err(e) if js_error::is_stream_not_found(&e) => return Ok(None),
                 Err(e)
-                    if error::is_unavailable(&e)
+                    if js_error::is_unavailable(&e)
                         && tokio::time::Instant::now() + pause < deadline =>
                 {
                     tracing::debug!(stream = name, error = %e, "JetStream cannot answer yet; asking again");
@@ -353,7 +244,7 @@ impl Provisioner {
                     | ConsumerInfoErrorKind::Offline,
                 ) => true,
                 _ => matches!(
-                    error::code(&*e),
+                    js_error::code(&*e),
                     Some(Code::CLUSTER_NOT_AVAILABLE | Code::CLUSTER_NOT_LEADER)
                 ),
             };
@@ -514,196 +405,6 @@ impl Provisioner {
     /// The bucket `bucket`, if this client has opened it already.
     pub(crate) fn opened(&self, bucket: Bucket) -> Option<&kv::Store> {
         self.buckets[bucket as usize].get()
-    }
-
-    /// Logs one warning per differing setting of the attached stream or
-    /// consumer (`what`) of `owner`, once per client (and the runtimes built
-    /// from it) and value.
-    fn warn_drift(&self, owner: Owner<'_>, what: &str, drift: &[Drift]) {
-        for d in drift {
-            let first = self
-                .warned
-                .lock()
-                .expect("warned set poisoned")
-                .insert(format!("{owner}\u{0}{what}\u{0}{d}"));
-            if !first {
-                continue;
-            }
-            let (wanted_by, fix) = match owner {
-                Owner::Queue(_) => ("its policy says", "Queue::update applies the policy"),
-                Owner::Shared(_) => (
-                    "natask would create it with",
-                    "Client::update_shared_streams applies the client's settings",
-                ),
-            };
-            tracing::warn!(
-                %owner,
-                field = d.field,
-                live = %d.live,
-                wanted = %d.wanted,
-                "the {what} of {owner} has {} = {} but {wanted_by} {}; natask attached to it as it is ({fix})",
-                d.field,
-                d.live,
-                d.wanted,
-            );
-        }
-    }
-
-    /// The streams shared by every queue (dead letters and the buckets), as
-    /// this client would create them.
-    fn shared_configs(&self) -> Vec<stream::Config> {
-        let replicas = self.replicas();
-        let mut configs = vec![assets::dead_letter_stream_config(&self.names, replicas)];
-        configs.extend(
-            [Bucket::Tasks, Bucket::Handbacks, Bucket::Unique]
-                .map(|b| b.stream_config(&self.names, self.task_retention, replicas)),
-        );
-        configs
-    }
-
-    /// Where the existing shared streams differ from what this client
-    /// would create (their replicas), by stream name.
-    pub(crate) async fn shared_drift(&self) -> Result<Vec<(String, Drift)>, ProvisionError> {
-        let mut drift = Vec::new();
-        for wanted in self.shared_configs() {
-            if let Some(stream) = self.existing_stream(&wanted.name).await? {
-                if let Some(d) = replica_drift(&stream.cached_info().config, &wanted) {
-                    drift.push((wanted.name, d));
-                }
-            }
-        }
-        Ok(drift)
-    }
-
-    /// Gives the existing shared streams this client's replicas; returns
-    /// what was changed.
-    pub(crate) async fn update_shared_streams(
-        &self,
-    ) -> Result<Vec<(String, Drift)>, ProvisionError> {
-        let drift = self.shared_drift().await?;
-        for (name, d) in &drift {
-            let mut live = self
-                .js
-                .get_stream(name)
-                .await
-                .map_err(|e| ProvisionError::stream(name, e))?
-                .cached_info()
-                .config
-                .clone();
-            live.num_replicas = d.wanted.parse().expect("a replica count");
-            self.js
-                .update_stream(&live)
-                .await
-                .map_err(|e| ProvisionError::stream(name, e))?;
-            tracing::info!(stream = %name, from = %d.live, to = %d.wanted, "shared stream updated to the client's replicas");
-        }
-        Ok(drift)
-    }
-
-    /// What differs between the live stream and consumer of `queue` and its
-    /// policy. The consumer's `ack_wait` counts only if the policy sets one.
-    pub(crate) async fn queue_drift(&self, queue: &str) -> Result<Vec<Drift>, ProvisionError> {
-        let policy = self.policy(queue);
-        policy.validate()?;
-        let name = self.names.queue_stream(queue);
-        let Some(stream) = self.existing_stream(&name).await? else {
-            return Err(ProvisionError::NotFound { stream: name });
-        };
-        let mut drift = stream_drift(&stream.cached_info().config, &policy, self.replicas());
-        if let Some(consumer) = self.existing_consumer(&stream).await? {
-            drift.extend(consumer_drift(
-                &consumer.cached_info().config,
-                policy.max_in_flight,
-                policy.ack_wait,
-            ));
-        }
-        Ok(drift)
-    }
-
-    /// Updates the stream and (if it exists) the consumer of `queue` to its
-    /// policy; returns what was changed.
-    pub(crate) async fn update_queue(&self, queue: &str) -> Result<Vec<Drift>, ProvisionError> {
-        let policy = self.policy(queue);
-        let stream = self.queue_stream(queue).await?;
-        let live = stream.cached_info().config.clone();
-        let mut changed = stream_drift(&live, &policy, self.replicas());
-        if !changed.is_empty() {
-            self.update_stream(live, &policy, &changed).await?;
-        }
-        if let Some(consumer) = self.existing_consumer(&stream).await? {
-            let mut config = consumer.cached_info().config.clone();
-            let drift = consumer_drift(&config, policy.max_in_flight, policy.ack_wait);
-            if !drift.is_empty() {
-                config.max_ack_pending = policy.max_in_flight;
-                config.ack_wait = policy.ack_wait.unwrap_or(config.ack_wait);
-                stream
-                    .update_consumer(config)
-                    .await
-                    .map_err(|e| ProvisionError::consumer(&live_name(&stream), e))?;
-                changed.extend(drift);
-            }
-        }
-        for d in &changed {
-            tracing::info!(queue, field = d.field, from = %d.live, to = %d.wanted, "queue updated to its policy");
-        }
-        Ok(changed)
-    }
-
-    /// Rewrites the live stream `live` of a queue to `policy`, refusing
-    /// what the server cannot change.
-    async fn update_stream(
-        &self,
-        mut live: stream::Config,
-        policy: &QueuePolicy,
-        drift: &[Drift],
-    ) -> Result<(), ProvisionError> {
-        let name = live.name.clone();
-        if let Some(d) = drift
-            .iter()
-            .find(|d| matches!(d.field, "storage" | "retention"))
-        {
-            return Err(ProvisionError::Immutable {
-                stream: name,
-                field: d.field,
-                live: d.live.clone(),
-                wanted: d.wanted.clone(),
-            });
-        }
-        let wanted = assets::queue_stream_config(&self.names, policy, self.replicas());
-        live.num_replicas = wanted.num_replicas;
-        live.max_messages = wanted.max_messages;
-        live.max_bytes = wanted.max_bytes;
-        if assets::limited(policy) {
-            if wanted.discard == stream::DiscardPolicy::New && live.allow_message_schedules {
-                return Err(ProvisionError::RefuseWithDelays { stream: name });
-            }
-            live.discard = wanted.discard;
-        }
-        live.duplicate_window = wanted.duplicate_window;
-        self.js
-            .update_stream(&live)
-            .await
-            .map_err(|e| ProvisionError::stream(&name, e))?;
-        Ok(())
-    }
-}
-
-/// Whose stream or consumer differs from what natask would create.
-#[derive(Clone, Copy)]
-enum Owner<'a> {
-    /// A queue's, compared with its policy.
-    Queue(&'a str),
-    /// A shared stream or bucket (by stream name), compared with the
-    /// client's settings.
-    Shared(&'a str),
-}
-
-impl std::fmt::Display for Owner<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Owner::Queue(queue) => write!(f, "queue `{queue}`"),
-            Owner::Shared(stream) => write!(f, "stream `{stream}`"),
-        }
     }
 }
 
