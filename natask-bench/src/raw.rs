@@ -1,7 +1,7 @@
 //! The baseline: the same JetStream work with async-nats alone.
 //!
 //! Same stream and consumer settings as natask's provisioning
-//! (`natask-runtime/src/provision.rs`), same JSON body, a `Nats-Msg-Id` on
+//! (`natask-runtime/src/jetstream/assets.rs`), same JSON body, a `Nats-Msg-Id` on
 //! every publish (deduplication is JetStream work natask asks for too),
 //! explicit acks. What it leaves out is exactly the framework: natask's
 //! other headers, the task registry, per-task spawning, attempts, leases.
