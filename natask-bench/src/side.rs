@@ -25,6 +25,14 @@ pub(crate) async fn connect_untracked(url: &str) -> anyhow::Result<Client> {
         .with_queue(QueuePolicy::new(QUEUE).tracking(false))?)
 }
 
+/// natask with task tracking on but no `queued` state written at enqueue
+/// (`QueuePolicy::track_queued(false)`).
+pub(crate) async fn connect_unqueued(url: &str) -> anyhow::Result<Client> {
+    Ok(connect(url)
+        .await?
+        .with_queue(QueuePolicy::new(QUEUE).track_queued(false))?)
+}
+
 /// Enqueues each task and awaits it before the next; returns how many.
 pub(crate) async fn enqueue_each(
     client: &Client,

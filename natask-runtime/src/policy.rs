@@ -70,6 +70,7 @@ pub struct QueuePolicy {
     pub(crate) when_full: WhenFull,
     pub(crate) dedup_window: Duration,
     pub(crate) tracking: bool,
+    pub(crate) track_queued: bool,
     pub(crate) prefetch: usize,
 }
 
@@ -93,6 +94,7 @@ impl QueuePolicy {
             when_full: WhenFull::Refuse,
             dedup_window: DEFAULT_DEDUP_WINDOW,
             tracking: true,
+            track_queued: true,
             prefetch: DEFAULT_PREFETCH,
         }
     }
@@ -197,6 +199,23 @@ impl QueuePolicy {
     /// saves two key-value writes per task on the fastest queues.
     pub fn tracking(mut self, on: bool) -> Self {
         self.tracking = on;
+        self
+    }
+
+    /// Whether `enqueue` records a tracked task's `queued` state (default
+    /// on). Off, a task has no state until a worker starts it:
+    /// [`Client::task_info`](crate::Client::task_info) returns `None` for a
+    /// task still waiting in its queue, and [`Client::cancel`](crate::Client::cancel)
+    /// answers [`Cancelled::Unknown`](crate::Cancelled::Unknown) for it (the
+    /// task is still never run: the worker that receives it drops it and
+    /// records `cancelled`). Everything after the start is kept as with
+    /// tracking on: `running`, retries, the final state and the result, and
+    /// [`Client::wait`](crate::Client::wait). Delayed tasks keep their
+    /// `delayed` state, which cancelling them needs. Saves one key-value
+    /// write per task, about half of what tracking costs (`BENCHMARKS.md`,
+    /// scenario 9). No effect when [`tracking`](Self::tracking) is off.
+    pub fn track_queued(mut self, on: bool) -> Self {
+        self.track_queued = on;
         self
     }
 

@@ -139,7 +139,7 @@ impl Client {
             .into_iter()
             .map(|r| r.expect("every task is settled"))
             .collect();
-        if self.tracks(T::QUEUE) {
+        if self.tracks_queued(T::QUEUE) {
             self.record_initial_states::<T>(&results).await;
         }
         results

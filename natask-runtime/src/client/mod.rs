@@ -335,6 +335,11 @@ impl Client {
     pub(crate) fn tracks(&self, queue: &str) -> bool {
         self.inner.provisioner.tracks(queue)
     }
+
+    /// Whether `enqueue` records the `queued` state of `queue`'s tasks (cheap).
+    pub(crate) fn tracks_queued(&self, queue: &str) -> bool {
+        self.inner.provisioner.tracks_queued(queue)
+    }
 }
 
 impl std::fmt::Debug for Client {

@@ -88,6 +88,12 @@ async fn untracked_job(probe: State<Probe>, n: u32) -> Result<(), TaskError> {
     Ok(())
 }
 
+#[task(queue = "it_life_unqueued")]
+async fn unqueued_job(probe: State<Probe>, n: u32) -> Result<u32, TaskError> {
+    let _ = probe.started.send(n.to_string());
+    Ok(n * 10)
+}
+
 #[task(queue = "it_life_expiry")]
 async fn expiring_job(probe: State<Probe>, n: u32) -> Result<(), TaskError> {
     let _ = probe.started.send(n.to_string());
@@ -346,6 +352,50 @@ async fn without_tracking_no_state_is_kept_but_cancellation_still_holds() {
         client.task_info(cancelled).await.unwrap().is_none(),
         "untracked"
     );
+}
+
+#[tokio::test]
+async fn without_the_queued_state_a_task_is_known_from_its_start_and_cancellation_still_holds() {
+    let server = natask_testing::NatsServer::start();
+    let client = connect(&server)
+        .await
+        .with_queue(QueuePolicy::new("it_life_unqueued").track_queued(false))
+        .unwrap();
+    let cancelled = UnqueuedJob::new(1).enqueue(&client).await.unwrap().id;
+    let ran = UnqueuedJob::new(2).enqueue(&client).await.unwrap().id;
+    let batch: Vec<_> = client
+        .enqueue_many([UnqueuedJob::new(3), UnqueuedJob::new(4)])
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().id)
+        .collect();
+    // Waiting in the queue, no task has a state...
+    for id in [cancelled, ran, batch[0], batch[1]] {
+        assert_eq!(client.task_info(id).await.unwrap(), None, "{id}");
+    }
+    // ...so cancel cannot tell where it is, but the request holds.
+    assert_eq!(client.cancel(cancelled).await.unwrap(), Cancelled::Unknown);
+
+    let (probe, mut started, _dropped, _release) = Probe::new();
+    let running = Running::start(builder(&client, &["it_life_unqueued"]).state(probe)).await;
+    for (id, n) in [(ran, 2), (batch[0], 3), (batch[1], 4)] {
+        let done = client.wait(id, EVENT_DEADLINE).await.unwrap();
+        assert_eq!(done.state, TaskState::Succeeded);
+        assert_eq!(done.result, Some(serde_json::json!(n * 10)));
+        assert_eq!(done.attempts, 1);
+    }
+    // The worker that received the cancelled task dropped it and said so.
+    let dropped = client.wait(cancelled, EVENT_DEADLINE).await.unwrap();
+    assert_eq!(dropped.state, TaskState::Cancelled);
+    assert_eq!(dropped.attempts, 0);
+    drained(&client, "it_life_unqueued").await;
+    running.stop().await;
+    let mut ran_here = vec![];
+    while let Ok(n) = started.try_recv() {
+        ran_here.push(n);
+    }
+    ran_here.sort();
+    assert_eq!(ran_here, ["2", "3", "4"], "the cancelled task ran");
 }
 
 #[tokio::test]

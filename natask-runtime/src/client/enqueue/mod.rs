@@ -143,7 +143,13 @@ impl Client {
         let stored = self.publish::<T>(subject.clone(), headers, payload).await?;
         tracing::debug!(%id, duplicate = stored.duplicate, delayed = delay.is_some(), "enqueued");
         // A duplicate's state was recorded by the publish that stored it.
-        if !stored.duplicate && self.tracks(T::QUEUE) {
+        // A delayed task's state is kept whenever tracking is on: cancelling
+        // it needs its schedule subject.
+        let record = match delay {
+            Some(_) => self.tracks(T::QUEUE),
+            None => self.tracks_queued(T::QUEUE),
+        };
+        if !stored.duplicate && record {
             let mut info = initial_state::<T>(id, TaskState::Queued, Some(stored.sequence));
             if let Some(delay) = delay {
                 info.state = TaskState::Delayed;

@@ -114,6 +114,13 @@ impl Provisioner {
         self.policies.get(queue).is_none_or(|p| p.tracking)
     }
 
+    /// Whether `enqueue` records the `queued` state of `queue`'s tasks.
+    pub(crate) fn tracks_queued(&self, queue: &str) -> bool {
+        self.policies
+            .get(queue)
+            .is_none_or(|p| p.tracking && p.track_queued)
+    }
+
     fn server_version(&self) -> String {
         self.js.client().server_info().version
     }
