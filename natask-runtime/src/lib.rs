@@ -213,6 +213,7 @@ pub mod middleware;
 #[cfg(feature = "opentelemetry")]
 mod otel;
 mod policy;
+mod signing;
 mod store;
 mod worker;
 
@@ -235,6 +236,7 @@ pub use policy::{
     Drift, InvalidPolicy, InvalidReplicas, Provisioning, QueuePolicy, Storage, WhenFull,
     DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_IN_FLIGHT, DEFAULT_PREFETCH,
 };
+pub use signing::{KeyError, PublicKey, SigningKey};
 pub use store::tasks::{TaskInfo, TaskState, TrackingError, DEFAULT_TASK_RETENTION};
 pub use worker::builder::{
     BuildError, RuntimeBuilder, DEFAULT_ACK_WAIT, DEFAULT_CONCURRENCY, DEFAULT_RETRIES,

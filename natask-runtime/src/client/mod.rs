@@ -19,6 +19,7 @@ use natask_core::Task;
 use crate::jetstream::provision::{ProvisionError, Provisioner};
 use crate::middleware::{self, Middleware};
 use crate::policy::{Drift, InvalidReplicas, Provisioning, QueuePolicy, REPLICAS};
+use crate::signing::SigningKey;
 use crate::store::locks::Locks;
 use crate::store::tasks::{TaskStore, DEFAULT_TASK_RETENTION};
 
@@ -78,6 +79,8 @@ struct Settings {
     provisioning: Provisioning,
     task_retention: Duration,
     replicas: Option<usize>,
+    /// Set with `with_signing_key`: every task published is signed.
+    signing: Option<SigningKey>,
 }
 
 /// Connecting to NATS failed.
@@ -144,6 +147,7 @@ impl Client {
                 provisioning: Provisioning::default(),
                 task_retention: DEFAULT_TASK_RETENTION,
                 replicas: None,
+                signing: None,
             },
         )
     }
@@ -217,6 +221,24 @@ impl Client {
     /// hanging.
     pub fn with_timeout(self, timeout: Duration) -> Client {
         self.with(|s| s.timeout = Some(timeout))
+    }
+
+    /// Signs every task this client publishes with `key` (header
+    /// `Natask-Signature`, ed25519 over the payload and the task headers):
+    /// `enqueue` and its variants, recurring schedules, and the cron
+    /// schedules of a runtime built from this client. Workers that
+    /// [require signatures](crate::RuntimeBuilder::require_signatures) run
+    /// only tasks signed by a key they trust. See `docs/security.md`.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+    /// use natask_runtime::{Client, SigningKey};
+    /// let key = SigningKey::from_file("/run/secrets/natask.seed")?;
+    /// let client = Client::connect("nats://127.0.0.1:4222").await?.with_signing_key(key);
+    /// # Ok(()) }
+    /// ```
+    pub fn with_signing_key(self, key: SigningKey) -> Client {
+        self.with(|s| s.signing = Some(key))
     }
 
     /// Adds middleware whose [`on_enqueue`](Middleware::on_enqueue) runs
@@ -329,6 +351,11 @@ impl Client {
     /// The bucket of unique locks.
     pub(crate) fn locks(&self) -> &Locks {
         &self.inner.locks
+    }
+
+    /// The key this client signs tasks with, if any.
+    pub(crate) fn signing_key(&self) -> Option<&SigningKey> {
+        self.inner.settings.signing.as_ref()
     }
 
     /// Whether tasks of `queue` have their state tracked (cheap).

@@ -302,6 +302,9 @@ impl<T: Task> Recurring<T> {
         if let Some(zone) = cron.time_zone() {
             headers.insert(NATS_SCHEDULE_TIME_ZONE, zone);
         }
+        if let Some(key) = self.client.signing_key() {
+            key.sign(T::QUEUE, &mut headers, &body);
+        }
         let stream = self.stream().await?;
         let subject = names.keyed_schedule_subject(T::QUEUE, T::NAME, key);
         let js = self.client.jetstream();

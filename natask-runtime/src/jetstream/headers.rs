@@ -24,6 +24,7 @@ pub(crate) const DUE_AT: HeaderName = HeaderName::from_static(wire::HEADER_DUE_A
 pub(crate) const CONTENT_TYPE: HeaderName = HeaderName::from_static(wire::HEADER_CONTENT_TYPE);
 pub(crate) const UNIQUE: HeaderName = HeaderName::from_static(wire::HEADER_UNIQUE);
 pub(crate) const UNIQUE_UNTIL: HeaderName = HeaderName::from_static(wire::HEADER_UNIQUE_UNTIL);
+pub(crate) const SIGNATURE: HeaderName = HeaderName::from_static(wire::HEADER_SIGNATURE);
 
 /// Headers a dead letter adds to the task's own; a replay removes them.
 pub(crate) const DEAD_LETTER_HEADERS: [&str; 6] = [

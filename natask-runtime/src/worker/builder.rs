@@ -17,6 +17,7 @@ use crate::jetstream::assets::{Bucket, ConsumerSettings};
 use crate::jetstream::provision::ProvisionError;
 use crate::middleware::{self, Middleware};
 use crate::policy::InvalidPolicy;
+use crate::signing::PublicKey;
 use crate::store::handbacks::Handbacks;
 
 /// Handlers per queue and process when [`RuntimeBuilder::concurrency`] is not called.
@@ -48,6 +49,9 @@ pub(crate) struct Config {
     /// (during a rolling deploy) the chance to take it.
     pub(crate) unknown_task_deliveries: u32,
     pub(crate) unknown_task_delay: Duration,
+    /// Set with `require_signatures`: only tasks signed by one of these
+    /// keys run. Empty: signatures are not checked.
+    pub(crate) signers: Arc<[PublicKey]>,
 }
 
 impl Default for Config {
@@ -60,6 +64,7 @@ impl Default for Config {
             default_backoff: Backoff::DEFAULT,
             unknown_task_deliveries: 5,
             unknown_task_delay: Duration::from_secs(5),
+            signers: Arc::new([]),
         }
     }
 }
@@ -255,6 +260,26 @@ impl RuntimeBuilder {
     pub fn unknown_task_grace(mut self, deliveries: u32, delay: Duration) -> Self {
         self.config.unknown_task_deliveries = deliveries.max(1);
         self.config.unknown_task_delay = delay;
+        self
+    }
+
+    /// Runs only tasks signed by one of `keys` (see
+    /// [`Client::with_signing_key`](crate::Client::with_signing_key)); a
+    /// task that is unsigned, signed by another key, or changed after it
+    /// was signed is dead-lettered without running, with reason
+    /// `signature` and a message saying which. Its task state is left
+    /// alone: an unverified message is not trusted to name a task. Give
+    /// several keys to rotate them. See `docs/security.md`.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: natask_runtime::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// use natask_runtime::{PublicKey, Runtime};
+    /// let producers = PublicKey::from_file("/etc/natask/producers.pub")?;
+    /// let runtime = Runtime::builder(client).require_signatures([producers]).build().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn require_signatures(mut self, keys: impl IntoIterator<Item = PublicKey>) -> Self {
+        self.config.signers = keys.into_iter().collect();
         self
     }
 

@@ -153,7 +153,10 @@ async fn put(
     let names = client.names();
     let subject = names.cron_subject(queue, entry.name);
     let target = names.task_subject(queue, entry.name);
-    let headers = schedule_headers(entry, cron, &target);
+    let mut headers = schedule_headers(entry, cron, &target);
+    if let Some(key) = client.signing_key() {
+        key.sign(queue, &mut headers, BODY);
+    }
     let put = message_schedules::put(client.jetstream(), stream, subject, headers, BODY.into())
         .await
         .map_err(|refused| match (refused, entry.time_zone) {

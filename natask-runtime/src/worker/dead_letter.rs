@@ -33,6 +33,9 @@ pub(crate) enum Reason {
     UnknownFormat,
     /// The message lacks natask's headers.
     NotATask,
+    /// The worker requires signed tasks and this one's signature is
+    /// missing, by a key it does not trust, or does not match.
+    Signature,
 }
 
 impl Reason {
@@ -44,6 +47,7 @@ impl Reason {
             Reason::UnknownTask => "unknown_task",
             Reason::UnknownFormat => "unknown_format",
             Reason::NotATask => "not_a_task",
+            Reason::Signature => "signature",
         }
     }
 }

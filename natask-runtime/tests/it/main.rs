@@ -20,6 +20,7 @@ mod queues;
 mod schedule;
 mod schedules;
 mod shutdown;
+mod signing;
 mod unique;
 
 use std::future::Future;

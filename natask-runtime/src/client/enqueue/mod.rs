@@ -339,6 +339,9 @@ impl Client {
                 reason,
             },
         )?;
+        if let Some(key) = self.signing_key() {
+            key.sign(T::QUEUE, &mut headers, &payload);
+        }
         let size = payload.len() + headers::wire_len(&headers);
         let limit = self.max_payload();
         if limit > 0 && size > limit {

@@ -8,6 +8,7 @@ use natask_core::{TaskContext, TaskEntry, TaskId};
 
 use super::Delivery;
 use crate::jetstream::headers::{DUE_AT, ENQUEUED_AT, FORMAT, TASK};
+use crate::signing;
 use crate::store::cancellations::Running;
 use crate::store::tasks::TaskState;
 use crate::worker::dead_letter::Reason;
@@ -77,6 +78,27 @@ pub(super) async fn classify(at: Delivery<'_>) -> Verdict<'_> {
     // A message without the header is format 1 (hand-written producers).
     if let Some(format) = header(at.msg, FORMAT).filter(|f| *f != wire::FORMAT_VERSION) {
         return unknown(at, name, id, Unknown::Format(format), delivered, handbacks);
+    }
+    let signers = &at.shared.config.signers;
+    if !signers.is_empty() {
+        let body = &at.msg.payload;
+        if let Err(error) = signing::verify(
+            signers,
+            at.worker.queue,
+            name,
+            at.msg.headers.as_ref(),
+            body,
+        ) {
+            tracing::warn!(queue = at.worker.queue, task = %name, %id, %error, "task refused");
+            // Not trusted to name a task: no state is written for its id.
+            return Verdict::Park(Parked {
+                task: name,
+                reason: Reason::Signature,
+                error,
+                attempts: 0,
+                id: None,
+            });
+        }
     }
     let Some(entry) = at.worker.handlers.get(name) else {
         return unknown(at, name, id, Unknown::Task, delivered, handbacks);
