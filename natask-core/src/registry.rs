@@ -42,6 +42,12 @@ pub struct TaskEntry {
     pub handler: HandlerFn,
     /// The `State<T>` types the handler needs.
     pub states: &'static [StateKey],
+    /// The JSON Schema of the payload, as JSON text, read by the macro from
+    /// the parameters' types (published in the live catalog).
+    pub schema: &'static str,
+    /// `#[task(unique = "..")]`: the lock's TTL and stage (as
+    /// [`Task::UNIQUE`](crate::Task::UNIQUE)); `None` for ordinary tasks.
+    pub unique: Option<crate::UniquePolicy>,
     /// Name of the crate that defines the task.
     pub crate_name: &'static str,
     /// Module path of the function.
@@ -184,6 +190,8 @@ mod tests {
             time_zone: None,
             handler: noop,
             states: &[],
+            schema: "{}",
+            unique: None,
             crate_name: "app",
             module_path: "app::jobs",
             file: "src/jobs.rs",

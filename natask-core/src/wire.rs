@@ -182,6 +182,16 @@ impl Names {
     pub fn task_bucket(&self) -> String {
         format!("{}_TASKS", self.stream_prefix)
     }
+
+    /// The live catalog bucket: `<PREFIX>_CATALOG`.
+    pub fn catalog_bucket(&self) -> String {
+        format!("{}_CATALOG", self.stream_prefix)
+    }
+
+    /// The worker registry bucket: `<PREFIX>_WORKERS`.
+    pub fn workers_bucket(&self) -> String {
+        format!("{}_WORKERS", self.stream_prefix)
+    }
 }
 
 impl Default for Names {

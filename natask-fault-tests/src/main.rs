@@ -4,7 +4,7 @@
 //!
 //! Environment: `NATS_URL` (one URL or a comma-separated list),
 //! `NATASK_QUEUES` (comma-separated), `NATASK_CONCURRENCY`,
-//! `NATASK_ACK_WAIT_MS`, `NATASK_WORK_MS`, and for queue `fleet` the
+//! `NATASK_ACK_WAIT_MS`, `NATASK_WORK_MS`, `NATASK_HEARTBEAT_MS`, and for queue `fleet` the
 //! policy's `NATASK_FLEET_MAX_IN_FLIGHT` and `NATASK_FLEET_CONCURRENCY`.
 //! With `RUST_LOG` set (`RUST_LOG=natask_runtime=debug`), natask's logs go
 //! to stderr, which the tests pass through.
@@ -38,6 +38,10 @@ async fn main() -> anyhow::Result<()> {
         .ack_wait(Duration::from_millis(env_u64(
             "NATASK_ACK_WAIT_MS",
             30_000,
+        )?))
+        .heartbeat(Duration::from_millis(env_u64(
+            "NATASK_HEARTBEAT_MS",
+            5_000,
         )?))
         .build()
         .await?;

@@ -237,6 +237,9 @@ pub use policy::{
     DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_IN_FLIGHT, DEFAULT_PREFETCH,
 };
 pub use signing::{KeyError, PublicKey, SigningKey};
+pub use store::fleet::{
+    CatalogEntry, CatalogUnique, FleetError, ServedQueue, WorkerInfo, DEFAULT_HEARTBEAT,
+};
 pub use store::tasks::{TaskInfo, TaskState, TrackingError, DEFAULT_TASK_RETENTION};
 pub use worker::builder::{
     BuildError, RuntimeBuilder, DEFAULT_ACK_WAIT, DEFAULT_CONCURRENCY, DEFAULT_RETRIES,

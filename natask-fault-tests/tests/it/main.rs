@@ -359,3 +359,80 @@ async fn max_in_flight_holds_across_worker_processes() {
     assert!(most <= 2, "{most} handlers ran at once");
     assert_eq!(most, 2, "the limit was reached, so the test shows it holds");
 }
+
+/// The registry entries of the running workers, once `pids` are all there.
+async fn registered(
+    client: &natask_runtime::Client,
+    pids: &[String],
+) -> Vec<natask_runtime::WorkerInfo> {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        let workers = client.workers().await.unwrap();
+        let mut seen: Vec<String> = workers.iter().map(|w| w.pid.to_string()).collect();
+        seen.sort();
+        let mut wanted = pids.to_vec();
+        wanted.sort();
+        if seen == wanted {
+            return workers;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "registry {seen:?}, wanted {wanted:?}"
+        );
+        // Written by other processes: read again until it matches.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_killed_worker_drops_out_of_the_registry_after_its_heartbeat_ttl() {
+    let server = NatsServer::start();
+    setup(&server, 0).await;
+    let client = natask_runtime::Client::connect(&server.url())
+        .await
+        .unwrap();
+    let heartbeat = [("NATASK_HEARTBEAT_MS", "1000")];
+    let mut killed = Worker::start(&server.url(), &heartbeat).await;
+    let mut stays = Worker::start(&server.url(), &heartbeat).await;
+    let workers = registered(&client, &[killed.pid(), stays.pid()]).await;
+    let id = workers
+        .iter()
+        .find(|w| w.pid.to_string() == killed.pid())
+        .unwrap()
+        .id
+        .clone();
+    let registry = client
+        .jetstream()
+        .get_key_value(client.names().workers_bucket())
+        .await
+        .unwrap();
+    let mut changes = registry.watch(&id).await.unwrap();
+
+    killed.signal("-KILL").await;
+    let at = tokio::time::Instant::now();
+    // Its last heartbeat lives three heartbeats (3 s); then the server
+    // removes it and leaves a marker the watch sees.
+    loop {
+        let change = tokio::time::timeout(DEADLINE, changes.next())
+            .await
+            .expect("the entry expired in time")
+            .unwrap()
+            .unwrap();
+        if change.operation != async_nats::jetstream::kv::Operation::Put {
+            break;
+        }
+    }
+    let gone_after = at.elapsed();
+    eprintln!("a killed worker left the registry {gone_after:?} after SIGKILL");
+    assert!(
+        gone_after >= Duration::from_millis(1500),
+        "it left before its TTL: {gone_after:?}"
+    );
+    let left = registered(&client, &[stays.pid()]).await;
+    assert_eq!(left.len(), 1);
+
+    stays.signal("-TERM").await;
+    assert_eq!(stays.finish().await, (vec!["stopped".to_owned()], true));
+    // A graceful stop leaves at once.
+    assert!(client.workers().await.unwrap().is_empty());
+}

@@ -15,6 +15,7 @@ mod handler;
 mod inherent;
 mod payload;
 mod registry;
+mod schema;
 
 use proc_macro2::TokenStream;
 use quote::quote;

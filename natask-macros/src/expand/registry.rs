@@ -49,6 +49,8 @@ fn entry(task: &Task, p: &TokenStream) -> TokenStream {
     let cron = option(task.cron.as_ref().map(|c| quote!(#c)));
     let time_zone = option(task.time_zone.as_ref().map(|z| quote!(#z)));
     let states = task.states().map(|ty| quote!(#p::StateKey::of::<#ty>()));
+    let schema = super::schema::payload_schema(task);
+    let unique = option(task.unique.as_ref().map(|u| unique_policy(u, p)));
     quote! {
         const __NATASK_ENTRY: #p::TaskEntry = #p::TaskEntry {
             name: #name,
@@ -60,6 +62,8 @@ fn entry(task: &Task, p: &TokenStream) -> TokenStream {
             time_zone: #time_zone,
             handler: __natask_handler,
             states: &[#(#states),*],
+            schema: #schema,
+            unique: #unique,
             crate_name: ::core::env!("CARGO_PKG_NAME"),
             module_path: ::core::module_path!(),
             file: ::core::file!(),
@@ -93,6 +97,23 @@ fn backoff(spec: &BackoffSpec, p: &TokenStream) -> TokenStream {
 
 /// The items of the `Task` impl that make a task unique.
 fn unique_items(unique: &Unique, p: &TokenStream) -> TokenStream {
+    let policy = unique_policy(unique, p);
+    let fields = &unique.fields;
+    quote! {
+        const UNIQUE: ::core::option::Option<#p::UniquePolicy> =
+            ::core::option::Option::Some(#policy);
+
+        fn unique_fields<__NataskSerializer: #p::serde::Serializer>(
+            &self,
+            __natask_serializer: __NataskSerializer,
+        ) -> ::core::result::Result<__NataskSerializer::Ok, __NataskSerializer::Error> {
+            #p::serde::Serialize::serialize(&(#(&self.#fields,)*), __natask_serializer)
+        }
+    }
+}
+
+/// The `UniquePolicy` of a unique task, as a constant expression.
+fn unique_policy(unique: &Unique, p: &TokenStream) -> TokenStream {
     let ttl = Literal::u64_suffixed(unique.ttl_secs);
     let until = option(unique.until.map(|stage| {
         let variant = match stage {
@@ -102,19 +123,10 @@ fn unique_items(unique: &Unique, p: &TokenStream) -> TokenStream {
         };
         quote!(#p::Until::#variant)
     }));
-    let fields = &unique.fields;
     quote! {
-        const UNIQUE: ::core::option::Option<#p::UniquePolicy> =
-            ::core::option::Option::Some(#p::UniquePolicy {
-                ttl: ::core::time::Duration::from_secs(#ttl),
-                until: #until,
-            });
-
-        fn unique_fields<__NataskSerializer: #p::serde::Serializer>(
-            &self,
-            __natask_serializer: __NataskSerializer,
-        ) -> ::core::result::Result<__NataskSerializer::Ok, __NataskSerializer::Error> {
-            #p::serde::Serialize::serialize(&(#(&self.#fields,)*), __natask_serializer)
+        #p::UniquePolicy {
+            ttl: ::core::time::Duration::from_secs(#ttl),
+            until: #until,
         }
     }
 }

@@ -168,6 +168,13 @@ const _: () = {
         time_zone: ::core::option::Option::None,
         handler: __natask_handler,
         states: &[],
+        schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"properties\":{\"month\":{\"maximum\":4294967295,\"minimum\":0,\"type\":\"integer\"},\"tenant\":{\"type\":\"string\"}},\"required\":[\"tenant\",\"month\"],\"title\":\"build_report\",\"type\":\"object\"}",
+        unique: ::core::option::Option::Some(::natask_runtime::__private::UniquePolicy {
+            ttl: ::core::time::Duration::from_secs(3600u64),
+            until: ::core::option::Option::Some(
+                ::natask_runtime::__private::Until::Started,
+            ),
+        }),
         crate_name: ::core::env!("CARGO_PKG_NAME"),
         module_path: ::core::module_path!(),
         file: ::core::file!(),

@@ -192,6 +192,8 @@ const _: () = {
         time_zone: ::core::option::Option::None,
         handler: __natask_handler,
         states: &[::natask_runtime::__private::StateKey::of::<Mailer>()],
+        schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"properties\":{\"subject\":{\"type\":\"string\"},\"to\":{\"type\":\"string\"}},\"required\":[\"to\"],\"title\":\"send_email\",\"type\":\"object\"}",
+        unique: ::core::option::Option::None,
         crate_name: ::core::env!("CARGO_PKG_NAME"),
         module_path: ::core::module_path!(),
         file: ::core::file!(),

@@ -28,6 +28,7 @@ pub(crate) mod context;
 pub(crate) mod dead_letters;
 mod delayed;
 pub(crate) mod enqueue;
+mod fleet;
 pub(crate) mod options;
 pub(crate) mod queue;
 pub(crate) mod recurring;

@@ -28,6 +28,10 @@ pub(crate) enum Bucket {
     Handbacks,
     /// The locks of unique tasks.
     Unique,
+    /// The live catalog: each served task's declaration and schema.
+    Catalog,
+    /// The worker registry: each running runtime, until its heartbeat's TTL.
+    Workers,
 }
 
 impl Bucket {
@@ -37,6 +41,8 @@ impl Bucket {
             Bucket::Tasks => names.task_bucket(),
             Bucket::Handbacks => names.handback_bucket(),
             Bucket::Unique => names.unique_bucket(),
+            Bucket::Catalog => names.catalog_bucket(),
+            Bucket::Workers => names.workers_bucket(),
         }
     }
 
@@ -46,6 +52,12 @@ impl Bucket {
             Bucket::Handbacks => "natask: deliveries per task that did not spend an attempt",
             Bucket::Unique => {
                 "natask: locks of unique tasks (key: queue.task.hash, value: the holder's task id)"
+            }
+            Bucket::Catalog => {
+                "natask: the tasks runtimes serve (key: queue.task), with their payload schemas"
+            }
+            Bucket::Workers => {
+                "natask: running runtimes (key: runtime id), each until its heartbeat's TTL"
             }
         }
     }
@@ -66,6 +78,10 @@ impl Bucket {
             Bucket::Handbacks => (HANDBACK_RETENTION, None),
             // Each lock carries its own TTL; expired ones leave a marker.
             Bucket::Unique => (Duration::ZERO, Some(LOCK_MARKER_TTL)),
+            Bucket::Catalog => (crate::store::fleet::CATALOG_MAX_AGE, None),
+            // Each entry carries its own TTL; a lapsed one leaves a marker,
+            // so a watcher sees the runtime leave.
+            Bucket::Workers => (Duration::ZERO, Some(LOCK_MARKER_TTL)),
         };
         stream::Config {
             name: format!("KV_{bucket}"),

@@ -164,14 +164,15 @@ impl TaskInfo {
     }
 }
 
-mod millis {
+/// Times as Unix milliseconds in stored JSON.
+pub(crate) mod millis {
     use std::time::SystemTime;
 
     use serde::{Deserialize, Deserializer, Serializer};
 
     use crate::jetstream::time;
 
-    pub(super) fn serialize<S: Serializer>(
+    pub(crate) fn serialize<S: Serializer>(
         t: &Option<SystemTime>,
         s: S,
     ) -> Result<S::Ok, S::Error> {
@@ -181,10 +182,27 @@ mod millis {
         }
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
         d: D,
     ) -> Result<Option<SystemTime>, D::Error> {
         Ok(Option::<u64>::deserialize(d)?.map(time::from_unix_millis))
+    }
+
+    /// A time that is always there.
+    pub(crate) mod required {
+        use std::time::SystemTime;
+
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        use crate::jetstream::time;
+
+        pub(crate) fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_u64(time::unix_millis(*t))
+        }
+
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+            Ok(time::from_unix_millis(u64::deserialize(d)?))
+        }
     }
 }
 

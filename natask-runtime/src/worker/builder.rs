@@ -18,6 +18,7 @@ use crate::jetstream::provision::ProvisionError;
 use crate::middleware::{self, Middleware};
 use crate::policy::InvalidPolicy;
 use crate::signing::PublicKey;
+use crate::store::fleet::DEFAULT_HEARTBEAT;
 use crate::store::handbacks::Handbacks;
 
 /// Handlers per queue and process when [`RuntimeBuilder::concurrency`] is not called.
@@ -52,6 +53,8 @@ pub(crate) struct Config {
     /// Set with `require_signatures`: only tasks signed by one of these
     /// keys run. Empty: signatures are not checked.
     pub(crate) signers: Arc<[PublicKey]>,
+    /// How often the runtime's registry entry is written.
+    pub(crate) heartbeat: Duration,
 }
 
 impl Default for Config {
@@ -65,6 +68,7 @@ impl Default for Config {
             unknown_task_deliveries: 5,
             unknown_task_delay: Duration::from_secs(5),
             signers: Arc::new([]),
+            heartbeat: DEFAULT_HEARTBEAT,
         }
     }
 }
@@ -283,6 +287,15 @@ impl RuntimeBuilder {
         self
     }
 
+    /// How often the runtime writes its entry in the worker registry
+    /// (default [`DEFAULT_HEARTBEAT`]; at least 1 s). The entry lives three
+    /// heartbeats, so a runtime that dies drops out of
+    /// [`Client::workers`](crate::Client::workers) that long after its last.
+    pub fn heartbeat(mut self, interval: Duration) -> Self {
+        self.config.heartbeat = interval.max(Duration::from_secs(1));
+        self
+    }
+
     /// JetStream's lease on a delivered task (default [`DEFAULT_ACK_WAIT`]);
     /// the runtime renews it while a handler runs. Applies when the queue's
     /// consumer is created; a queue's
@@ -338,6 +351,7 @@ impl RuntimeBuilder {
                 confirming: TaskTracker::new(),
             }),
             workers,
+            heartbeat: None,
         })
     }
 
@@ -446,6 +460,7 @@ impl RuntimeBuilder {
             validity: policy.validity,
             replicated,
             prefetch: policy.prefetch,
+            running: Arc::default(),
         })
     }
 }

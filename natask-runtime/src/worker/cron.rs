@@ -247,6 +247,8 @@ mod tests {
             time_zone: None,
             handler: |_| Box::pin(async { Ok(Vec::new()) }),
             states: &[],
+            schema: "{}",
+            unique: None,
             crate_name: "app",
             module_path: "app",
             file: "app.rs",

@@ -3,7 +3,7 @@
 //! and rides out NATS outages, leader elections and re-created streams.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,6 +36,9 @@ const PREFETCH_AFTER: u64 = 16;
 /// and adds how long it was held to the queue's average.
 pub(crate) struct Slot {
     permit: Option<OwnedSemaphorePermit>,
+    /// The queue's count of handlers running here (the worker registry's
+    /// "in flight").
+    running: Arc<AtomicUsize>,
     freed: Arc<Notify>,
     /// When it was taken, and a number that tells it from other slots.
     taken: (Instant, u64),
@@ -44,6 +47,7 @@ pub(crate) struct Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        self.running.fetch_sub(1, Ordering::Relaxed);
         self.held.freed(self.taken);
         // The permit goes back before the loop wakes: fields are dropped
         // after this function, and a loop woken first would find no free
@@ -135,6 +139,8 @@ pub(crate) struct QueueWorker {
     /// Tasks pulled ahead of the free slots while tasks are short
     /// ([`QueuePolicy::prefetch`](crate::QueuePolicy::prefetch)).
     pub(crate) prefetch: usize,
+    /// Handlers running now.
+    pub(crate) running: Arc<AtomicUsize>,
 }
 
 /// What the loop of one queue keeps between tasks.
@@ -372,8 +378,10 @@ impl QueueWorker {
         leased: Instant,
         hand_back: &CancellationToken,
     ) {
+        self.running.fetch_add(1, Ordering::Relaxed);
         let slot = Slot {
             permit: Some(permit),
+            running: Arc::clone(&self.running),
             freed: Arc::clone(&fetch.freed),
             taken: fetch.held.taken(),
             held: Arc::clone(&fetch.held),

@@ -29,6 +29,7 @@ pub(crate) mod builder;
 pub(crate) mod cron;
 mod dead_letter;
 mod fetch;
+mod heartbeat;
 pub(crate) mod http;
 mod message;
 mod pauses;
@@ -84,6 +85,8 @@ pub struct Runtime {
     pub(crate) shared: Arc<Shared>,
     pub(crate) workers: Vec<Arc<QueueWorker>>,
     pub(crate) http: Option<tokio::net::TcpListener>,
+    /// The registry heartbeat of the current run, once started.
+    pub(crate) heartbeat: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Runtime {
@@ -182,7 +185,8 @@ impl Runtime {
         }
     }
 
-    /// Starts every queue's loop, the HTTP endpoint and the queue gauges;
+    /// Starts every queue's loop, the HTTP endpoint, the registry heartbeat
+    /// and the queue gauges;
     /// the loops, and the queue each serves.
     fn start(
         &mut self,
@@ -202,6 +206,8 @@ impl Runtime {
         if let Some(listener) = self.http.take() {
             tokio::spawn(http::serve(listener, self.health(), stop.clone()));
         }
+        let heartbeat = heartbeat::Heartbeat::new(Arc::clone(&self.shared), self.workers.clone());
+        self.heartbeat = Some(tokio::spawn(heartbeat.run(stop.clone())));
         #[cfg(feature = "metrics")]
         {
             let health = self.health();
@@ -219,7 +225,7 @@ impl Runtime {
     /// Stops fetching, waits for the handlers within the grace, then hands
     /// the unfinished back.
     async fn shut_down(
-        &self,
+        &mut self,
         mut loops: JoinSet<()>,
         stop: &CancellationToken,
         hand_back: &CancellationToken,
@@ -249,6 +255,10 @@ impl Runtime {
                 unconfirmed = confirming.len(),
                 "shutdown grace elapsed; some acks were not confirmed and their tasks may run again"
             );
+        }
+        // Out of the worker registry last: it served until now.
+        if let Some(heartbeat) = self.heartbeat.take() {
+            let _ = heartbeat.await;
         }
         tracing::info!("shut down");
     }

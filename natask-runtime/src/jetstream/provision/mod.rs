@@ -58,7 +58,7 @@ pub(crate) struct Provisioner {
     /// reconnect does not repeat them.
     warned: Mutex<HashSet<String>>,
     dead_letters: OnceCell<stream::Stream>,
-    buckets: [OnceCell<kv::Store>; 3],
+    buckets: [OnceCell<kv::Store>; 5],
 }
 
 impl Provisioner {

@@ -50,8 +50,14 @@ impl Provisioner {
         let replicas = self.replicas();
         let mut configs = vec![assets::dead_letter_stream_config(&self.names, replicas)];
         configs.extend(
-            [Bucket::Tasks, Bucket::Handbacks, Bucket::Unique]
-                .map(|b| b.stream_config(&self.names, self.task_retention, replicas)),
+            [
+                Bucket::Tasks,
+                Bucket::Handbacks,
+                Bucket::Unique,
+                Bucket::Catalog,
+                Bucket::Workers,
+            ]
+            .map(|b| b.stream_config(&self.names, self.task_retention, replicas)),
         );
         configs
     }
