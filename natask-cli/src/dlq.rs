@@ -97,7 +97,7 @@ pub(crate) async fn run(client: &Client, command: DlqCommand) -> Outcome {
             if json.json {
                 output::json(&letters.iter().map(LetterView::from).collect::<Vec<_>>())?;
             } else if letters.is_empty() {
-                println!("no dead letters");
+                out!("no dead letters");
             } else {
                 let rows: Vec<Vec<String>> = letters
                     .iter()
@@ -118,7 +118,7 @@ pub(crate) async fn run(client: &Client, command: DlqCommand) -> Outcome {
                         "ID", "QUEUE", "TASK", "REASON", "ATTEMPTS", "FAILED", "ERROR",
                     ],
                     &rows,
-                );
+                )?;
             }
         }
         DlqCommand::Show { id, json } => {
@@ -138,14 +138,14 @@ pub(crate) async fn run(client: &Client, command: DlqCommand) -> Outcome {
                 output::json(&view)?;
             } else {
                 let view = LetterView::from(&letter);
-                println!("id:          {}", view.id);
-                println!("queue:       {}", view.queue);
-                println!("task:        {}", or_dash(view.task));
-                println!("reason:      {}", view.reason);
-                println!("attempts:    {}", view.attempts);
-                println!("failed at:   {}", or_dash(view.failed_at));
-                println!("error:       {}", view.error);
-                println!("headers:");
+                out!("id:          {}", view.id);
+                out!("queue:       {}", view.queue);
+                out!("task:        {}", or_dash(view.task));
+                out!("reason:      {}", view.reason);
+                out!("attempts:    {}", view.attempts);
+                out!("failed at:   {}", or_dash(view.failed_at));
+                out!("error:       {}", view.error);
+                out!("headers:");
                 let mut headers: Vec<(String, String)> = letter
                     .headers
                     .iter()
@@ -158,10 +158,10 @@ pub(crate) async fn run(client: &Client, command: DlqCommand) -> Outcome {
                     .collect();
                 headers.sort();
                 for (name, value) in headers {
-                    println!("  {name}: {value}");
+                    out!("  {name}: {value}");
                 }
-                println!("payload:");
-                println!("{}", serde_json::to_string_pretty(&view.payload)?);
+                out!("payload:");
+                out!("{}", serde_json::to_string_pretty(&view.payload)?);
             }
         }
         DlqCommand::Replay { id, all, select } => {
@@ -173,7 +173,7 @@ pub(crate) async fn run(client: &Client, command: DlqCommand) -> Outcome {
                 }
                 let id = parse_id(&id)?;
                 dead.replay(id).await?;
-                println!("dead letter `{id}` replayed");
+                out!("dead letter `{id}` replayed");
             } else {
                 debug_assert!(all, "clap requires an id or --all");
                 replay_all(&dead, &select).await?;
@@ -187,7 +187,7 @@ pub(crate) async fn run(client: &Client, command: DlqCommand) -> Outcome {
             let purged = dead
                 .purge_matching(select.queue.as_deref(), select.task.as_deref())
                 .await?;
-            println!("{purged} dead letters deleted");
+            out!("{purged} dead letters deleted");
         }
     }
     Ok(())
@@ -220,7 +220,7 @@ async fn replay_all(dead: &DeadLetters, select: &Select) -> Outcome {
         bar.inc(1);
     }
     bar.finish_and_clear();
-    println!("{replayed} dead letters replayed");
+    out!("{replayed} dead letters replayed");
     if failed > 0 {
         return Err(format!("{failed} dead letters could not be replayed (see above)").into());
     }

@@ -149,7 +149,7 @@ pub(crate) async fn run(client: &Client, json: bool) -> Outcome {
     if json {
         crate::output::json(&report)?;
     } else {
-        println!(
+        out!(
             "server {} (nats-server {}){}, max_payload {} bytes, natask creates R{}",
             report.server_name,
             report.server_version,
@@ -162,7 +162,7 @@ pub(crate) async fn run(client: &Client, json: bool) -> Outcome {
             report.replicas
         );
         for check in &report.checks {
-            println!("{:<4}  {:<19}  {}", check.status, check.check, check.detail);
+            out!("{:<4}  {:<19}  {}", check.status, check.check, check.detail);
         }
     }
     if report.checks.iter().any(|c| c.status == "fail") {

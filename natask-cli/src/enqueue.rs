@@ -114,7 +114,7 @@ pub(crate) async fn run(client: &Client, command: Enqueue) -> Outcome {
     if let Err(e) = recorded.await {
         eprintln!("note: the task was stored, but its state was not recorded ({e})");
     }
-    println!("{id}");
+    out!("{id}");
     Ok(())
 }
 

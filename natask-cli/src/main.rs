@@ -8,6 +8,14 @@
 //! Every listing takes `--json`; the field names are documented in
 //! `docs/operations.md` and kept stable.
 
+/// `println!` that returns the error instead of panicking, so that
+/// `natask dlq ls --json | head` ends quietly when `head` has read enough.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::output::line(format_args!($($arg)*))?
+    };
+}
+
 mod args;
 mod connect;
 mod dlq;
@@ -40,6 +48,13 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of stdout went away (`| head`): nothing left to do.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => fail(&*e),
     }
 }

@@ -1,13 +1,21 @@
 //! How results are printed: aligned columns for people, JSON for scripts,
 //! times as RFC 3339 (UTC) and ages as `1h 2m 3s`.
 
+use std::io::Write;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
 /// Prints `rows` under `header`, each column as wide as its widest cell.
-pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) {
-    print!("{}", render(header, rows));
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> std::io::Result<()> {
+    std::io::stdout()
+        .lock()
+        .write_all(render(header, rows).as_bytes())
+}
+
+/// Prints one line on stdout; an error (a closed pipe) is returned.
+pub(crate) fn line(text: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+    writeln!(std::io::stdout().lock(), "{text}")
 }
 
 fn render(header: &[&str], rows: &[Vec<String>]) -> String {
@@ -36,8 +44,8 @@ fn render(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// Prints `value` as pretty JSON.
-pub(crate) fn json(value: &impl Serialize) -> Result<(), serde_json::Error> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+pub(crate) fn json(value: &impl Serialize) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    line(format_args!("{}", serde_json::to_string_pretty(value)?))?;
     Ok(())
 }
 

@@ -83,9 +83,9 @@ pub(crate) async fn list(client: &Client, json: bool) -> Outcome {
         let views: Vec<QueueView> = infos.iter().map(QueueView::from).collect();
         output::json(&views)?;
     } else if infos.is_empty() {
-        println!("no queues under prefix `{}`", client.names().prefix());
+        out!("no queues under prefix `{}`", client.names().prefix());
     } else {
-        output::table(&HEADER, &infos.iter().map(row).collect::<Vec<_>>());
+        output::table(&HEADER, &infos.iter().map(row).collect::<Vec<_>>())?;
     }
     Ok(())
 }
@@ -106,7 +106,7 @@ pub(crate) async fn run(client: &Client, command: QueueCommand) -> Outcome {
             if json.json {
                 output::json(&QueueView::from(&info))?;
             } else {
-                output::table(&HEADER, &[row(&info)]);
+                output::table(&HEADER, &[row(&info)])?;
             }
         }
         QueueCommand::Pause { name, duration } => {
@@ -115,17 +115,17 @@ pub(crate) async fn run(client: &Client, command: QueueCommand) -> Outcome {
                 Some(d) => {
                     let until = SystemTime::now() + d;
                     queue.pause_until(until).await?;
-                    println!("queue `{name}` paused until {}", output::time(until));
+                    out!("queue `{name}` paused until {}", output::time(until));
                 }
                 None => {
                     queue.pause().await?;
-                    println!("queue `{name}` paused until resumed");
+                    out!("queue `{name}` paused until resumed");
                 }
             }
         }
         QueueCommand::Resume { name } => {
             client.queue(&name).resume().await?;
-            println!("queue `{name}` resumed");
+            out!("queue `{name}` resumed");
         }
         QueueCommand::Drift { name, json } => {
             let drift = client.queue(&name).drift().await?;
@@ -140,13 +140,13 @@ pub(crate) async fn run(client: &Client, command: QueueCommand) -> Outcome {
                     .collect();
                 output::json(&views)?;
             } else if drift.is_empty() {
-                println!("queue `{name}` matches its policy");
+                out!("queue `{name}` matches its policy");
             } else {
                 let rows: Vec<Vec<String>> = drift
                     .into_iter()
                     .map(|d| vec![d.field.to_owned(), d.live, d.wanted])
                     .collect();
-                output::table(&["SETTING", "LIVE", "WANTED"], &rows);
+                output::table(&["SETTING", "LIVE", "WANTED"], &rows)?;
             }
         }
     }

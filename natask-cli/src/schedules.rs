@@ -98,7 +98,7 @@ pub(crate) async fn run(client: &Client, command: ScheduleCommand) -> Outcome {
             if json.json {
                 output::json(&schedules)?;
             } else if schedules.is_empty() {
-                println!("no schedules");
+                out!("no schedules");
             } else {
                 let rows: Vec<Vec<String>> = schedules
                     .into_iter()
@@ -115,7 +115,7 @@ pub(crate) async fn run(client: &Client, command: ScheduleCommand) -> Outcome {
                         ]
                     })
                     .collect();
-                output::table(&["KIND", "QUEUE", "TASK", "KEY OR ID", "SCHEDULE"], &rows);
+                output::table(&["KIND", "QUEUE", "TASK", "KEY OR ID", "SCHEDULE"], &rows)?;
             }
         }
         ScheduleCommand::Rm { subject } => {
@@ -137,7 +137,7 @@ pub(crate) async fn run(client: &Client, command: ScheduleCommand) -> Outcome {
                 ("delayed", Some(id)) => {
                     // Through `cancel`, so that the task's state says so too.
                     let outcome = client.cancel(parse_id(&id)?).await?;
-                    println!("delayed task `{id}` cancelled ({outcome:?})");
+                    out!("delayed task `{id}` cancelled ({outcome:?})");
                 }
                 (kind, _) => {
                     let stream = client
@@ -148,7 +148,7 @@ pub(crate) async fn run(client: &Client, command: ScheduleCommand) -> Outcome {
                     if purged.purged == 0 {
                         return Err(format!("no schedule on `{subject}`").into());
                     }
-                    println!("{kind} schedule `{subject}` removed");
+                    out!("{kind} schedule `{subject}` removed");
                     if kind == "cron" {
                         eprintln!(
                             "note: a worker serving the task stores its `#[task(cron)]` schedule again when it starts"

@@ -61,7 +61,7 @@ fn print(info: &TaskInfo, json: bool) -> Outcome {
         ("result", or_dash(view.result.map(|r| r.to_string()))),
     ];
     for (name, value) in rows {
-        println!("{:<12} {value}", format!("{name}:"));
+        out!("{:<12} {value}", format!("{name}:"));
     }
     Ok(())
 }
@@ -125,7 +125,7 @@ pub(crate) async fn run(client: &Client, command: TaskCommand) -> Outcome {
                     "state": state,
                 }))?;
             } else {
-                println!("task `{id}`: {said}");
+                out!("task `{id}`: {said}");
             }
             Ok(())
         }
