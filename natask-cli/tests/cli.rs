@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use natask_runtime::{task, Client, Runtime, State, TaskError, TaskState};
+use natask_runtime::{task, Client, QueuePolicy, Runtime, State, TaskError, TaskState};
 use natask_testing::NatsServer;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
@@ -45,6 +45,11 @@ async fn paused_job() -> Result<(), TaskError> {
 #[task(queue = "cli_enqueue")]
 async fn double(n: u64) -> Result<u64, TaskError> {
     Ok(n * 2)
+}
+
+#[task(queue = "cli_drift")]
+async fn drifting_job() -> Result<(), TaskError> {
+    Ok(())
 }
 
 #[task(queue = "cli_later")]
@@ -497,4 +502,66 @@ async fn doctor_reports_the_server_and_its_features() {
         Some(Value::from("ok")),
         "{report}"
     );
+}
+
+#[tokio::test]
+async fn drift_from_the_default_policy_is_reported_by_queue_drift_and_doctor() {
+    let server = NatsServer::start();
+    let client = connect(&server)
+        .await
+        .with_queue(QueuePolicy::new("cli_drift").max_in_flight(20))
+        .unwrap();
+    // The worker creates the consumer with the application's policy.
+    let worker = Worker::start(Runtime::builder(client.clone()).queues(["cli_drift"])).await;
+
+    let drift = json(&server, &["queue", "drift", "cli_drift", "--json"]).await;
+    assert_eq!(
+        drift,
+        serde_json::json!([{ "field": "max_in_flight", "live": "20", "wanted": "10000" }])
+    );
+    let table = ok(&server, &["queue", "drift", "cli_drift"]).await;
+    assert!(table.contains("max_in_flight  20    10000"), "{table}");
+
+    let report = json(&server, &["doctor", "--json"]).await;
+    let queue = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "queue")
+        .unwrap_or_else(|| panic!("no queue check in {report}"));
+    assert_eq!(queue["status"], "warn", "{report}");
+    assert!(queue["detail"]
+        .as_str()
+        .unwrap()
+        .contains("max_in_flight: live 20, wanted 10000"));
+    worker.stop().await;
+}
+
+#[tokio::test]
+async fn user_password_and_token_are_used_and_never_echoed() {
+    let server = NatsServer::start_with(&["--user", "ada", "--pass", "pw-7f3a"]);
+    let wrong = natask(
+        &server,
+        &["--user", "ada", "--password", "not-pw-91c2", "queues"],
+    )
+    .await;
+    assert_eq!(wrong.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(stderr.contains("could not connect"), "{stderr}");
+    assert!(
+        !stderr.contains("not-pw-91c2"),
+        "the password is not echoed: {stderr}"
+    );
+    let right = json(
+        &server,
+        &["--user", "ada", "--password", "pw-7f3a", "queues", "--json"],
+    )
+    .await;
+    assert_eq!(right, Value::Array(vec![]));
+
+    let server = NatsServer::start_with(&["--auth", "tok-55e1"]);
+    let right = json(&server, &["--token", "tok-55e1", "queues", "--json"]).await;
+    assert_eq!(right, Value::Array(vec![]));
+    let none = natask(&server, &["queues"]).await;
+    assert_eq!(none.status.code(), Some(1), "no token, no connection");
 }
