@@ -38,7 +38,13 @@ pub(crate) struct Connection {
     #[arg(long, env = "NATS_USER", global = true, requires = "password")]
     pub(crate) user: Option<String>,
     /// Password (with `--user`).
-    #[arg(long, env = "NATS_PASSWORD", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "NATS_PASSWORD",
+        hide_env_values = true,
+        global = true,
+        requires = "user"
+    )]
     pub(crate) password: Option<String>,
     /// Authentication token.
     #[arg(long, env = "NATS_TOKEN", hide_env_values = true, global = true)]
