@@ -3,7 +3,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use natask_runtime::{Client, DeadLetter, DeadLetters};
+use natask_runtime::{Client, DeadLetter, DeadLetterError};
 use serde::Serialize;
 
 use crate::args::{DlqCommand, Select};
@@ -50,13 +50,38 @@ impl From<&DeadLetter> for LetterView {
     }
 }
 
+/// Whether the dead-letter stream exists. natask's clients create it when
+/// they first touch dead letters; an operator's look must change nothing.
+async fn stream_exists(
+    client: &Client,
+) -> Result<bool, async_nats::jetstream::context::GetStreamError> {
+    use async_nats::jetstream::context::GetStreamErrorKind;
+    use async_nats::jetstream::ErrorCode;
+    let name = client.names().dead_letter_stream();
+    match client.jetstream().get_stream(name).await {
+        Ok(_) => Ok(true),
+        Err(e) => match e.kind() {
+            GetStreamErrorKind::JetStream(error)
+                if error.error_code() == ErrorCode::STREAM_NOT_FOUND =>
+            {
+                Ok(false)
+            }
+            _ => Err(e),
+        },
+    }
+}
+
 /// Every dead letter `select` names, oldest first, up to `limit`.
 async fn collect(
-    dead: &DeadLetters,
+    client: &Client,
     select: &Select,
     limit: usize,
-) -> Result<Vec<DeadLetter>, natask_runtime::DeadLetterError> {
+) -> Result<Vec<DeadLetter>, Box<dyn std::error::Error + Send + Sync>> {
     let mut letters = Vec::new();
+    if !stream_exists(client).await? {
+        return Ok(letters);
+    }
+    let dead = client.dead_letters();
     let mut after = 0;
     while letters.len() < limit {
         let page = dead
@@ -93,7 +118,7 @@ pub(crate) async fn run(client: &Client, command: DlqCommand) -> Outcome {
             limit,
             json,
         } => {
-            let letters = collect(&dead, &select, limit).await?;
+            let letters = collect(client, &select, limit).await?;
             if json.json {
                 output::json(&letters.iter().map(LetterView::from).collect::<Vec<_>>())?;
             } else if letters.is_empty() {
@@ -122,7 +147,11 @@ pub(crate) async fn run(client: &Client, command: DlqCommand) -> Outcome {
             }
         }
         DlqCommand::Show { id, json } => {
-            let letter = dead.get(parse_id(&id)?).await?;
+            let id = parse_id(&id)?;
+            if !stream_exists(client).await? {
+                return Err(DeadLetterError::NotFound { id }.into());
+            }
+            let letter = dead.get(id).await?;
             if json.json {
                 let mut view = serde_json::to_value(LetterView::from(&letter))?;
                 let headers: serde_json::Map<String, serde_json::Value> = letter
@@ -172,11 +201,14 @@ pub(crate) async fn run(client: &Client, command: DlqCommand) -> Outcome {
                         .into());
                 }
                 let id = parse_id(&id)?;
+                if !stream_exists(client).await? {
+                    return Err(DeadLetterError::NotFound { id }.into());
+                }
                 dead.replay(id).await?;
                 out!("dead letter `{id}` replayed");
             } else {
                 debug_assert!(all, "clap requires an id or --all");
-                replay_all(&dead, &select).await?;
+                replay_all(client, &select).await?;
             }
         }
         DlqCommand::Purge { select, yes } => {
@@ -184,9 +216,12 @@ pub(crate) async fn run(client: &Client, command: DlqCommand) -> Outcome {
             if !yes {
                 confirm(&what)?;
             }
-            let purged = dead
-                .purge_matching(select.queue.as_deref(), select.task.as_deref())
-                .await?;
+            let purged = if stream_exists(client).await? {
+                dead.purge_matching(select.queue.as_deref(), select.task.as_deref())
+                    .await?
+            } else {
+                0
+            };
             out!("{purged} dead letters deleted");
         }
     }
@@ -196,8 +231,9 @@ pub(crate) async fn run(client: &Client, command: DlqCommand) -> Outcome {
 /// Replays every letter `select` names, with a progress bar when stderr is
 /// a terminal. A letter that cannot be replayed is reported and skipped;
 /// the command then fails.
-async fn replay_all(dead: &DeadLetters, select: &Select) -> Outcome {
-    let letters = collect(dead, select, usize::MAX).await?;
+async fn replay_all(client: &Client, select: &Select) -> Outcome {
+    let dead = client.dead_letters();
+    let letters = collect(client, select, usize::MAX).await?;
     let bar = if std::io::stderr().is_terminal() {
         let bar = ProgressBar::new(letters.len() as u64);
         if let Ok(style) = ProgressStyle::with_template("{bar:40} {pos}/{len} replayed {msg}") {

@@ -199,6 +199,25 @@ async fn queues_lists_every_queue_with_its_depth_and_oldest_task() {
 
     let other = json(&server, &["--prefix", "other", "queues", "--json"]).await;
     assert_eq!(other, Value::Array(vec![]), "no queue under another prefix");
+
+    // Looking at dead letters that were never made creates nothing.
+    let none = json(&server, &["dlq", "ls", "--json"]).await;
+    assert_eq!(none, Value::Array(vec![]));
+    let missing = natask(
+        &server,
+        &["dlq", "show", "0192c4d2-7f4e-7cc0-9d1e-4a6f1c2b3d4e"],
+    )
+    .await;
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("no dead letter with id"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
+    assert!(
+        client.jetstream().get_stream("NATASK_DLQ").await.is_err(),
+        "no dead-letter stream"
+    );
 }
 
 #[tokio::test]
