@@ -109,6 +109,16 @@ pub enum DeadLetterError {
         /// Why not.
         why: &'static str,
     },
+    /// A queue or task name given to select dead letters breaks natask's
+    /// naming rules (it would not select what it says).
+    #[error("`{name}` is not a valid queue or task name")]
+    InvalidName {
+        /// The name given.
+        name: String,
+        /// Which rule it breaks.
+        #[source]
+        source: natask_core::name::NameError,
+    },
     /// JetStream refused or did not answer.
     #[error("the dead-letter stream could not be {action}")]
     JetStream {
@@ -146,8 +156,21 @@ impl DeadLetters {
         after: u64,
         limit: usize,
     ) -> Result<Vec<DeadLetter>, DeadLetterError> {
+        self.list_matching(Some(queue), None, after, limit).await
+    }
+
+    /// Like [`list`](Self::list), for the dead letters of `queue` (every
+    /// queue when `None`) and of task `task` (every task when `None`), as
+    /// an operator tool selects them.
+    pub async fn list_matching(
+        &self,
+        queue: Option<&str>,
+        task: Option<&str>,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, DeadLetterError> {
+        let filter = self.filter(queue, task)?;
         let stream = self.stream().await?;
-        let filter = self.client.names().dead_letter_queue_filter(queue);
         let mut out = Vec::new();
         let mut next = after + 1;
         while out.len() < limit {
@@ -164,6 +187,24 @@ impl DeadLetters {
             }
         }
         Ok(out)
+    }
+
+    /// The subjects of the dead letters of `queue` and `task` (each `None`
+    /// for all), after checking the names: a wildcard in one would widen
+    /// the selection.
+    fn filter(&self, queue: Option<&str>, task: Option<&str>) -> Result<String, DeadLetterError> {
+        for name in [queue, task].into_iter().flatten() {
+            natask_core::name::check(name).map_err(|source| DeadLetterError::InvalidName {
+                name: name.to_owned(),
+                source,
+            })?;
+        }
+        let names = self.client.names();
+        Ok(match (queue, task) {
+            (None, None) => names.dead_letter_filter(),
+            (Some(queue), None) => names.dead_letter_queue_filter(queue),
+            (queue, Some(task)) => names.dead_letter_subject(queue.unwrap_or("*"), task, "*"),
+        })
     }
 
     /// The dead letter of task `id`.
@@ -206,10 +247,21 @@ impl DeadLetters {
 
     /// Deletes every dead letter of `queue`; returns how many were deleted.
     pub async fn purge(&self, queue: &str) -> Result<u64, DeadLetterError> {
+        self.purge_matching(Some(queue), None).await
+    }
+
+    /// Deletes the dead letters of `queue` (every queue when `None`) and of
+    /// task `task` (every task when `None`); returns how many were deleted.
+    pub async fn purge_matching(
+        &self,
+        queue: Option<&str>,
+        task: Option<&str>,
+    ) -> Result<u64, DeadLetterError> {
+        let filter = self.filter(queue, task)?;
         let stream = self.stream().await?;
         let purged = stream
             .purge()
-            .filter(self.client.names().dead_letter_queue_filter(queue))
+            .filter(filter)
             .await
             .map_err(|e| failed("purged")(e.into()))?;
         Ok(purged.purged)

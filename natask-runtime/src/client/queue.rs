@@ -12,7 +12,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use async_nats::jetstream::context;
+use async_nats::jetstream::{context, stream};
 use futures_util::TryStreamExt;
 
 use natask_core::name::{self, NameError};
@@ -83,6 +83,10 @@ pub struct QueueInfo {
     /// always on a server older than 2.11). An indefinite pause reads as
     /// 9999-12-31.
     pub paused_until: Option<SystemTime>,
+    /// When the oldest task the queue holds (waiting or in flight; delayed
+    /// tasks not yet due are not counted) was stored; `None` when it holds
+    /// none.
+    pub oldest_task_at: Option<SystemTime>,
 }
 
 impl QueueInfo {
@@ -133,6 +137,13 @@ pub enum QueueError {
         queue: String,
         /// The version the server reports.
         version: String,
+    },
+    /// The queues' streams could not be listed ([`Client::queues`]).
+    #[error("could not list the streams of the queues")]
+    List {
+        /// async-nats's error.
+        #[source]
+        source: async_nats::Error,
     },
     /// JetStream refused or did not answer.
     #[error("could not {action} queue `{queue}`")]
@@ -243,9 +254,10 @@ impl Queue {
     }
 
     /// How many tasks the queue holds, runs and has dead-lettered, how many
-    /// pull requests workers hold open, and whether it is paused.
+    /// pull requests workers hold open, whether it is paused, and when its
+    /// oldest task was stored.
     ///
-    /// Three JetStream requests, the dead-letter count among them costing
+    /// Four JetStream requests, the dead-letter count among them costing
     /// in proportion to the queue's dead letters (one subject each). Fails
     /// with [`QueueError::NoStream`] for a queue that was never used.
     pub async fn info(&self) -> Result<QueueInfo, QueueError> {
@@ -272,6 +284,7 @@ impl Queue {
             dead_letters: 0,
             waiting_pulls: 0,
             paused_until: None,
+            oldest_task_at: None,
         };
         match stream.consumer_info(wire::CONSUMER).await {
             Ok(consumer) => {
@@ -288,6 +301,14 @@ impl Queue {
             Err(e) if e.kind() == context::ConsumerInfoErrorKind::NotFound => {}
             Err(e) => return Err(self.failed(action, e)),
         }
+        info.oldest_task_at = match stream
+            .get_first_raw_message_by_subject(self.client.names().queue_filter(&self.name), 1)
+            .await
+        {
+            Ok(message) => Some(SystemTime::from(message.time)),
+            Err(e) if e.kind() == stream::RawMessageErrorKind::NoMessageFound => None,
+            Err(e) => return Err(self.failed(action, e)),
+        };
         info.dead_letters = self.count_dead_letters().await?;
         Ok(info)
     }
@@ -358,6 +379,38 @@ impl Queue {
             queue: self.name.clone(),
             source: e.into(),
         }
+    }
+}
+
+impl Client {
+    /// The names of every queue with a stream under this client's prefix
+    /// (streams named `<PREFIX>_Q_<queue>`), sorted. One JetStream request
+    /// per 1024 streams in the account.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: natask_runtime::Client) -> Result<(), Box<dyn std::error::Error>> {
+    /// for queue in client.queues().await? {
+    ///     println!("{queue}: {} waiting", client.queue(&queue).info().await?.depth);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn queues(&self) -> Result<Vec<String>, QueueError> {
+        let start = self.names().queue_stream("");
+        let mut queues: Vec<String> = self
+            .jetstream()
+            .stream_names()
+            .try_filter_map(|stream| {
+                let queue = stream
+                    .strip_prefix(&start)
+                    .filter(|queue| name::check(queue).is_ok())
+                    .map(str::to_owned);
+                async move { Ok(queue) }
+            })
+            .try_collect()
+            .await
+            .map_err(|e| QueueError::List { source: e.into() })?;
+        queues.sort();
+        Ok(queues)
     }
 }
 

@@ -87,7 +87,15 @@ pub(crate) async fn park(client: &Client, msg: &jetstream::Message, parking: &Pa
     if headers.get(wire::HEADER_ID).is_none() {
         headers.insert(wire::HEADER_ID, id.to_string().as_str());
     }
-    headers.insert(wire::HEADER_MSG_ID, format!("{id}:dlq").as_str());
+    // Per stored message, not per task: a crash between storing the
+    // letter and removing the original redelivers the same message (same
+    // sequence), which this deduplicates; a replayed task is a new message
+    // whose letter must not be taken for a duplicate of the one replayed.
+    let dedup = match msg.info() {
+        Ok(info) => format!("{id}:dlq:{}", info.stream_sequence),
+        Err(_) => format!("{id}:dlq"),
+    };
+    headers.insert(wire::HEADER_MSG_ID, dedup.as_str());
     headers.insert(wire::HEADER_QUEUE, queue);
     headers.insert(wire::HEADER_REASON, reason.as_str());
     headers.insert(wire::HEADER_ERROR, header_safe(error).as_str());

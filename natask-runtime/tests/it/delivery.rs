@@ -276,6 +276,32 @@ async fn stored_dead_letters(client: &natask_runtime::Client, queue: &str, n: us
     .await;
 }
 
+#[task(queue = "it_replay_again")]
+async fn still_broken() -> Result<(), TaskError> {
+    Err(TaskError::fatal("still broken"))
+}
+
+#[tokio::test]
+async fn a_replayed_task_that_fails_again_is_dead_lettered_again() {
+    let server = natask_testing::NatsServer::start();
+    let client = connect(&server).await;
+    let running = Running::start(builder(&client, &["it_replay_again"])).await;
+    let id = StillBroken::new().enqueue(&client).await.unwrap().id;
+    let dead = client.wait(id, Duration::from_secs(20)).await.unwrap();
+    assert_eq!(dead.state, natask_runtime::TaskState::Dead);
+    stored_dead_letters(&client, "it_replay_again", 1).await;
+    let first = client.dead_letters().get(id).await.unwrap();
+
+    // Within the dead-letter stream's duplicate window (2 min): the second
+    // letter was once taken for a copy of the first, and the task was lost.
+    client.dead_letters().replay(id).await.unwrap();
+    stored_dead_letters(&client, "it_replay_again", 1).await;
+    let again = client.dead_letters().get(id).await.unwrap();
+    assert!(again.sequence > first.sequence, "a new letter");
+    assert_eq!(again.reason, "fatal");
+    running.stop().await;
+}
+
 #[tokio::test]
 async fn dead_letters_are_listed_replayed_with_attempts_reset_and_purged() {
     let server = natask_testing::NatsServer::start();

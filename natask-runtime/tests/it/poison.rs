@@ -97,7 +97,11 @@ async fn undecodable_and_headerless_messages_are_parked_and_the_next_task_is_han
     );
     assert_eq!(header(bad, "Natask-Queue"), "it_poison");
     assert_eq!(header(bad, "Natask-Attempts"), "1");
-    assert_eq!(header(bad, "Nats-Msg-Id"), format!("{bad_json}:dlq"));
+    assert!(
+        header(bad, "Nats-Msg-Id").starts_with(&format!("{bad_json}:dlq:")),
+        "{}",
+        header(bad, "Nats-Msg-Id")
+    );
     assert_eq!(
         bad.subject.as_str(),
         format!("natask.dlq.it_poison.count.{bad_json}")
