@@ -84,6 +84,13 @@ impl EnqueueOptions {
     /// stores nothing and answers `created: false` with this id. Keep the id
     /// across the retries of one logical enqueue, e.g. after
     /// [`EnqueueError::Timeout`](crate::EnqueueError::Timeout).
+    ///
+    /// A task id names one task. Past the window the same id is stored
+    /// again, but on a tracked queue it does not become a second task:
+    /// while the first task's state is kept, a worker dead-letters the new
+    /// message (reason `duplicate_id`) without running it, the first
+    /// task's state stays as it is, and this client logs a warning. Use a
+    /// fresh id for new work (`docs/wire-format.md`, "One id, one task").
     pub fn id(mut self, id: TaskId) -> Self {
         self.id = Some(id);
         self

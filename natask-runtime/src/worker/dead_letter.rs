@@ -33,6 +33,8 @@ pub(crate) enum Reason {
     UnknownFormat,
     /// The message lacks natask's headers.
     NotATask,
+    /// The message reuses the id of another task, whose state is kept.
+    DuplicateId,
 }
 
 impl Reason {
@@ -44,6 +46,7 @@ impl Reason {
             Reason::UnknownTask => "unknown_task",
             Reason::UnknownFormat => "unknown_format",
             Reason::NotATask => "not_a_task",
+            Reason::DuplicateId => "duplicate_id",
         }
     }
 }
@@ -76,7 +79,14 @@ pub(crate) async fn park(client: &Client, msg: &jetstream::Message, parking: &Pa
     // A cron tick has no `Natask-Id`, nor has a message that is not a
     // task; its dead letter gets the id the worker gave it (or one from the
     // message), so it can be found and replayed like any task.
-    let id = message::task_id(msg)
+    // A message reusing another task's id gets one from the message too:
+    // under the reused id, its letter would be deduplicated against (or
+    // found by `get` instead of) the other task's own dead letter.
+    let named = match reason {
+        Reason::DuplicateId => None,
+        _ => message::task_id(msg),
+    };
+    let id = named
         .or_else(|| message::message_id(msg))
         .unwrap_or_else(TaskId::new);
     let mut headers = msg.headers.clone().unwrap_or_default();
