@@ -11,6 +11,7 @@ mod cron;
 mod delivery;
 mod enqueue;
 mod failures;
+mod hostile;
 mod lifecycle;
 mod observe;
 mod pause;
