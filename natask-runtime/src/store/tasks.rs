@@ -343,13 +343,17 @@ impl TaskStore {
         let Ok(Some((kept, _))) = self.stored(info.id).await else {
             return;
         };
+        // A producer's state without `seq` is a delayed task's; a worker
+        // that took it already wrote the due time it carries.
         let due = |info: &TaskInfo| info.due_at.map(time::unix_millis);
         let other = match (info.seq, kept.seq) {
             (Some(enqueued), Some(kept)) => enqueued != kept,
-            (None, None) if info.delayed_subject.is_some() => due(&kept) != due(info),
-            // A state that names no message, or a delayed task a worker
-            // already took: cannot tell.
-            _ => false,
+            (None, Some(_)) => due(&kept) != due(info),
+            (Some(_), None) => kept.delayed_subject.is_some(),
+            // Two delayed tasks share their schedule subject, where the
+            // newer schedule replaced the older; or an older natask's
+            // state: cannot tell.
+            (None, None) => false,
         };
         if other {
             let enqueued = kept.enqueued_at.and_then(time::rfc3339);

@@ -1,7 +1,7 @@
 //! What a delivered message is, decided before anything runs.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use async_nats::jetstream;
 use futures_util::future::OptionFuture;
@@ -11,7 +11,7 @@ use natask_core::wire;
 use natask_core::{TaskContext, TaskEntry, TaskId};
 
 use super::Delivery;
-use crate::jetstream::headers::{DUE_AT, ENQUEUED_AT, FORMAT, MSG_ID, TASK};
+use crate::jetstream::headers::{DUE_AT, ENQUEUED_AT, FORMAT, MSG_ID, NATS_SCHEDULER, TASK};
 use crate::jetstream::time;
 use crate::store::cancellations::Running;
 use crate::store::tasks::{TaskInfo, TaskState, TrackingError};
@@ -208,7 +208,7 @@ fn identify(at: Delivery<'_>, delivered: u64) -> Result<(&str, TaskId), Parked<'
 
 /// The message, if it reuses the id of another task: a tracked task's
 /// kept state names the message that carries it (its stream sequence, or
-/// for a delayed task its due time), and a message it does not name must
+/// for a delayed task its schedule), and a message it does not name must
 /// not run as that task nor replace its state. A state that names no
 /// message (written by an older natask) cannot tell, and an unreadable
 /// one must not stop a task: the message then runs.
@@ -253,8 +253,9 @@ async fn reused<'a>(
 }
 
 /// Whether the state `kept` of task `id` is that of the task `msg`
-/// carries: the message it recorded, the due copy of the delayed task it
-/// recorded, or a replay of that task's dead letter.
+/// carries: the message it recorded, the copy the schedule it recorded
+/// stored when due (`Nats-Scheduler`, which the server sets), or a replay
+/// of that task's dead letter.
 fn names_message(kept: &TaskInfo, msg: &jetstream::Message, id: TaskId) -> bool {
     // `<id>:replay:<n>`, as `DeadLetters::replay` publishes it
     let replay = || {
@@ -266,9 +267,9 @@ fn names_message(kept: &TaskInfo, msg: &jetstream::Message, id: TaskId) -> bool 
         Some(seq) if Some(seq) == message::stream_sequence(msg) => true,
         _ if replay() => true,
         Some(_) => false,
+        // The copy a delayed task's schedule stored when due names it.
         None if kept.delayed_subject.is_some() => {
-            let due = |t: Option<SystemTime>| t.map(time::unix_millis);
-            due(kept.due_at) == due(header_time(msg, DUE_AT))
+            header(msg, NATS_SCHEDULER) == kept.delayed_subject.as_deref()
         }
         None => true,
     }
