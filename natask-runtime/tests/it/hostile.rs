@@ -463,3 +463,44 @@ async fn enqueueing_a_used_id_after_the_duplicate_window_does_not_replace_the_ta
     .await;
     running.stop().await;
 }
+
+#[tokio::test]
+async fn a_message_reusing_a_waiting_delayed_tasks_id_is_parked_and_the_delayed_task_kept() {
+    let server = natask_testing::NatsServer::start();
+    let client = connect(&server).await;
+    let mut letters = client.nats().subscribe("natask.dlq.>").await.unwrap();
+    let id = TaskId::new();
+    let options = EnqueueOptions::new()
+        .id(id)
+        .delay(Duration::from_secs(3600));
+    client.enqueue_with(&Tally::new(1), options).await.unwrap();
+    let waiting = client.task_info(id).await.unwrap().unwrap();
+    assert_eq!(waiting.state, TaskState::Delayed);
+    let id_text = id.to_string();
+    let headers = [
+        ("Natask-Format", "1"),
+        ("Natask-Task", "tally"),
+        ("Natask-Id", id_text.as_str()),
+        ("Nats-Msg-Id", "not-the-schedule"),
+    ];
+    publish_raw(&client, SUBJECT, &headers, &br#"{"n":2}"#[..]).await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let running = Running::start(builder(&client, &[QUEUE]).state(Seen(tx))).await;
+
+    let letter = within(letters.next()).await.unwrap();
+    assert_eq!(header(&letter, "Natask-Reason"), "duplicate_id");
+    assert!(
+        header(&letter, "Natask-Error").contains("(`tally` on queue `it_hostile`, delayed)"),
+        "{}",
+        header(&letter, "Natask-Error")
+    );
+    running.stop().await;
+    assert!(rx.try_recv().is_err(), "the second message never ran");
+    assert_eq!(client.task_info(id).await.unwrap().unwrap(), waiting);
+    // the delayed task still waits, and can be cancelled
+    assert_eq!(
+        client.cancel(id).await.unwrap(),
+        natask_runtime::Cancelled::Removed
+    );
+    drained(&client, QUEUE).await;
+}
