@@ -45,7 +45,10 @@ pub struct DeadLetter {
     pub task: Option<String>,
     /// The queue the task was taken from.
     pub queue: String,
-    /// Why it was parked: `exhausted`, `fatal`, `decode`, `unknown_task` or `not_a_task`.
+    /// Why it was parked: `exhausted`, `fatal`, `decode`, `unknown_task`,
+    /// `unknown_format`, `not_a_task` or `duplicate_id` (the message reused
+    /// the id of another task; the letter's own id is then derived from
+    /// the message, and its `Natask-Id` header keeps the reused one).
     pub reason: String,
     /// The last error.
     pub error: String,

@@ -84,6 +84,12 @@ impl EnqueueOptions {
     /// stores nothing and answers `created: false` with this id. Keep the id
     /// across the retries of one logical enqueue, e.g. after
     /// [`EnqueueError::Timeout`](crate::EnqueueError::Timeout).
+    ///
+    /// A task id names one task. Past the window, on a tracked queue, the
+    /// id is looked up first: while a task with this id has a kept state
+    /// (24 h by default), enqueueing it again stores nothing and answers
+    /// `created: false` too. Use a fresh id for new work
+    /// (`docs/wire-format.md`, "One id, one task").
     pub fn id(mut self, id: TaskId) -> Self {
         self.id = Some(id);
         self

@@ -33,6 +33,11 @@ impl Client {
     /// track tasks ([`QueuePolicy::tracking`](crate::QueuePolicy::tracking)),
     /// its retention passed, or there is no such task.
     ///
+    /// An id names one task: the state is that of the first task enqueued
+    /// under `id`. A later message reusing the id (past the duplicate
+    /// window, or with another `Nats-Msg-Id`) never replaces it; a worker
+    /// dead-letters that message with reason `duplicate_id`.
+    ///
     /// ```no_run
     /// # async fn demo(client: natask_runtime::Client, id: natask_runtime::TaskId) -> Result<(), Box<dyn std::error::Error>> {
     /// if let Some(info) = client.task_info(id).await? {

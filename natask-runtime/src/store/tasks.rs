@@ -28,7 +28,7 @@ use natask_core::TaskId;
 use crate::jetstream::assets::Bucket;
 use crate::jetstream::headers::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE;
 use crate::jetstream::provision::Provisioner;
-use crate::jetstream::publish;
+use crate::jetstream::{publish, time};
 
 /// How long the state of a task just enqueued is tried again.
 pub(crate) const RECORD_NEW_FOR: Duration = Duration::from_secs(60);
@@ -130,7 +130,8 @@ pub struct TaskInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<serde_json::Value>,
     /// The task message's sequence in its queue's stream, so that
-    /// cancelling a queued task can delete it.
+    /// cancelling a queued task can delete it, and a worker can tell the
+    /// task's message from another reusing its id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) seq: Option<u64>,
     /// A delayed task's schedule subject, so that cancelling can remove it.
@@ -341,12 +342,50 @@ impl TaskStore {
         let error = match recorded.await {
             Ok(Ok(_)) => return,
             // A worker or an earlier enqueue has already recorded it, or
-            // an unanswered send of this call did.
-            Ok(Err(e)) if e.kind() == PublishErrorKind::WrongLastSequence => return,
+            // an unanswered send of this call did; or another task has
+            // this id (rare: read only then).
+            Ok(Err(e)) if e.kind() == PublishErrorKind::WrongLastSequence => {
+                return self.check_reused(info).await;
+            }
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("no answer within {RECORD_NEW_FOR:?}"),
         };
         tracing::warn!(id = %info.id, error, "the task is enqueued, but its state could not be recorded; task_info will not know it until a worker runs it");
+    }
+
+    /// Reports a task just enqueued whose id already names another task:
+    /// its state stays the other task's, and a worker parks it
+    /// (`duplicate_id`) instead of running it.
+    async fn check_reused(&self, info: &TaskInfo) {
+        // Not `get`: it would wait for this very write.
+        let Ok(Some((kept, _))) = self.stored(info.id).await else {
+            return;
+        };
+        // A producer's state without `seq` is a delayed task's; a worker
+        // that took it already wrote the due time it carries.
+        let due = |info: &TaskInfo| info.due_at.map(time::unix_millis);
+        let other = match (info.seq, kept.seq) {
+            (Some(enqueued), Some(kept)) => enqueued != kept,
+            (None, Some(_)) => due(&kept) != due(info),
+            (Some(_), None) => kept.delayed_subject.is_some(),
+            // Two delayed tasks share their schedule subject, where the
+            // newer schedule replaced the older; or an older natask's
+            // state: cannot tell.
+            (None, None) => false,
+        };
+        if other {
+            let enqueued = kept.enqueued_at.and_then(time::rfc3339);
+            tracing::warn!(
+                id = %info.id,
+                task = info.task,
+                queue = info.queue,
+                other_task = kept.task,
+                other_enqueued_at = enqueued.as_deref().unwrap_or("unknown"),
+                "task id {} already names another task; a task id names one task: a worker will \
+                 dead-letter the task just enqueued (duplicate_id) without running it",
+                info.id
+            );
+        }
     }
 
     /// Sends a worker's final view of a task now, and returns the wait for
@@ -427,6 +466,11 @@ impl TaskStore {
     /// The state of task `id` and its revision, if one is kept.
     pub(crate) async fn entry(&self, id: TaskId) -> Result<Option<(TaskInfo, u64)>, TrackingError> {
         self.written(id).await;
+        self.stored(id).await
+    }
+
+    /// [`entry`](Self::entry) without waiting for this client's own write.
+    async fn stored(&self, id: TaskId) -> Result<Option<(TaskInfo, u64)>, TrackingError> {
         let store = self.bucket().await?;
         let entry = store
             .entry(id.to_string())

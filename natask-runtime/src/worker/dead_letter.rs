@@ -36,6 +36,8 @@ pub(crate) enum Reason {
     /// The worker requires signed tasks and this one's signature is
     /// missing, by a key it does not trust, or does not match.
     Signature,
+    /// The message reuses the id of another task, whose state is kept.
+    DuplicateId,
 }
 
 impl Reason {
@@ -48,6 +50,7 @@ impl Reason {
             Reason::UnknownFormat => "unknown_format",
             Reason::NotATask => "not_a_task",
             Reason::Signature => "signature",
+            Reason::DuplicateId => "duplicate_id",
         }
     }
 }
@@ -80,7 +83,14 @@ pub(crate) async fn park(client: &Client, msg: &jetstream::Message, parking: &Pa
     // A cron tick has no `Natask-Id`, nor has a message that is not a
     // task; its dead letter gets the id the worker gave it (or one from the
     // message), so it can be found and replayed like any task.
-    let id = message::task_id(msg)
+    // A message reusing another task's id gets one from the message too:
+    // under the reused id, its letter would be deduplicated against (or
+    // found by `get` instead of) the other task's own dead letter.
+    let named = match reason {
+        Reason::DuplicateId => None,
+        _ => message::task_id(msg),
+    };
+    let id = named
         .or_else(|| message::message_id(msg))
         .unwrap_or_else(TaskId::new);
     let mut headers = msg.headers.clone().unwrap_or_default();
@@ -150,32 +160,47 @@ async fn hand_back(
 /// `Natask-Truncated` saying how large it was. A task just under the
 /// limit would otherwise never fit beside the dead letter's own headers,
 /// and would loop between the queue and a failed park forever. Headers
-/// that alone leave no room keep only natask's own.
+/// that alone leave no room, or that JetStream would refuse
+/// ([`MAX_HEADERS_LEN`]), keep only natask's own.
 fn fitted(headers: &mut HeaderMap, body: &Bytes, limit: usize) -> Bytes {
+    if headers::wire_len(headers) > MAX_HEADERS_LEN {
+        keep_own(headers);
+    }
     if limit == 0 || body.len() + headers::wire_len(headers) <= limit {
         return body.clone();
     }
     headers.insert(wire::HEADER_TRUNCATED, body.len().to_string().as_str());
     if headers::wire_len(headers) + TRUNCATION_ROOM > limit {
-        let own: Vec<_> = headers
-            .iter()
-            .filter(|(name, _)| {
-                let name: &str = name.as_ref();
-                name.starts_with("Natask-") || name == wire::HEADER_MSG_ID
-            })
-            .map(|(name, values)| (name.clone(), values.clone()))
-            .collect();
-        let mut kept = HeaderMap::new();
-        for (name, values) in own {
-            for value in values {
-                kept.append(name.clone(), value);
-            }
-        }
-        *headers = kept;
+        keep_own(headers);
     }
     let room = limit.saturating_sub(headers::wire_len(headers) + TRUNCATION_ROOM);
     body.slice(..room.min(body.len()))
 }
+
+/// Keeps only natask's own headers (`Natask-*`, `Nats-Msg-Id`).
+fn keep_own(headers: &mut HeaderMap) {
+    let own: Vec<_> = headers
+        .iter()
+        .filter(|(name, _)| {
+            let name: &str = name.as_ref();
+            name.starts_with("Natask-") || name == wire::HEADER_MSG_ID
+        })
+        .map(|(name, values)| (name.clone(), values.clone()))
+        .collect();
+    let mut kept = HeaderMap::new();
+    for (name, values) in own {
+        for value in values {
+            kept.append(name.clone(), value);
+        }
+    }
+    *headers = kept;
+}
+
+/// The longest header block JetStream stores, whatever `max_payload`
+/// (nats-server answers "header size exceeds maximum allowed of 64k",
+/// error 10097): a task whose headers are just under it would otherwise
+/// never fit beside a dead letter's own, and loop like a task too large.
+const MAX_HEADERS_LEN: usize = 65_535;
 
 /// Bytes left free below `max_payload` when a dead letter is cut: the
 /// protocol line's subject and sizes count against the limit on some
@@ -219,6 +244,18 @@ mod tests {
         let cut = header_safe(&long);
         assert!(cut.len() <= MAX_ERROR_LEN + '…'.len_utf8());
         assert!(cut.ends_with('…'));
+    }
+
+    #[test]
+    fn headers_jetstream_would_refuse_keep_only_natasks_own() {
+        let mut h = HeaderMap::new();
+        h.insert(wire::HEADER_TASK, "count");
+        h.insert("X-Big", "a".repeat(MAX_HEADERS_LEN).as_str());
+        let body = Bytes::from_static(b"{}");
+        assert_eq!(fitted(&mut h, &body, 1 << 20), body, "the body is whole");
+        assert!(h.get("X-Big").is_none());
+        assert!(h.get(wire::HEADER_TRUNCATED).is_none());
+        assert_eq!(h.get(wire::HEADER_TASK).unwrap().as_str(), "count");
     }
 
     #[test]

@@ -15,7 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use natask_core::TaskEntry;
 
-use super::{attempt, message, pauses, Shared};
+use super::attempt::{self, Lookup};
+use super::{message, pauses, Shared};
 use crate::client::Client;
 use crate::jetstream::assets::ConsumerSettings;
 use crate::jetstream::pull::{self, Pulled, Puller};
@@ -114,10 +115,12 @@ impl HeldFor {
 }
 
 /// A task pulled ahead, waiting for a free slot under its kept lease.
-struct Ahead {
-    msg: jetstream::Message,
+pub(super) struct Ahead {
+    pub(super) msg: jetstream::Message,
     /// Since when its lease is known to hold.
-    leased: Instant,
+    pub(super) leased: Instant,
+    /// Its task's kept state, read while it waits.
+    pub(super) lookup: Lookup,
 }
 
 pub(crate) struct QueueWorker {
@@ -335,7 +338,12 @@ impl QueueWorker {
         let Ok(permit) = Arc::clone(&fetch.slots).try_acquire_owned() else {
             if fetch.ahead.len() < self.prefetch {
                 let leased = Instant::now();
-                fetch.ahead.push_back(Ahead { msg, leased });
+                let lookup = Lookup::start(self, shared, &msg);
+                fetch.ahead.push_back(Ahead {
+                    msg,
+                    leased,
+                    lookup,
+                });
                 return;
             }
             // More came than was asked for: a pull request thought lost
@@ -348,7 +356,12 @@ impl QueueWorker {
             hand_back_unstarted(shared, &msg).await;
             return;
         };
-        self.spawn_attempt(shared, fetch, permit, msg, Instant::now(), hand_back);
+        let now = Ahead {
+            msg,
+            leased: Instant::now(),
+            lookup: Lookup::default(),
+        };
+        self.spawn_attempt(shared, fetch, permit, now, hand_back);
     }
 
     /// Starts the tasks pulled ahead that free slots can take.
@@ -363,19 +376,17 @@ impl QueueWorker {
                 return;
             };
             let ahead = fetch.ahead.pop_front().expect("not empty");
-            self.spawn_attempt(shared, fetch, permit, ahead.msg, ahead.leased, hand_back);
+            self.spawn_attempt(shared, fetch, permit, ahead, hand_back);
         }
     }
 
-    /// Runs an attempt of `msg`, whose lease holds since `leased`, in the
-    /// slot of `permit`.
+    /// Runs an attempt of `task` in the slot of `permit`.
     fn spawn_attempt(
         self: &Arc<Self>,
         shared: &Arc<Shared>,
         fetch: &Fetch,
         permit: OwnedSemaphorePermit,
-        msg: jetstream::Message,
-        leased: Instant,
+        task: Ahead,
         hand_back: &CancellationToken,
     ) {
         self.running.fetch_add(1, Ordering::Relaxed);
@@ -389,8 +400,7 @@ impl QueueWorker {
         tokio::spawn(attempt::attempt(
             Arc::clone(self),
             Arc::clone(shared),
-            msg,
-            leased,
+            task,
             hand_back.clone(),
             slot,
         ));

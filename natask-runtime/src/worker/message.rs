@@ -57,6 +57,13 @@ pub(crate) fn message_id(msg: &jetstream::Message) -> Option<TaskId> {
     )
 }
 
+/// The message's sequence in its queue's stream. Task states record it,
+/// so a worker tells the message of a task from another message reusing
+/// its id (`attempt::classify`).
+pub(crate) fn stream_sequence(msg: &jetstream::Message) -> Option<u64> {
+    msg.info().ok().map(|info| info.stream_sequence)
+}
+
 /// How often JetStream has delivered the message (at least 1).
 pub(crate) fn delivered(msg: &jetstream::Message) -> u64 {
     msg.info()

@@ -12,6 +12,7 @@ mod delivery;
 mod enqueue;
 mod failures;
 mod fleet;
+mod hostile;
 mod lifecycle;
 mod observe;
 mod pause;

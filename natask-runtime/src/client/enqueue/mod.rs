@@ -178,6 +178,11 @@ impl Client {
         Fut: Future<Output = Result<bool, EnqueueError>>,
     {
         let id = options.id.unwrap_or_else(TaskId::new);
+        if options.id.is_some() && self.names_a_task::<T>(id).await {
+            // An id names one task (`docs/wire-format.md`, "One id, one
+            // task"): this enqueue is that task's again.
+            return Ok(Enqueued { id, created: false });
+        }
         let unique = match options.unique {
             Uniqueness::Declared => Unique::declared(task),
             Uniqueness::Off => None,
@@ -210,6 +215,22 @@ impl Client {
                     self.locks().give_back(&key, revision).await;
                 }
                 Err(e)
+            }
+        }
+    }
+
+    /// Whether a chosen id already names a task of a tracked queue whose
+    /// state is kept. Only ids the caller chose are looked up (a new id
+    /// names nothing); a failed read counts as no.
+    async fn names_a_task<T: Task>(&self, id: TaskId) -> bool {
+        if !self.tracks(T::QUEUE) {
+            return false;
+        }
+        match self.tasks().get(id).await {
+            Ok(kept) => kept.is_some(),
+            Err(error) => {
+                tracing::debug!(%id, %error, "could not read the state of a chosen task id; enqueueing");
+                false
             }
         }
     }

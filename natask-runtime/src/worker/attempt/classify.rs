@@ -3,16 +3,23 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_nats::jetstream;
+use futures_util::future::OptionFuture;
+use tokio::task::JoinHandle;
+
 use natask_core::wire;
 use natask_core::{TaskContext, TaskEntry, TaskId};
 
 use super::Delivery;
-use crate::jetstream::headers::{DUE_AT, ENQUEUED_AT, FORMAT, TASK};
+use crate::jetstream::headers::{DUE_AT, ENQUEUED_AT, FORMAT, MSG_ID, NATS_SCHEDULER, TASK};
+use crate::jetstream::time;
 use crate::signing;
 use crate::store::cancellations::Running;
-use crate::store::tasks::TaskState;
+use crate::store::tasks::{TaskInfo, TaskState, TrackingError};
 use crate::worker::dead_letter::Reason;
+use crate::worker::fetch::QueueWorker;
 use crate::worker::message::{self, header, header_time};
+use crate::worker::Shared;
 
 /// What to do with a delivered message.
 pub(super) enum Verdict<'a> {
@@ -62,43 +69,63 @@ pub(super) struct Attempt<'a> {
     pub(super) timeout: Duration,
 }
 
+/// The kept state of a delivered task, read ahead: a task pulled ahead of
+/// the free slots starts the read on arrival, so that it overlaps the
+/// tasks before it instead of delaying this one (`reused`).
+#[derive(Default)]
+pub(crate) struct Lookup(Option<JoinHandle<Result<Option<TaskInfo>, TrackingError>>>);
+
+impl Lookup {
+    /// Starts reading the kept state of `msg`'s task, if its queue tracks
+    /// tasks and it names one.
+    pub(crate) fn start(worker: &QueueWorker, shared: &Shared, msg: &jetstream::Message) -> Lookup {
+        let id = message::task_id(msg).filter(|id| worker.tracking && may_reuse(msg, *id));
+        Lookup(id.map(|id| {
+            let tasks = shared.client.tasks().clone();
+            tokio::spawn(async move { tasks.get(id).await })
+        }))
+    }
+
+    /// The kept state of task `id`: the read started ahead, or one now.
+    async fn kept(self, at: Delivery<'_>, id: TaskId) -> Result<Option<TaskInfo>, TrackingError> {
+        if let Some(Ok(kept)) = OptionFuture::from(self.0).await {
+            return kept;
+        }
+        at.shared.client.tasks().get(id).await
+    }
+}
+
 /// Reads the message's headers, its hand-backs and the cancellations
 /// seen, and decides.
-pub(super) async fn classify(at: Delivery<'_>) -> Verdict<'_> {
+pub(super) async fn classify(at: Delivery<'_>, lookup: Lookup) -> Verdict<'_> {
     let delivered = message::delivered(at.msg);
     let (name, id) = match identify(at, delivered) {
         Ok(identified) => identified,
         Err(not_a_task) => return Verdict::Park(not_a_task),
     };
-    let handbacks = if delivered > 1 {
-        at.shared.handbacks.count(id).await
-    } else {
-        0
-    };
     // A message without the header is format 1 (hand-written producers).
-    if let Some(format) = header(at.msg, FORMAT).filter(|f| *f != wire::FORMAT_VERSION) {
-        return unknown(at, name, id, Unknown::Format(format), delivered, handbacks);
-    }
-    let signers = &at.shared.config.signers;
-    if !signers.is_empty() {
-        let body = &at.msg.payload;
-        if let Err(error) = signing::verify(
-            signers,
-            at.worker.queue,
-            name,
-            at.msg.headers.as_ref(),
-            body,
-        ) {
-            tracing::warn!(queue = at.worker.queue, task = %name, %id, %error, "task refused");
-            // Not trusted to name a task: no state is written for its id.
-            return Verdict::Park(Parked {
-                task: name,
-                reason: Reason::Signature,
-                error,
-                attempts: 0,
-                id: None,
-            });
+    let format = header(at.msg, FORMAT).filter(|f| *f != wire::FORMAT_VERSION);
+    // A forged or changed message is refused before anything is read for
+    // its id; one in a format this worker does not read is handed back.
+    if format.is_none() {
+        if let Some(refused) = unsigned(at, name, id) {
+            return Verdict::Park(refused);
         }
+    }
+    let handbacks = async {
+        if delivered > 1 {
+            at.shared.handbacks.count(id).await
+        } else {
+            0
+        }
+    };
+    let reused = reused(at, lookup, name, id, delivered);
+    let (handbacks, reused) = tokio::join!(handbacks, reused);
+    if let Some(reused) = reused {
+        return Verdict::Park(reused);
+    }
+    if let Some(format) = format {
+        return unknown(at, name, id, Unknown::Format(format), delivered, handbacks);
     }
     let Some(entry) = at.worker.handlers.get(name) else {
         return unknown(at, name, id, Unknown::Task, delivered, handbacks);
@@ -186,6 +213,106 @@ fn identify(at: Delivery<'_>, delivered: u64) -> Result<(&str, TaskId), Parked<'
         });
     };
     Ok((name, id))
+}
+
+/// The message, if it reuses the id of another task: a tracked task's
+/// kept state names the message that carries it (its stream sequence, or
+/// for a delayed task its schedule), and a message it does not name must
+/// not run as that task nor replace its state. A state that names no
+/// message (written by an older natask) cannot tell, and an unreadable
+/// one must not stop a task: the message then runs.
+async fn reused<'a>(
+    at: Delivery<'a>,
+    lookup: Lookup,
+    name: &'a str,
+    id: TaskId,
+    delivered: u64,
+) -> Option<Parked<'a>> {
+    if !at.worker.tracking || !may_reuse(at.msg, id) {
+        return None;
+    }
+    let kept = match lookup.kept(at, id).await {
+        Ok(kept) => kept?,
+        Err(e) => {
+            tracing::warn!(%id, error = %e, "could not read the task's state to check its id; running it");
+            return None;
+        }
+    };
+    if names_message(&kept, at.msg, id) {
+        return None;
+    }
+    let enqueued = kept
+        .enqueued_at
+        .and_then(time::rfc3339)
+        .unwrap_or_else(|| "an unknown time".to_owned());
+    let error = format!(
+        "task id {id} already names a task enqueued at {enqueued} (`{}` on queue `{}`, {}); \
+         a task id names one task, so this message did not run: enqueue it with a new id",
+        kept.task, kept.queue, kept.state
+    );
+    tracing::warn!(queue = at.worker.queue, task = name, %id, "a message reuses the id of another task; parking it");
+    Some(Parked {
+        task: name,
+        reason: Reason::DuplicateId,
+        error,
+        attempts: delivered,
+        // The id is the other task's: its state and hand-backs stay.
+        id: None,
+    })
+}
+
+/// Why the message is refused, if this worker requires signatures and its
+/// signature is missing, untrusted or does not match.
+fn unsigned<'a>(at: Delivery<'a>, name: &'a str, id: TaskId) -> Option<Parked<'a>> {
+    let signers = &at.shared.config.signers;
+    if signers.is_empty() {
+        return None;
+    }
+    let headers = at.msg.headers.as_ref();
+    let error = signing::verify(signers, at.worker.queue, name, headers, &at.msg.payload).err()?;
+    tracing::warn!(queue = at.worker.queue, task = %name, %id, %error, "task refused");
+    Some(Parked {
+        task: name,
+        reason: Reason::Signature,
+        error,
+        attempts: 0,
+        // Not trusted to name a task: no state is written for its id.
+        id: None,
+    })
+}
+
+/// Whether `msg` may reuse the id of another task, and so is checked
+/// against the kept state: unless its `Nats-Msg-Id` is its task id, as
+/// natask's producers publish every new task. Such a message reusing an
+/// id was either deduplicated by JetStream (within the duplicate window) or
+/// refused by the producer (`Client::enqueue_with` with a chosen id looks
+/// the id up first), so the check's read is spent only on messages others
+/// publish differently, on delayed tasks and on replays.
+fn may_reuse(msg: &jetstream::Message, id: TaskId) -> bool {
+    header(msg, MSG_ID).and_then(|m| m.parse::<TaskId>().ok()) != Some(id)
+}
+
+/// Whether the state `kept` of task `id` is that of the task `msg`
+/// carries: the message it recorded, the copy the schedule it recorded
+/// stored when due (`Nats-Scheduler`, which the server sets), or a replay
+/// of that task's dead letter.
+fn names_message(kept: &TaskInfo, msg: &jetstream::Message, id: TaskId) -> bool {
+    // `<id>:replay:<n>`, as `DeadLetters::replay` publishes it
+    let replay = || {
+        header(msg, MSG_ID)
+            .and_then(|m| m.split_once(":replay:"))
+            .is_some_and(|(of, _)| of.parse().ok() == Some(id))
+    };
+    match kept.seq {
+        Some(seq) if Some(seq) == message::stream_sequence(msg) => true,
+        _ if replay() => true,
+        Some(_) => false,
+        // The copy a delayed task's schedule stored when due names it.
+        None if kept.delayed_subject.is_some() => {
+            header(msg, NATS_SCHEDULER) == kept.delayed_subject.as_deref()
+        }
+        None => true,
+    }
 }
 
 /// What this worker does not know about a task.

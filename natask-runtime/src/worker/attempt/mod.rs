@@ -10,13 +10,14 @@ use async_nats::jetstream;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::fetch::{QueueWorker, Slot};
+use super::fetch::{Ahead, QueueWorker, Slot};
 use super::Shared;
 
 mod classify;
 mod run;
 mod settle;
 
+pub(super) use classify::Lookup;
 use classify::Verdict;
 
 /// One delivered message and what it is handled with.
@@ -43,11 +44,15 @@ impl Delivery<'_> {
 pub(super) async fn attempt(
     worker: Arc<QueueWorker>,
     shared: Arc<Shared>,
-    msg: jetstream::Message,
-    leased: Instant,
+    task: Ahead,
     hand_back: CancellationToken,
     _slot: Slot,
 ) {
+    let Ahead {
+        msg,
+        leased,
+        lookup,
+    } = task;
     let delivery = Delivery {
         worker: &worker,
         shared: &shared,
@@ -56,7 +61,7 @@ pub(super) async fn attempt(
     };
     // Boxed: each step is large, and the common path through them would
     // otherwise grow every spawned attempt.
-    match Box::pin(classify::classify(delivery)).await {
+    match Box::pin(classify::classify(delivery, lookup)).await {
         Verdict::Park(parked) => Box::pin(settle::parked(delivery, parked)).await,
         Verdict::Unknown { id, handbacks } => {
             Box::pin(settle::unknown(delivery, id, handbacks)).await;
@@ -66,5 +71,5 @@ pub(super) async fn attempt(
             let ran = run::run(delivery, &attempt, &hand_back).await;
             Box::pin(settle::settle(delivery, &attempt, ran)).await;
         }
-    }
+    };
 }

@@ -73,7 +73,7 @@ pub(super) async fn run(
 /// error along; the state is sent without waiting for the answer.
 async fn running(at: Delivery<'_>, attempt: &Attempt<'_>, started_at: SystemTime) {
     let tasks = at.shared.client.tasks();
-    let mut info = state_of(&attempt.ctx, TaskState::Running);
+    let mut info = state_of(at, &attempt.ctx, TaskState::Running);
     info.started_at = Some(started_at);
     if attempt.ctx.attempt() > 1 || attempt.handbacks > 0 {
         if let Ok(Some(before)) = tasks.get(attempt.id).await {

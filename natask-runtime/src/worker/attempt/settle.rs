@@ -29,11 +29,12 @@ use crate::jetstream::confirm;
 use crate::jetstream::headers::ENQUEUED_AT;
 use crate::store::tasks::{TaskInfo, TaskState};
 use crate::worker::dead_letter::{self, Parking, Reason};
-use crate::worker::message::header_time;
+use crate::worker::message::{self, header_time};
 
-/// The state of the attempt `ctx` describes.
-pub(super) fn state_of(ctx: &TaskContext, state: TaskState) -> TaskInfo {
+/// The state of the attempt `ctx` describes, of the message `at` holds.
+pub(super) fn state_of(at: Delivery<'_>, ctx: &TaskContext, state: TaskState) -> TaskInfo {
     let mut info = TaskInfo::new(ctx.id(), ctx.task_name(), ctx.queue(), state);
+    info.seq = message::stream_sequence(at.msg);
     info.attempts = ctx.attempt();
     info.enqueued_at = ctx.enqueued_at();
     info.due_at = ctx.due_at();
@@ -89,6 +90,7 @@ pub(super) async fn parked(at: Delivery<'_>, parked: Parked<'_>) {
     let Some(id) = parked.id else { return };
     if at.worker.tracking {
         let mut info = TaskInfo::new(id, parked.task, queue, TaskState::Dead);
+        info.seq = message::stream_sequence(at.msg);
         info.attempts = u32::try_from(parked.attempts).unwrap_or(u32::MAX);
         finish(at, info, Some(parked.error)).await;
     }
@@ -116,6 +118,7 @@ pub(super) async fn dropped(at: Delivery<'_>, dropped: Dropped<'_>) {
     crate::metrics::ended_unrun(queue, task, state);
     if at.worker.tracking {
         let mut info = TaskInfo::new(id, task, queue, state);
+        info.seq = message::stream_sequence(at.msg);
         info.enqueued_at = header_time(at.msg, ENQUEUED_AT);
         finish(at, info, error).await;
     }
@@ -171,7 +174,7 @@ impl Settling<'_> {
     /// The state to record, if the queue tracks tasks.
     fn track(&self, state: TaskState) -> Option<TaskInfo> {
         self.at.worker.tracking.then(|| {
-            let mut info = state_of(&self.attempt.ctx, state);
+            let mut info = state_of(self.at, &self.attempt.ctx, state);
             info.started_at = Some(self.started_at);
             info
         })
