@@ -224,6 +224,7 @@ pub use client::queue::{Queue, QueueError, QueueInfo};
 pub use client::recurring::{Cron, Recurring, RecurringError, RecurringTask};
 pub use client::tasks::Cancelled;
 pub use client::{Client, ConnectError};
+pub use jetstream::permissions::{NatsOperation, PermissionViolation, PermissionWatch};
 pub use jetstream::provision::ProvisionError;
 pub use natask_core::task::assert_payload_field;
 pub use natask_core::{

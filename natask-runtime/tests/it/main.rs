@@ -14,6 +14,7 @@ mod failures;
 mod lifecycle;
 mod observe;
 mod pause;
+mod permissions;
 mod poison;
 mod policy;
 mod queues;

@@ -23,6 +23,7 @@ use natask_core::wire::{self, Names};
 use super::assets::{self, Bucket, ConsumerSettings};
 use super::drift::{consumer_drift, replica_drift, stream_drift};
 use super::error::{self as js_error, Code};
+use super::permissions::PermissionWatch;
 use super::server::{self, Feature};
 use crate::policy::{Provisioning, QueuePolicy};
 
@@ -59,6 +60,8 @@ pub(crate) struct Provisioner {
     warned: Mutex<HashSet<String>>,
     dead_letters: OnceCell<stream::Stream>,
     buckets: [OnceCell<kv::Store>; 3],
+    /// The connection's permission violations, to name a refused request.
+    permissions: PermissionWatch,
 }
 
 impl Provisioner {
@@ -69,6 +72,7 @@ impl Provisioner {
         policies: Arc<HashMap<String, Arc<QueuePolicy>>>,
         task_retention: Duration,
         replicas: Option<usize>,
+        permissions: PermissionWatch,
     ) -> Provisioner {
         let mut lookups = js.clone();
         lookups.set_timeout(super::publish::ack_wait(&js));
@@ -86,6 +90,7 @@ impl Provisioner {
             warned: Mutex::default(),
             dead_letters: OnceCell::new(),
             buckets: Default::default(),
+            permissions,
         }
     }
 
@@ -112,6 +117,45 @@ impl Provisioner {
     /// Whether tasks of `queue` have their state tracked (cheap).
     pub(crate) fn tracks(&self, queue: &str) -> bool {
         self.policies.get(queue).is_none_or(|p| p.tracking)
+    }
+
+    /// A failed request about `stream`: refused by the server's
+    /// permissions, if it reported a violation while the request waited.
+    fn stream_error(&self, stream: &str, source: impl Into<async_nats::Error>) -> ProvisionError {
+        self.refused(ProvisionError::stream(stream, source))
+    }
+
+    /// A failed request about the consumer of `stream`, as
+    /// [`stream_error`](Self::stream_error).
+    fn consumer_error(&self, stream: &str, source: impl Into<async_nats::Error>) -> ProvisionError {
+        self.refused(ProvisionError::consumer(stream, source))
+    }
+
+    /// `error` as a refusal, if JetStream did not answer (a refused request
+    /// is never answered) and the server reported a permissions violation
+    /// within two timeouts (the longest a lookup is asked again).
+    fn refused(&self, error: ProvisionError) -> ProvisionError {
+        let ProvisionError::JetStream {
+            stream,
+            consumer,
+            source,
+        } = error
+        else {
+            return error;
+        };
+        let answered = js_error::code(&*source).is_some();
+        match self.permissions.within(self.js.timeout() * 2) {
+            Some(violation) if !answered => ProvisionError::PermissionDenied {
+                stream,
+                consumer,
+                violation,
+            },
+            _ => ProvisionError::JetStream {
+                stream,
+                consumer,
+                source,
+            },
+        }
     }
 
     fn server_version(&self) -> String {
@@ -174,10 +218,10 @@ impl Provisioner {
                     .js
                     .get_stream(&name)
                     .await
-                    .map_err(|e| ProvisionError::stream(&name, e))?;
+                    .map_err(|e| self.stream_error(&name, e))?;
                 Ok(attach(stream))
             }
-            Err(e) => Err(ProvisionError::stream(&name, e)),
+            Err(e) => Err(self.stream_error(&name, e)),
         }
     }
 
@@ -214,7 +258,7 @@ impl Provisioner {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(1));
                 }
-                Err(e) => return Err(ProvisionError::stream(name, e)),
+                Err(e) => return Err(self.stream_error(name, e)),
             }
         }
     }
@@ -249,7 +293,7 @@ impl Provisioner {
                 ),
             };
             if !unavailable || tokio::time::Instant::now() + pause >= deadline {
-                return Err(ProvisionError::consumer(&live_name(stream), e));
+                return Err(self.consumer_error(&live_name(stream), e));
             }
             tracing::debug!(stream = %live_name(stream), error = %e, "JetStream cannot answer yet; asking again");
             tokio::time::sleep(pause).await;
@@ -312,7 +356,7 @@ impl Provisioner {
         stream
             .get_or_create_consumer(wire::CONSUMER, config)
             .await
-            .map_err(|e| ProvisionError::consumer(&name, e))
+            .map_err(|e| self.consumer_error(&name, e))
     }
 
     /// Makes the stream of `queue` hold delayed tasks (once per client):
@@ -348,7 +392,7 @@ impl Provisioner {
                 .js
                 .update_stream(&config)
                 .await
-                .map_err(|e| ProvisionError::stream(&config.name, e))?;
+                .map_err(|e| self.stream_error(&config.name, e))?;
             if !info.config.allow_message_schedules {
                 return Err(ProvisionError::Unsupported {
                     stream: config.name,
