@@ -18,6 +18,7 @@ mod permissions;
 mod poison;
 mod policy;
 mod queues;
+mod roles;
 mod schedule;
 mod schedules;
 mod shutdown;
