@@ -1,5 +1,6 @@
 //! The least-privilege roles of `docs/security.md`, against a real server
-//! started with exactly the permission blocks that file shows: each role
+//! started with exactly the permission blocks that file shows (its queues
+//! `emails` and `audit` renamed to this binary's `it_` convention): each role
 //! (producer, worker, operator) does its job, and is refused one step
 //! beyond with an error that says so and names the subject. Once as
 //! documented (clients create what they use), once with the `# create`
@@ -15,7 +16,7 @@ use natask_testing::NatsServer;
 
 use crate::{builder, drained, Running};
 
-#[task(queue = "emails", retries = 0)]
+#[task(queue = "it_roles_emails", retries = 0)]
 async fn role_job(n: u32, fail: bool) -> Result<(), TaskError> {
     let _ = n;
     if fail {
@@ -24,7 +25,7 @@ async fn role_job(n: u32, fail: bool) -> Result<(), TaskError> {
     Ok(())
 }
 
-#[task(queue = "audit")]
+#[task(queue = "it_roles_audit")]
 async fn role_audit(n: u32) -> Result<(), TaskError> {
     let _ = n;
     Ok(())
@@ -42,11 +43,15 @@ fn documented(role: &str, no_create: bool) -> String {
         + marker.len();
     let block = &SECURITY_MD[start..];
     let block = &block[..block.find("```").expect("the block ends")];
+    // The doc's queues are `emails` and `audit`; this binary's test queues
+    // all start with `it_`.
     block
         .lines()
         .filter(|line| !(no_create && line.trim_end().ends_with("# create")))
         .collect::<Vec<_>>()
         .join("\n")
+        .replace("emails", "it_roles_emails")
+        .replace("audit", "it_roles_audit")
 }
 
 /// A server whose users are the documented roles and an admin.
@@ -68,7 +73,7 @@ async fn connect_as(server: &NatsServer, user: &str, provisioning: Provisioning)
         .expect("connect")
         .with_timeout(Duration::from_secs(2))
         .with_provisioning(provisioning)
-        .with_queue(QueuePolicy::new("audit").tracking(false))
+        .with_queue(QueuePolicy::new("it_roles_audit").tracking(false))
         .expect("a valid policy")
 }
 
@@ -125,7 +130,7 @@ async fn jobs(server: &NatsServer, provisioning: Provisioning) {
     assert_eq!(info.map(|i| i.state), Some(TaskState::Delayed));
 
     // Worker: runs them all, dead-letters the failing one.
-    let running = Running::start(builder(&worker, &["emails", "audit"])).await;
+    let running = Running::start(builder(&worker, &["it_roles_emails", "it_roles_audit"])).await;
     let done = producer
         .wait(ok, Duration::from_secs(20))
         .await
@@ -136,14 +141,14 @@ async fn jobs(server: &NatsServer, provisioning: Provisioning) {
         .await
         .expect("wait");
     assert_eq!(dead.state, TaskState::Dead);
-    drained(&admin, "audit").await;
+    drained(&admin, "it_roles_audit").await;
 
     // Operator: pause and resume, counts, dead letters, states, cancels.
-    let emails = operator.queue("emails");
-    emails.pause().await.expect("pause");
-    let info = emails.info().await.expect("queue info");
+    let queue = operator.queue("it_roles_emails");
+    queue.pause().await.expect("pause");
+    let info = queue.info().await.expect("queue info");
     assert!(info.paused_until.is_some(), "{info:?}");
-    emails.resume().await.expect("resume");
+    queue.resume().await.expect("resume");
     assert!(matches!(
         operator.cancel(later).await.expect("cancel"),
         Cancelled::Removed
@@ -160,22 +165,26 @@ async fn jobs(server: &NatsServer, provisioning: Provisioning) {
     assert_eq!(state, Some(TaskState::Succeeded));
     let letters = operator.dead_letters();
     let listed = letters
-        .list("emails", 0, 10)
+        .list("it_roles_emails", 0, 10)
         .await
         .expect("list dead letters");
     assert_eq!(listed.iter().map(|l| l.id).collect::<Vec<_>>(), [bad]);
     letters.replay(bad).await.expect("replay");
     assert!(letters
-        .list("emails", 0, 10)
+        .list("it_roles_emails", 0, 10)
         .await
         .expect("list")
         .is_empty());
     // The worker takes the replayed task: nothing is left in the queue.
-    drained(&admin, "emails").await;
+    drained(&admin, "it_roles_emails").await;
     // The replayed task failed again; whether its dead letter is stored
     // again is not this test's business (its `Nats-Msg-Id` is the first
     // one's, inside the duplicate window), so count what is there.
-    let replayed = letters.list("emails", 0, 10).await.expect("list").len() as u64;
+    let replayed = letters
+        .list("it_roles_emails", 0, 10)
+        .await
+        .expect("list")
+        .len() as u64;
     let worse = RoleJob { n: 6, fail: true }
         .enqueue(&producer)
         .await
@@ -186,23 +195,37 @@ async fn jobs(server: &NatsServer, provisioning: Provisioning) {
         .await
         .expect("wait");
     assert_eq!(dead.state, TaskState::Dead);
-    assert_eq!(letters.purge("emails").await.expect("purge"), replayed + 1);
+    assert_eq!(
+        letters.purge("it_roles_emails").await.expect("purge"),
+        replayed + 1
+    );
 
     // One step beyond each role.
-    let err = producer.dead_letters().purge("emails").await.unwrap_err();
+    let err = producer
+        .dead_letters()
+        .purge("it_roles_emails")
+        .await
+        .unwrap_err();
     denied(&err, "$JS.API.STREAM.INFO.NATASK_DLQ");
-    let Err(err) = builder(&producer, &["emails"]).build().await else {
+    let Err(err) = builder(&producer, &["it_roles_emails"]).build().await else {
         panic!("a producer cannot serve a queue");
     };
-    denied(&err, "$JS.API.CONSUMER.INFO.NATASK_Q_emails.workers");
+    denied(
+        &err,
+        "$JS.API.CONSUMER.INFO.NATASK_Q_it_roles_emails.workers",
+    );
     let err = RoleJob { n: 5, fail: false }
         .enqueue(&worker)
         .await
         .unwrap_err();
-    denied(&err, "natask.q.emails.role_job");
-    let err = worker.dead_letters().purge("emails").await.unwrap_err();
+    denied(&err, "natask.q.it_roles_emails.role_job");
+    let err = worker
+        .dead_letters()
+        .purge("it_roles_emails")
+        .await
+        .unwrap_err();
     denied(&err, "$JS.API.STREAM.PURGE.NATASK_DLQ");
-    let Err(err) = builder(&operator, &["emails"]).build().await else {
+    let Err(err) = builder(&operator, &["it_roles_emails"]).build().await else {
         panic!("an operator cannot serve a queue");
     };
     denied(&err, "$JS.API.STREAM.INFO.KV_NATASK_HANDBACKS");
@@ -221,7 +244,7 @@ async fn without_create_permissions_an_admin_provisions() {
     let server = server(true);
     let admin = connect_as(&server, "admin", Provisioning::Create).await;
     // Everything the roles use, created once by the admin.
-    builder(&admin, &["emails", "audit"])
+    builder(&admin, &["it_roles_emails", "it_roles_audit"])
         .build()
         .await
         .expect("the admin provisions the queues");
