@@ -10,7 +10,6 @@ use natask_core::wire;
 use natask_core::TaskId;
 
 use super::Client;
-use crate::jetstream::error;
 use crate::jetstream::headers::DEAD_LETTER_HEADERS;
 use crate::jetstream::permissions::PermissionViolation;
 use crate::jetstream::time;
@@ -144,13 +143,10 @@ impl DeadLetters {
     /// A failed request: refused by the server's permissions if JetStream
     /// did not answer and the server reported a violation meanwhile.
     fn failed(&self, action: &'static str) -> impl FnOnce(async_nats::Error) -> DeadLetterError {
-        let permissions = self.client.permissions().clone();
-        let window = self.client.timeout() * 2;
-        move |source| match permissions.within(window) {
-            Some(violation) if error::code(&*source).is_none() => {
-                DeadLetterError::PermissionDenied { action, violation }
-            }
-            _ => DeadLetterError::JetStream { action, source },
+        let provisioner = std::sync::Arc::clone(self.client.provisioner());
+        move |source| match provisioner.explain(&*source) {
+            Some(violation) => DeadLetterError::PermissionDenied { action, violation },
+            None => DeadLetterError::JetStream { action, source },
         }
     }
 

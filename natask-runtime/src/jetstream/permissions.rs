@@ -134,6 +134,20 @@ impl PermissionWatch {
         seen.iter().rev().find(|v| v.at >= since).cloned()
     }
 
+    /// The violation that explains `source`, a failed request: JetStream
+    /// did not answer it (the server answers no request it refuses), and
+    /// the server reported a violation within the last `window`.
+    pub(crate) fn explain(
+        &self,
+        source: &(dyn std::error::Error + 'static),
+        window: Duration,
+    ) -> Option<PermissionViolation> {
+        if super::error::code(source).is_some() {
+            return None;
+        }
+        self.within(window)
+    }
+
     /// The newest violation reported within the last `window`.
     pub(crate) fn within(&self, window: Duration) -> Option<PermissionViolation> {
         let since = Instant::now().checked_sub(window)?;

@@ -219,6 +219,16 @@ async fn jobs(server: &NatsServer, provisioning: Provisioning) {
         .await
         .unwrap_err();
     denied(&err, "natask.q.it_roles_emails.role_job");
+    let err = worker.queue("it_roles_emails").pause().await.unwrap_err();
+    denied(
+        &err,
+        "$JS.API.CONSUMER.PAUSE.NATASK_Q_it_roles_emails.workers",
+    );
+    let err = worker.task_info(ok).await.unwrap_err();
+    denied(
+        &err,
+        &format!("$JS.API.DIRECT.GET.KV_NATASK_TASKS.$KV.NATASK_TASKS.{ok}"),
+    );
     let err = worker
         .dead_letters()
         .purge("it_roles_emails")

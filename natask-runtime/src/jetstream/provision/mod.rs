@@ -23,7 +23,7 @@ use natask_core::wire::{self, Names};
 use super::assets::{self, Bucket, ConsumerSettings};
 use super::drift::{consumer_drift, replica_drift, stream_drift};
 use super::error::{self as js_error, Code};
-use super::permissions::PermissionWatch;
+use super::permissions::{PermissionViolation, PermissionWatch};
 use super::server::{self, Feature};
 use crate::policy::{Provisioning, QueuePolicy};
 
@@ -143,19 +143,28 @@ impl Provisioner {
         else {
             return error;
         };
-        let answered = js_error::code(&*source).is_some();
-        match self.permissions.within(self.js.timeout() * 2) {
-            Some(violation) if !answered => ProvisionError::PermissionDenied {
+        match self.explain(&*source) {
+            Some(violation) => ProvisionError::PermissionDenied {
                 stream,
                 consumer,
                 violation,
             },
-            _ => ProvisionError::JetStream {
+            None => ProvisionError::JetStream {
                 stream,
                 consumer,
                 source,
             },
         }
+    }
+
+    /// The permissions violation that explains `source`, a failed request
+    /// of this client: one reported within two timeouts (the longest a
+    /// lookup is asked again), if JetStream did not answer.
+    pub(crate) fn explain(
+        &self,
+        source: &(dyn std::error::Error + 'static),
+    ) -> Option<PermissionViolation> {
+        self.permissions.explain(source, self.js.timeout() * 2)
     }
 
     fn server_version(&self) -> String {
