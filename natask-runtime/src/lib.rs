@@ -133,6 +133,18 @@
 //! [`QueuePolicy::validity`] expires tasks not started in time.
 //! `docs/queues.md` in the repository has the details.
 //!
+//! # Authentication and permissions
+//!
+//! [`Client::connect_with`] takes any `async_nats::ConnectOptions` (nkeys,
+//! credentials files, TLS); [`Client::from_context`] connects as
+//! `nats --context NAME` does. A request the server refuses for lack of
+//! permission is reported as such, naming the subject (the
+//! `PermissionDenied` variants of [`EnqueueError`], [`ProvisionError`],
+//! [`QueueError`], [`DeadLetterError`] and [`TrackingError`]), through the
+//! [`PermissionWatch`] `connect_with` installs. `docs/security.md` in the
+//! repository lists every auth method and the exact NATS permissions of a
+//! producer, a worker and an operator.
+//!
 //! # Parameters: payload and injected
 //!
 //! The rule is syntactic: a parameter whose type is written `State<T>` gets
@@ -225,6 +237,7 @@ pub use client::queue::{Queue, QueueError, QueueInfo};
 pub use client::recurring::{Cron, Recurring, RecurringError, RecurringTask};
 pub use client::tasks::Cancelled;
 pub use client::{Client, ConnectError};
+pub use jetstream::permissions::{NatsOperation, PermissionViolation, PermissionWatch};
 pub use jetstream::provision::ProvisionError;
 pub use natask_core::task::assert_payload_field;
 pub use natask_core::{

@@ -1,6 +1,8 @@
 //! Test helpers: a real `nats-server` with JetStream, on a free loopback
 //! port with its own store directory, stopped by pid when dropped; and a
-//! JetStream cluster of such servers ([`NatsCluster`]).
+//! JetStream cluster of such servers ([`NatsCluster`]); and the secrets
+//! secured servers need, made per test: certificates ([`Pki`]), operator
+//! and account JWTs and users' credentials files ([`Operator`]).
 //!
 //! ```no_run
 //! let server = natask_testing::NatsServer::start();
@@ -18,8 +20,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod operator;
 mod pki;
 
+pub use operator::{Creds, Operator};
 pub use pki::Pki;
 
 /// How long a server may take to come up.

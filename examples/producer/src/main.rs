@@ -1,6 +1,8 @@
 //! Enqueues example tasks: `producer [COUNT]` (default 3 of each kind),
 //! then waits (up to 10 s) for the last one's outcome and prints its state
-//! and result. Connects to `$NATS_URL` (default `nats://127.0.0.1:4222`).
+//! and result. Connects with the NATS context `$NATS_CONTEXT` if set (as
+//! `nats --context` does: URL, credentials, TLS), else to `$NATS_URL`
+//! (default `nats://127.0.0.1:4222`).
 
 use natask_example_tasks::{Format, ResizeImage, SendEmail, Target};
 use natask_runtime::Client;
@@ -14,7 +16,10 @@ async fn main() -> anyhow::Result<()> {
             .map_err(|_| anyhow::anyhow!("COUNT must be a whole number, got `{n}`"))?,
         None => 3,
     };
-    let client = Client::connect(&url).await?;
+    let client = match std::env::var("NATS_CONTEXT") {
+        Ok(context) if !context.is_empty() => Client::from_context(&context).await?,
+        _ => Client::connect(&url).await?,
+    };
     let mut last = None;
     for i in 1..=count {
         let email = SendEmail::new(format!("user{i}@example.com"), format!("Welcome, #{i}"));

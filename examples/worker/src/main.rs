@@ -1,5 +1,7 @@
 //! Serves every task of `natask-example-tasks` until ctrl-c or SIGTERM.
-//! Connects to `$NATS_URL` (default `nats://127.0.0.1:4222`); `$NATASK_CONCURRENCY`
+//! Connects with the NATS context `$NATS_CONTEXT` if set (as `nats --context`
+//! does: URL, credentials, TLS), else to `$NATS_URL` (default
+//! `nats://127.0.0.1:4222`); `$NATASK_CONCURRENCY`
 //! sets the handlers per queue; `$NATASK_HTTP` (e.g. `127.0.0.1:9090`) serves
 //! `/metrics`, `/healthz` and `/readyz` there.
 
@@ -20,7 +22,10 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
-    let client = Client::connect(&url).await?;
+    let client = match std::env::var("NATS_CONTEXT") {
+        Ok(context) if !context.is_empty() => Client::from_context(&context).await?,
+        _ => Client::connect(&url).await?,
+    };
     let mut builder = Runtime::builder(client);
     if let Ok(n) = std::env::var("NATASK_CONCURRENCY") {
         builder = builder.concurrency(

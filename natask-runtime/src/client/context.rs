@@ -282,6 +282,32 @@ mod tests {
         usable(&client).await;
     }
 
+    /// A credentials file (JWT and seed) named by a context, against a
+    /// server in operator mode; one of an unknown account is refused.
+    #[tokio::test]
+    async fn creds_from_a_context() {
+        let operator = natask_testing::Operator::new();
+        let server = NatsServer::start_with_config(&operator.server_config());
+        let creds = operator.user("ctx");
+        let dir = context_dir("op", json!({ "url": server.url(), "creds": creds.path() }));
+        let client = connect_context(dir.path(), "op", None).await.unwrap();
+        usable(&client).await;
+
+        let stranger = operator.stranger("ctx-stranger");
+        let dir = context_dir(
+            "op",
+            json!({ "url": server.url(), "creds": stranger.path() }),
+        );
+        let Err(err) = connect_context(dir.path(), "op", None).await else {
+            panic!("a user of an unknown account is refused");
+        };
+        assert!(matches!(err, ContextError::Connect(_)), "{err}");
+        assert!(
+            !format!("{err} {err:?}").contains(stranger.seed()),
+            "{err:?}"
+        );
+    }
+
     #[test]
     fn a_leading_tilde_is_the_home_directory() {
         let home = Path::new("/home/ann");

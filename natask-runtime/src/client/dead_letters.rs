@@ -11,6 +11,7 @@ use natask_core::TaskId;
 
 use super::Client;
 use crate::jetstream::headers::DEAD_LETTER_HEADERS;
+use crate::jetstream::permissions::PermissionViolation;
 use crate::jetstream::time;
 
 /// The dead letters of every queue, as
@@ -122,6 +123,20 @@ pub enum DeadLetterError {
         #[source]
         source: natask_core::name::NameError,
     },
+    /// The server refused a request for lack of permission, and so never
+    /// answered it (reported on connections with a
+    /// [`PermissionWatch`](crate::PermissionWatch)).
+    #[error(
+        "the dead-letter stream could not be {action}: permission denied: the NATS user may not \
+         {violation} (the server reported a permissions violation); grant it (docs/security.md \
+         lists what each role needs)"
+    )]
+    PermissionDenied {
+        /// What was being done.
+        action: &'static str,
+        /// What the server refused.
+        violation: PermissionViolation,
+    },
     /// JetStream refused or did not answer.
     #[error("the dead-letter stream could not be {action}")]
     JetStream {
@@ -133,13 +148,19 @@ pub enum DeadLetterError {
     },
 }
 
-fn failed(action: &'static str) -> impl FnOnce(async_nats::Error) -> DeadLetterError {
-    move |source| DeadLetterError::JetStream { action, source }
-}
-
 impl DeadLetters {
     pub(crate) fn new(client: Client) -> DeadLetters {
         DeadLetters { client }
+    }
+
+    /// A failed request: refused by the server's permissions if JetStream
+    /// did not answer and the server reported a violation meanwhile.
+    fn failed(&self, action: &'static str) -> impl FnOnce(async_nats::Error) -> DeadLetterError {
+        let provisioner = std::sync::Arc::clone(self.client.provisioner());
+        move |source| match provisioner.explain(&*source) {
+            Some(violation) => DeadLetterError::PermissionDenied { action, violation },
+            None => DeadLetterError::JetStream { action, source },
+        }
     }
 
     async fn stream(&self) -> Result<&stream::Stream, DeadLetterError> {
@@ -147,7 +168,7 @@ impl DeadLetters {
             .provisioner()
             .dead_letters()
             .await
-            .map_err(|e| failed("opened")(e.into()))
+            .map_err(|e| self.failed("opened")(e.into()))
     }
 
     /// Up to `limit` dead letters of `queue`, oldest first, with sequence
@@ -186,7 +207,7 @@ impl DeadLetters {
                     out.push(DeadLetter::from_stored(m));
                 }
                 Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => break,
-                Err(e) => return Err(failed("read")(e.into())),
+                Err(e) => return Err(self.failed("read")(e.into())),
             }
         }
         Ok(out)
@@ -219,7 +240,7 @@ impl DeadLetters {
             Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => {
                 Err(DeadLetterError::NotFound { id })
             }
-            Err(e) => Err(failed("read")(e.into())),
+            Err(e) => Err(self.failed("read")(e.into())),
         }
     }
 
@@ -266,7 +287,7 @@ impl DeadLetters {
             .purge()
             .filter(filter)
             .await
-            .map_err(|e| failed("purged")(e.into()))?;
+            .map_err(|e| self.failed("purged")(e.into()))?;
         Ok(purged.purged)
     }
 
@@ -292,7 +313,7 @@ impl DeadLetters {
             .provisioner()
             .ensure_queue(&letter.queue)
             .await
-            .map_err(|e| failed("replayed")(e.into()))?;
+            .map_err(|e| self.failed("replayed")(e.into()))?;
         let mut clean = async_nats::HeaderMap::new();
         for (name, values) in letter.headers.iter() {
             let name: &str = name.as_ref();
@@ -313,14 +334,14 @@ impl DeadLetters {
             .jetstream()
             .publish_with_headers(subject, clean, letter.payload.clone())
             .await
-            .map_err(|e| failed("replayed")(e.into()))?
+            .map_err(|e| self.failed("replayed")(e.into()))?
             .await
-            .map_err(|e| failed("replayed")(e.into()))?;
+            .map_err(|e| self.failed("replayed")(e.into()))?;
         self.stream()
             .await?
             .delete_message(letter.sequence)
             .await
-            .map_err(|e| failed("cleaned up after a replay")(e.into()))?;
+            .map_err(|e| self.failed("cleaned up after a replay")(e.into()))?;
         tracing::info!(id = %letter.id, queue = %letter.queue, task, "dead letter replayed");
         Ok(())
     }

@@ -16,6 +16,7 @@ use natask_core::name::{self, NameError};
 use natask_core::wire::Names;
 use natask_core::Task;
 
+use crate::jetstream::permissions::{self, PermissionWatch};
 use crate::jetstream::provision::{ProvisionError, Provisioner};
 use crate::middleware::{self, Middleware};
 use crate::policy::{Drift, InvalidReplicas, Provisioning, QueuePolicy, REPLICAS};
@@ -82,6 +83,8 @@ struct Settings {
     replicas: Option<usize>,
     /// Set with `with_signing_key`: every task published is signed.
     signing: Option<SigningKey>,
+    /// Fed by the connection's event callback, if natask installed it.
+    permissions: PermissionWatch,
 }
 
 /// Connecting to NATS failed.
@@ -108,6 +111,14 @@ impl Client {
     /// Connects like [`connect`](Self::connect) with a fully configured
     /// `async_nats::ConnectOptions` (TLS, nkeys, credentials files,
     /// reconnect settings, …). Credentials in a URL are added to `options`.
+    ///
+    /// natask installs the connection's event callback: it logs each event
+    /// (disconnects, server errors) with `tracing` and keeps the server's
+    /// permission violations in a [`PermissionWatch`], so that a request
+    /// the server refused is reported as such, naming the subject, instead
+    /// of as a timeout. An `event_callback` set in `options` is replaced;
+    /// to keep your own, connect yourself and call
+    /// [`PermissionWatch::observe`] from it (see [`from_nats`](Self::from_nats)).
     pub async fn connect_with(
         urls: &str,
         mut options: async_nats::ConnectOptions,
@@ -125,19 +136,39 @@ impl Client {
             Some((token, None)) => options = options.token(token),
             None => {}
         }
+        let watch = PermissionWatch::new();
         let nats = options
+            .event_callback(permissions::callback(watch.clone()))
             .connect(addresses)
             .await
             .map_err(|source| ConnectError {
                 url: redact_all(urls),
                 source,
             })?;
-        Ok(Client::from_nats(nats))
+        Ok(Client::watched(nats, watch))
     }
 
     /// Uses an existing async-nats connection (for custom TLS, auth or
     /// reconnect settings).
+    ///
+    /// natask cannot install an event callback on a connection made
+    /// elsewhere, so it does not see the server's permission violations: a
+    /// request the server refused reads as a timeout (or as the JetStream
+    /// error it led to), unless the connection's own callback feeds a
+    /// [`PermissionWatch`] given to
+    /// [`with_permission_watch`](Self::with_permission_watch).
     pub fn from_nats(nats: async_nats::Client) -> Client {
+        Self::watched(nats, PermissionWatch::new())
+    }
+
+    /// Reports the permission violations `watch` keeps (fed by the
+    /// connection's event callback, see [`PermissionWatch`]) as such, in
+    /// enqueue and provisioning errors.
+    pub fn with_permission_watch(self, watch: PermissionWatch) -> Client {
+        self.with(|s| s.permissions = watch)
+    }
+
+    fn watched(nats: async_nats::Client, permissions: PermissionWatch) -> Client {
         Self::build(
             nats,
             Settings {
@@ -149,6 +180,7 @@ impl Client {
                 task_retention: DEFAULT_TASK_RETENTION,
                 replicas: None,
                 signing: None,
+                permissions,
             },
         )
     }
@@ -163,6 +195,7 @@ impl Client {
             Arc::clone(&settings.policies),
             settings.task_retention,
             settings.replicas,
+            settings.permissions.clone(),
         ));
         Client {
             inner: Arc::new(Inner {
@@ -336,6 +369,11 @@ impl Client {
     pub(crate) fn timeout(&self) -> Duration {
         use async_nats::jetstream::context::traits::TimeoutProvider;
         self.jetstream().timeout()
+    }
+
+    /// The connection's permission violations (see [`PermissionWatch`]).
+    pub(crate) fn permissions(&self) -> &PermissionWatch {
+        &self.inner.settings.permissions
     }
 
     /// The one provisioning path, shared with every runtime built from

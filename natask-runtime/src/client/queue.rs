@@ -20,6 +20,7 @@ use natask_core::wire;
 
 use super::Client;
 use crate::jetstream::error::{self, Code};
+use crate::jetstream::permissions::PermissionViolation;
 use crate::jetstream::provision::ProvisionError;
 use crate::jetstream::server::{self, Feature};
 use crate::policy::{Drift, QueuePolicy};
@@ -144,6 +145,22 @@ pub enum QueueError {
         /// async-nats's error.
         #[source]
         source: async_nats::Error,
+    },
+    /// The server refused a request for lack of permission, and so never
+    /// answered it (reported on connections with a
+    /// [`PermissionWatch`](crate::PermissionWatch)).
+    #[error(
+        "could not {action} queue `{queue}`: permission denied: the NATS user may not {violation} \
+         (the server reported a permissions violation); grant it (docs/security.md lists what \
+         each role needs)"
+    )]
+    PermissionDenied {
+        /// What was being done.
+        action: &'static str,
+        /// The queue.
+        queue: String,
+        /// What the server refused.
+        violation: PermissionViolation,
     },
     /// JetStream refused or did not answer.
     #[error("could not {action} queue `{queue}`")]
@@ -374,10 +391,19 @@ impl Queue {
     }
 
     fn failed(&self, action: &'static str, e: impl Into<async_nats::Error>) -> QueueError {
-        QueueError::JetStream {
-            action,
-            queue: self.name.clone(),
-            source: e.into(),
+        let source = e.into();
+        let queue = self.name.clone();
+        match self.client.provisioner().explain(&*source) {
+            Some(violation) => QueueError::PermissionDenied {
+                action,
+                queue,
+                violation,
+            },
+            None => QueueError::JetStream {
+                action,
+                queue,
+                source,
+            },
         }
     }
 }

@@ -127,9 +127,8 @@ impl Client {
     /// stream, and releases its unique lock.
     async fn remove_waiting(&self, info: &TaskInfo) -> Result<(), TrackingError> {
         let name = self.names().queue_stream(&info.queue);
-        let failed = |source: async_nats::Error| TrackingError::JetStream {
-            stream: name.clone(),
-            source,
+        let failed = |source: async_nats::Error| {
+            TrackingError::new(self.provisioner(), name.clone(), source)
         };
         let stream = self
             .jetstream()

@@ -12,6 +12,7 @@ mod drift;
 pub(crate) mod error;
 pub(crate) mod headers;
 pub(crate) mod message_schedules;
+pub(crate) mod permissions;
 pub(crate) mod provision;
 pub(crate) mod publish;
 pub(crate) mod pull;

@@ -27,6 +27,7 @@ use natask_core::TaskId;
 
 use crate::jetstream::assets::Bucket;
 use crate::jetstream::headers::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE;
+use crate::jetstream::permissions::PermissionViolation;
 use crate::jetstream::provision::Provisioner;
 use crate::jetstream::{publish, time};
 
@@ -221,6 +222,20 @@ pub enum TrackingError {
         #[source]
         source: async_nats::Error,
     },
+    /// The server refused a request about the stream for lack of
+    /// permission, and so never answered it (reported on connections with
+    /// a [`PermissionWatch`](crate::PermissionWatch)).
+    #[error(
+        "stream `{stream}` could not be opened, read or written: permission denied: the NATS user \
+         may not {violation} (the server reported a permissions violation); grant it \
+         (docs/security.md lists what each role needs)"
+    )]
+    PermissionDenied {
+        /// The stream: `KV_<PREFIX>_TASKS`, or a queue's.
+        stream: String,
+        /// What the server refused.
+        violation: PermissionViolation,
+    },
     /// A stored state is not valid JSON of a [`TaskInfo`].
     #[error("the stored state of task {id} does not decode")]
     Corrupt {
@@ -240,6 +255,22 @@ pub enum TrackingError {
         /// The last state seen, if any.
         last: Option<TaskState>,
     },
+}
+
+impl TrackingError {
+    /// A failed request about `stream`: refused by the server's
+    /// permissions, if JetStream did not answer and the server reported a
+    /// violation meanwhile.
+    pub(crate) fn new(
+        provisioner: &Provisioner,
+        stream: String,
+        source: async_nats::Error,
+    ) -> TrackingError {
+        match provisioner.explain(&*source) {
+            Some(violation) => TrackingError::PermissionDenied { stream, violation },
+            None => TrackingError::JetStream { stream, source },
+        }
+    }
 }
 
 /// The bucket of task states, opened (or created) on first use.
@@ -299,10 +330,8 @@ impl TaskStore {
     }
 
     fn failed(&self, source: impl Into<async_nats::Error>) -> TrackingError {
-        TrackingError::JetStream {
-            stream: format!("KV_{}", Bucket::Tasks.name(self.provisioner.names())),
-            source: source.into(),
-        }
+        let stream = format!("KV_{}", Bucket::Tasks.name(self.provisioner.names()));
+        TrackingError::new(&self.provisioner, stream, source.into())
     }
 
     /// Sends `info` as a create-only write (it never replaces a worker's

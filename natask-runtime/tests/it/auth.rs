@@ -4,7 +4,7 @@
 //! a wrong credential is refused with an error that does not contain it.
 
 use natask_runtime::{task, Client, ConnectError, TaskError};
-use natask_testing::{NatsServer, Pki};
+use natask_testing::{NatsServer, Operator, Pki};
 
 #[task(queue = "it_auth")]
 async fn authenticated(n: u32) -> Result<(), TaskError> {
@@ -182,4 +182,44 @@ async fn mutual_tls() {
     let key = std::fs::read_to_string(other.client_key()).unwrap();
     let body = key.lines().nth(1).expect("a PEM body line");
     refused_without(&err, body);
+}
+
+/// Decentralised auth: a server in operator mode (operator JWT, accounts
+/// preloaded in a memory resolver, JetStream on for the account) admits a
+/// user by its credentials file, through `ConnectOptions` and through an
+/// async-nats connection handed to `Client::from_nats`; a user of an
+/// account the operator never signed is refused, and the error leaves out
+/// its seed.
+#[tokio::test]
+async fn credentials_file() {
+    let operator = Operator::new();
+    let server = NatsServer::start_with_config(&operator.server_config());
+    let creds = operator.user("producer");
+
+    let options = base_options()
+        .credentials_file(creds.path())
+        .await
+        .expect("the credentials file reads");
+    let client = Client::connect_with(&server.url(), options)
+        .await
+        .expect("the credentials file connects");
+    enqueue_and_read_back(&client).await;
+    let nats = async_nats::ConnectOptions::with_credentials_file(creds.path())
+        .await
+        .expect("the credentials file reads")
+        .connect(server.url())
+        .await
+        .expect("the credentials file connects async-nats");
+    enqueue_and_read_back(&Client::from_nats(nats)).await;
+
+    let stranger = operator.stranger("stranger");
+    let options = base_options()
+        .credentials_file(stranger.path())
+        .await
+        .expect("the credentials file reads");
+    let err = Client::connect_with(&server.url(), options)
+        .await
+        .unwrap_err();
+    let text = refused_without(&err, stranger.seed());
+    assert!(text.contains("authorization"), "{text}");
 }

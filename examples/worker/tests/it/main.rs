@@ -20,8 +20,13 @@ struct Worker {
 
 impl Worker {
     async fn start(bin: &str, url: &str, concurrency: usize) -> Worker {
+        Self::start_with(bin, &[("NATS_URL", url)], concurrency).await
+    }
+
+    /// Starts `bin` with the environment variables `env`.
+    async fn start_with(bin: &str, env: &[(&str, &str)], concurrency: usize) -> Worker {
         let mut child = Command::new(bin)
-            .env("NATS_URL", url)
+            .envs(env.iter().copied())
             .env("NATASK_CONCURRENCY", concurrency.to_string())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -107,6 +112,47 @@ async fn a_worker_linked_only_through_cargo_toml_and_one_use_line_finds_every_ta
             "unexpected line {line:?}"
         );
     }
+    assert_eq!(worker.terminate().await, ["worker stopped"]);
+}
+
+/// `NATS_CONTEXT` names a context (under `$XDG_CONFIG_HOME/nats/context`)
+/// whose credentials file is the only way into an operator-mode server;
+/// `NATS_URL` points nowhere, so only the context can have connected.
+#[tokio::test]
+async fn the_worker_connects_with_the_nats_context_named_by_nats_context() {
+    let operator = natask_testing::Operator::new();
+    let server = NatsServer::start_with_config(&operator.server_config());
+    let creds = operator.user("example");
+    let config = tempfile::tempdir().unwrap();
+    let contexts = config.path().join("nats").join("context");
+    std::fs::create_dir_all(&contexts).unwrap();
+    std::fs::write(
+        contexts.join("demo.json"),
+        format!(
+            "{{\"url\": {:?}, \"creds\": {:?}}}",
+            server.url(),
+            creds.path().display().to_string()
+        ),
+    )
+    .unwrap();
+    let env = [
+        ("NATS_CONTEXT", "demo"),
+        ("XDG_CONFIG_HOME", config.path().to_str().unwrap()),
+        ("NATS_URL", "nats://127.0.0.1:1"),
+    ];
+    let mut worker = Worker::start_with(env!("CARGO_BIN_EXE_worker"), &env, 1).await;
+
+    let options = async_nats::ConnectOptions::with_credentials_file(creds.path())
+        .await
+        .unwrap();
+    let client = Client::connect_with(&server.url(), options).await.unwrap();
+    let id = SendEmail::new("ada@example.com".into(), "hi".into())
+        .enqueue(&client)
+        .await
+        .unwrap()
+        .id;
+    let line = worker.next_line().await.expect("worker alive");
+    assert_eq!(id_of(&line), id.to_string(), "{line}");
     assert_eq!(worker.terminate().await, ["worker stopped"]);
 }
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 use natask_core::{Task, TaskId};
 
 use crate::jetstream::error;
+use crate::jetstream::permissions::PermissionViolation;
 use crate::jetstream::provision::{ProvisionError, MESSAGE_SCHEDULES};
 
 /// A task could not be enqueued. Nothing was stored unless the variant says otherwise.
@@ -88,6 +89,28 @@ pub enum EnqueueError {
         queue: &'static str,
         /// The client's timeout.
         timeout: Duration,
+    },
+    /// The server refused a publish (or a subscription) this enqueue
+    /// needed for lack of permission, and so never answered it: e.g. the
+    /// NATS user may publish tasks but not call the JetStream API, or not
+    /// subscribe to its reply inbox. The task was not stored if the refused
+    /// subject is the task's own or a JetStream API request made before
+    /// it. Reported only on connections with a
+    /// [`PermissionWatch`](crate::PermissionWatch) (see there); the
+    /// violation is the newest the server reported while this enqueue
+    /// waited.
+    #[error(
+        "task `{task}` on queue `{queue}` was not enqueued: permission denied: the NATS user may \
+         not {violation} (the server reported a permissions violation); grant it (docs/security.md \
+         lists what each role needs)"
+    )]
+    PermissionDenied {
+        /// The task's name.
+        task: &'static str,
+        /// The queue.
+        queue: &'static str,
+        /// What the server refused.
+        violation: PermissionViolation,
     },
     /// A unique task was enqueued on a server without per-message TTL,
     /// which its lock needs. Nothing was stored.

@@ -59,6 +59,22 @@ impl Stored {
     }
 }
 
+/// Whether `e` may stand for a request the server never answered (what a
+/// refused one looks like); the others are the server's or natask's own
+/// answers.
+fn unanswered(e: &EnqueueError) -> bool {
+    matches!(
+        e,
+        EnqueueError::Timeout { .. }
+            | EnqueueError::JetStream { .. }
+            | EnqueueError::Unique { .. }
+            | EnqueueError::Provision {
+                source: crate::ProvisionError::JetStream { .. },
+                ..
+            }
+    )
+}
+
 /// A delayed task's due time, resolved.
 struct Delay {
     due: SystemTime,
@@ -275,14 +291,29 @@ impl Client {
     }
 
     /// Runs one enqueue of task `id`, a `T`, within the client's timeout.
+    /// A failure while the server reported a permissions violation is that
+    /// refusal: the server answers no request it refuses, so the enqueue
+    /// failed for want of an answer.
     pub(crate) async fn bounded<T: Task, R>(
         &self,
         id: TaskId,
         enqueue: impl Future<Output = Result<R, EnqueueError>>,
     ) -> Result<R, EnqueueError> {
-        tokio::time::timeout(self.timeout(), enqueue)
+        let started = std::time::Instant::now();
+        let result = tokio::time::timeout(self.timeout(), enqueue)
             .await
-            .unwrap_or_else(|_| Err(self.timed_out::<T>(id)))
+            .unwrap_or_else(|_| Err(self.timed_out::<T>(id)));
+        match result {
+            Err(e) if unanswered(&e) => match self.permissions().since(started) {
+                Some(violation) => Err(EnqueueError::PermissionDenied {
+                    task: T::NAME,
+                    queue: T::QUEUE,
+                    violation,
+                }),
+                None => Err(e),
+            },
+            result => result,
+        }
     }
 
     /// Task `id`, a `T`, was not confirmed within the client's timeout.

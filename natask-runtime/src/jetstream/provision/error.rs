@@ -2,6 +2,7 @@
 
 use natask_core::wire;
 
+use crate::jetstream::permissions::PermissionViolation;
 use crate::policy::InvalidPolicy;
 
 /// A stream, consumer or bucket could not be created, looked up or updated.
@@ -19,6 +20,25 @@ pub enum ProvisionError {
         /// What JetStream answered.
         #[source]
         source: async_nats::Error,
+    },
+    /// The server refused a request about the stream (or its consumer)
+    /// for lack of permission, and so never answered it: the NATS user may
+    /// not publish to the JetStream API subject (or subscribe to its reply
+    /// inbox). Reported only on connections with a
+    /// [`PermissionWatch`](crate::PermissionWatch) (see there).
+    #[error(
+        "{} could not be created or found: permission denied: the NATS user may not {violation} \
+         (the server reported a permissions violation); grant it (docs/security.md lists what each \
+         role needs), or have an admin create the stream and use Provisioning::NoCreate",
+        what(stream, consumer.as_deref())
+    )]
+    PermissionDenied {
+        /// The stream's name.
+        stream: String,
+        /// The consumer's name, if the request was about the consumer.
+        consumer: Option<String>,
+        /// What the server refused.
+        violation: PermissionViolation,
     },
     /// The queue's policy is invalid.
     #[error(transparent)]

@@ -23,6 +23,7 @@ use natask_core::wire::{self, Names};
 use super::assets::{self, Bucket, ConsumerSettings};
 use super::drift::{consumer_drift, replica_drift, stream_drift};
 use super::error::{self as js_error, Code};
+use super::permissions::{PermissionViolation, PermissionWatch};
 use super::server::{self, Feature};
 use crate::policy::{Provisioning, QueuePolicy};
 
@@ -59,6 +60,8 @@ pub(crate) struct Provisioner {
     warned: Mutex<HashSet<String>>,
     dead_letters: OnceCell<stream::Stream>,
     buckets: [OnceCell<kv::Store>; 5],
+    /// The connection's permission violations, to name a refused request.
+    permissions: PermissionWatch,
 }
 
 impl Provisioner {
@@ -69,6 +72,7 @@ impl Provisioner {
         policies: Arc<HashMap<String, Arc<QueuePolicy>>>,
         task_retention: Duration,
         replicas: Option<usize>,
+        permissions: PermissionWatch,
     ) -> Provisioner {
         let mut lookups = js.clone();
         lookups.set_timeout(super::publish::ack_wait(&js));
@@ -86,6 +90,7 @@ impl Provisioner {
             warned: Mutex::default(),
             dead_letters: OnceCell::new(),
             buckets: Default::default(),
+            permissions,
         }
     }
 
@@ -119,6 +124,54 @@ impl Provisioner {
         self.policies
             .get(queue)
             .is_none_or(|p| p.tracking && p.track_queued)
+    }
+
+    /// A failed request about `stream`: refused by the server's
+    /// permissions, if it reported a violation while the request waited.
+    fn stream_error(&self, stream: &str, source: impl Into<async_nats::Error>) -> ProvisionError {
+        self.refused(ProvisionError::stream(stream, source))
+    }
+
+    /// A failed request about the consumer of `stream`, as
+    /// [`stream_error`](Self::stream_error).
+    fn consumer_error(&self, stream: &str, source: impl Into<async_nats::Error>) -> ProvisionError {
+        self.refused(ProvisionError::consumer(stream, source))
+    }
+
+    /// `error` as a refusal, if JetStream did not answer (a refused request
+    /// is never answered) and the server reported a permissions violation
+    /// within two timeouts (the longest a lookup is asked again).
+    fn refused(&self, error: ProvisionError) -> ProvisionError {
+        let ProvisionError::JetStream {
+            stream,
+            consumer,
+            source,
+        } = error
+        else {
+            return error;
+        };
+        match self.explain(&*source) {
+            Some(violation) => ProvisionError::PermissionDenied {
+                stream,
+                consumer,
+                violation,
+            },
+            None => ProvisionError::JetStream {
+                stream,
+                consumer,
+                source,
+            },
+        }
+    }
+
+    /// The permissions violation that explains `source`, a failed request
+    /// of this client: one reported within two timeouts (the longest a
+    /// lookup is asked again), if JetStream did not answer.
+    pub(crate) fn explain(
+        &self,
+        source: &(dyn std::error::Error + 'static),
+    ) -> Option<PermissionViolation> {
+        self.permissions.explain(source, self.js.timeout() * 2)
     }
 
     fn server_version(&self) -> String {
@@ -181,10 +234,10 @@ impl Provisioner {
                     .js
                     .get_stream(&name)
                     .await
-                    .map_err(|e| ProvisionError::stream(&name, e))?;
+                    .map_err(|e| self.stream_error(&name, e))?;
                 Ok(attach(stream))
             }
-            Err(e) => Err(ProvisionError::stream(&name, e)),
+            Err(e) => Err(self.stream_error(&name, e)),
         }
     }
 
@@ -221,7 +274,7 @@ impl Provisioner {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(1));
                 }
-                Err(e) => return Err(ProvisionError::stream(name, e)),
+                Err(e) => return Err(self.stream_error(name, e)),
             }
         }
     }
@@ -256,7 +309,7 @@ impl Provisioner {
                 ),
             };
             if !unavailable || tokio::time::Instant::now() + pause >= deadline {
-                return Err(ProvisionError::consumer(&live_name(stream), e));
+                return Err(self.consumer_error(&live_name(stream), e));
             }
             tracing::debug!(stream = %live_name(stream), error = %e, "JetStream cannot answer yet; asking again");
             tokio::time::sleep(pause).await;
@@ -319,7 +372,7 @@ impl Provisioner {
         stream
             .get_or_create_consumer(wire::CONSUMER, config)
             .await
-            .map_err(|e| ProvisionError::consumer(&name, e))
+            .map_err(|e| self.consumer_error(&name, e))
     }
 
     /// Makes the stream of `queue` hold delayed tasks (once per client):
@@ -355,7 +408,7 @@ impl Provisioner {
                 .js
                 .update_stream(&config)
                 .await
-                .map_err(|e| ProvisionError::stream(&config.name, e))?;
+                .map_err(|e| self.stream_error(&config.name, e))?;
             if !info.config.allow_message_schedules {
                 return Err(ProvisionError::Unsupported {
                     stream: config.name,

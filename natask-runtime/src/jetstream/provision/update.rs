@@ -99,7 +99,7 @@ impl Provisioner {
             self.js
                 .update_stream(&live)
                 .await
-                .map_err(|e| ProvisionError::stream(&live.name, e))?;
+                .map_err(|e| self.stream_error(&live.name, e))?;
             tracing::info!(stream = %live.name, from = %d.live, to = %d.wanted, "shared stream updated to the client's replicas");
             changed.push((live.name, d));
         }
@@ -145,7 +145,7 @@ impl Provisioner {
                 stream
                     .update_consumer(config)
                     .await
-                    .map_err(|e| ProvisionError::consumer(&live_name(&stream), e))?;
+                    .map_err(|e| self.consumer_error(&live_name(&stream), e))?;
                 changed.extend(drift);
             }
         }
@@ -189,7 +189,7 @@ impl Provisioner {
         self.js
             .update_stream(&live)
             .await
-            .map_err(|e| ProvisionError::stream(&name, e))?;
+            .map_err(|e| self.stream_error(&name, e))?;
         Ok(())
     }
 }
