@@ -15,7 +15,7 @@
 use std::time::{Duration, SystemTime};
 
 use async_nats::HeaderMap;
-use futures_util::StreamExt;
+use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
 
 use natask_core::{Backoff, TaskEntry, Until};
@@ -285,17 +285,33 @@ impl Fleet<'_> {
 
     /// The current value of every key of `bucket` that decodes (an entry of
     /// a newer natask with fields this one does not know still decodes).
+    /// The keys come from the stream's subject counts and the values from
+    /// direct gets, so reading needs no consumer (`docs/security.md`).
     async fn read_all<T: serde::de::DeserializeOwned>(
         &self,
         bucket: Bucket,
     ) -> Result<Vec<T>, FleetError> {
         let store = self.provisioner.bucket(bucket).await?;
-        let mut keys = store.keys().await.map_err(|e| self.failed(bucket, e))?;
+        let stream = self
+            .provisioner
+            .js()
+            .get_stream_no_info(&store.stream_name)
+            .await
+            .map_err(|e| self.failed(bucket, e))?;
+        let subjects: Vec<(String, usize)> = stream
+            .info_with_subjects(format!("{}>", store.prefix))
+            .await
+            .map_err(|e| self.failed(bucket, e))?
+            .try_collect()
+            .await
+            .map_err(|e| self.failed(bucket, e))?;
         let mut out = Vec::new();
-        while let Some(key) = keys.next().await {
-            let key = key.map_err(|e| self.failed(bucket, e))?;
-            // Gone between the listing and the read: it expired or left.
-            let Some(value) = store.get(&key).await.map_err(|e| self.failed(bucket, e))? else {
+        for (subject, _) in subjects {
+            let Some(key) = subject.strip_prefix(&store.prefix) else {
+                continue;
+            };
+            // Gone (expired, left, or a marker): no value.
+            let Some(value) = store.get(key).await.map_err(|e| self.failed(bucket, e))? else {
                 continue;
             };
             match serde_json::from_slice(&value) {

@@ -323,6 +323,13 @@ impl RuntimeBuilder {
         provisioner.dead_letters().await?;
         // Cancellations are followed whether or not tasks are tracked.
         provisioner.bucket(Bucket::Tasks).await?;
+        // The catalog and the registry serve operators, not tasks: without
+        // them the runtime serves all the same (and says so).
+        for bucket in [Bucket::Catalog, Bucket::Workers] {
+            if let Err(error) = provisioner.bucket(bucket).await {
+                tracing::warn!(%error, "the live catalog or the worker registry is not available; tasks are served all the same");
+            }
+        }
         let http = match self.http {
             Some(addr) => Some(
                 tokio::net::TcpListener::bind(addr)

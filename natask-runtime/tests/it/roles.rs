@@ -163,6 +163,11 @@ async fn jobs(server: &NatsServer, provisioning: Provisioning) {
         .expect("task_info")
         .map(|i| i.state);
     assert_eq!(state, Some(TaskState::Succeeded));
+    // The worker, from the registry, and what it serves, from the catalog.
+    let workers = operator.workers().await.expect("workers");
+    assert_eq!(workers.len(), 1, "{workers:?}");
+    let catalog = operator.catalog().await.expect("catalog");
+    assert!(catalog.iter().any(|e| e.task == "role_job"), "{catalog:?}");
     let letters = operator.dead_letters();
     let listed = letters
         .list("it_roles_emails", 0, 10)

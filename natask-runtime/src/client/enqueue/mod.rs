@@ -102,6 +102,16 @@ impl Client {
         options: EnqueueOptions,
     ) -> Result<Enqueued, EnqueueError> {
         let delay = resolve::<T>(options.due)?;
+        if let Some(chosen) = options.id {
+            if self.names_a_task::<T>(chosen).await {
+                // An id names one task (`docs/wire-format.md`, "One id, one
+                // task"): this enqueue is that task's again.
+                return Ok(Enqueued {
+                    id: chosen,
+                    created: false,
+                });
+            }
+        }
         let id = options.id.unwrap_or_else(TaskId::new);
         let options = options.id(id);
         let span = tracing::info_span!(
@@ -194,11 +204,6 @@ impl Client {
         Fut: Future<Output = Result<bool, EnqueueError>>,
     {
         let id = options.id.unwrap_or_else(TaskId::new);
-        if options.id.is_some() && self.names_a_task::<T>(id).await {
-            // An id names one task (`docs/wire-format.md`, "One id, one
-            // task"): this enqueue is that task's again.
-            return Ok(Enqueued { id, created: false });
-        }
         let unique = match options.unique {
             Uniqueness::Declared => Unique::declared(task),
             Uniqueness::Off => None,

@@ -50,14 +50,11 @@ impl Provisioner {
         let replicas = self.replicas();
         let mut configs = vec![assets::dead_letter_stream_config(&self.names, replicas)];
         configs.extend(
-            [
-                Bucket::Tasks,
-                Bucket::Handbacks,
-                Bucket::Unique,
-                Bucket::Catalog,
-                Bucket::Workers,
-            ]
-            .map(|b| b.stream_config(&self.names, self.task_retention, replicas)),
+            // The catalog and the registry are left out: losing them loses
+            // no task (runtimes write them again), and a role that does not
+            // use them need not be allowed to look at them.
+            [Bucket::Tasks, Bucket::Handbacks, Bucket::Unique]
+                .map(|b| b.stream_config(&self.names, self.task_retention, replicas)),
         );
         configs
     }
