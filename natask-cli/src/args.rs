@@ -71,8 +71,18 @@ pub(crate) enum Command {
     /// Delayed tasks, cron tasks and recurring schedules.
     #[command(subcommand)]
     Schedules(ScheduleCommand),
-    /// Publish a task by name with a raw JSON payload (docs/wire-format.md).
+    /// Publish a task by name with a JSON payload, checked against the catalog's schema.
     Enqueue(Enqueue),
+    /// Running runtimes (the worker registry): host, pid, version, queues, tasks in flight.
+    Workers(Json),
+    /// The tasks the runtimes serve: queue, retries, timeout, backoff, cron, uniqueness, payload.
+    Catalog {
+        /// Only this queue's tasks.
+        #[arg(long, short = 'q')]
+        queue: Option<String>,
+        #[command(flatten)]
+        json: Json,
+    },
     /// Check the server: version, JetStream, the features natask needs, replicas, drift.
     Doctor(Json),
 }
@@ -221,9 +231,12 @@ pub(crate) enum ScheduleCommand {
 pub(crate) struct Enqueue {
     /// The task's name, e.g. `send_email`.
     pub(crate) task: String,
-    /// Its queue.
+    /// Its queue; found in the catalog when not given.
     #[arg(long, short = 'q')]
-    pub(crate) queue: String,
+    pub(crate) queue: Option<String>,
+    /// Send the payload without checking it against the catalog's schema.
+    #[arg(long)]
+    pub(crate) no_check: bool,
     /// The payload: a JSON object with the task's payload fields.
     #[arg(long = "json", visible_alias = "payload", default_value = "null")]
     pub(crate) payload: String,

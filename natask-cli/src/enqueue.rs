@@ -1,25 +1,65 @@
 //! `natask enqueue`: a task published by name as `docs/wire-format.md`
 //! describes it, as a producer in another language would. The payload is
-//! not checked against the task's type (no catalog yet); a payload the
-//! handler cannot decode is dead-lettered with reason `decode`.
+//! checked first against the JSON Schema the live catalog holds for the
+//! task (`--no-check` skips that); what the schema cannot tell (your own
+//! types) the worker's decode still checks, dead-lettering with reason
+//! `decode`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_nats::HeaderMap;
-use natask_runtime::{name, wire, Client, QueueError, TaskId};
+use natask_runtime::{name, wire, CatalogEntry, Client, QueueError, TaskId};
 
 use crate::args::Enqueue;
 use crate::output;
+use crate::schema;
 use crate::Outcome;
 
 /// `natask enqueue TASK --queue Q --json '{..}' [--in d | --at t]`:
 /// prints the new task's id on stdout.
 pub(crate) async fn run(client: &Client, command: Enqueue) -> Outcome {
-    for (what, value) in [("task", &command.task), ("queue", &command.queue)] {
-        name::check(value).map_err(|e| format!("`{value}` is not a valid {what} name: {e}"))?;
+    name::check(&command.task)
+        .map_err(|e| format!("`{}` is not a valid task name: {e}", command.task))?;
+    if let Some(queue) = &command.queue {
+        name::check(queue).map_err(|e| format!("`{queue}` is not a valid queue name: {e}"))?;
     }
     let payload: serde_json::Value = serde_json::from_str(&command.payload)
         .map_err(|e| format!("the payload is not JSON: {e}"))?;
+    let catalogued = catalogued(client, &command).await?;
+    let queue = match (&command.queue, &catalogued) {
+        (Some(queue), _) => queue.clone(),
+        (None, Some(entry)) => entry.queue.clone(),
+        (None, None) => {
+            return Err(format!(
+                "task `{}` is not in the catalog, so its queue is not known; give it with --queue",
+                command.task
+            )
+            .into())
+        }
+    };
+    let command = Enqueue {
+        queue: Some(queue),
+        ..command
+    };
+    match &catalogued {
+        Some(entry) if !command.no_check => {
+            schema::check(&entry.schema, &payload).map_err(|e| {
+                format!(
+                    "the payload does not match task `{}`'s schema (from the catalog, written by \
+                     runtime {}): {e}; nothing was sent (`natask catalog --json` shows the schema)",
+                    entry.task, entry.worker
+                )
+            })?;
+        }
+        Some(_) => {}
+        None if command.no_check => {}
+        None => eprintln!(
+            "note: task `{}` is not in the catalog (no runtime serving it has started); the \
+             payload is sent unchecked",
+            command.task
+        ),
+    }
+    let queue = command.queue.as_deref().unwrap_or_default();
     if !(payload.is_object() || payload.is_null()) {
         return Err(
             "the payload must be a JSON object of the task's payload fields \
@@ -34,7 +74,7 @@ pub(crate) async fn run(client: &Client, command: Enqueue) -> Outcome {
     // natask's producers and workers create a queue's stream with the
     // policy the application gave; the CLI does not know it, so it only
     // publishes to a stream that exists.
-    match client.queue(&command.queue).info().await {
+    match client.queue(queue).info().await {
         Ok(_) => {}
         Err(QueueError::NoStream { queue }) => {
             return Err(format!(
@@ -49,7 +89,7 @@ pub(crate) async fn run(client: &Client, command: Enqueue) -> Outcome {
     let names = client.names();
     let id = TaskId::new();
     let now = SystemTime::now();
-    let target = names.task_subject(&command.queue, &command.task);
+    let target = names.task_subject(queue, &command.task);
     let mut headers = HeaderMap::new();
     headers.insert(wire::HEADER_TASK, command.task.as_str());
     headers.insert(wire::HEADER_ID, id.to_string().as_str());
@@ -65,7 +105,7 @@ pub(crate) async fn run(client: &Client, command: Enqueue) -> Outcome {
                 format!("@at {}", output::time(due)).as_str(),
             );
             headers.insert("Nats-Schedule-Target", target.as_str());
-            names.schedule_subject(&command.queue, &command.task, &id.to_string())
+            names.schedule_subject(queue, &command.task, &id.to_string())
         }
         None => target,
     };
@@ -85,7 +125,7 @@ pub(crate) async fn run(client: &Client, command: Enqueue) -> Outcome {
     let mut state = serde_json::json!({
         "id": id.to_string(),
         "task": command.task,
-        "queue": command.queue,
+        "queue": queue,
         "state": if due.is_some() { "delayed" } else { "queued" },
         "attempts": 0,
         "enqueued_at": millis(now),
@@ -121,4 +161,36 @@ pub(crate) async fn run(client: &Client, command: Enqueue) -> Outcome {
 fn millis(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The catalog's entry of the task: the one on `--queue`, or the only
+/// one; several queues with a task of that name and no `--queue` is an
+/// error.
+async fn catalogued(
+    client: &Client,
+    command: &Enqueue,
+) -> Result<Option<CatalogEntry>, Box<dyn std::error::Error + Send + Sync>> {
+    let catalog = match client.catalog().await {
+        Ok(catalog) => catalog,
+        Err(e) if command.no_check && command.queue.is_some() => {
+            eprintln!("note: the catalog could not be read ({e})");
+            return Ok(None);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let mut found: Vec<CatalogEntry> = catalog
+        .into_iter()
+        .filter(|e| e.task == command.task)
+        .filter(|e| command.queue.as_ref().is_none_or(|q| &e.queue == q))
+        .collect();
+    if found.len() > 1 {
+        let queues: Vec<String> = found.iter().map(|e| format!("`{}`", e.queue)).collect();
+        return Err(format!(
+            "task `{}` is served on several queues ({}); choose one with --queue",
+            command.task,
+            queues.join(", ")
+        )
+        .into());
+    }
+    Ok(found.pop())
 }

@@ -1,7 +1,9 @@
 //! `natask`: the operator's command line for natask queues on NATS
 //! JetStream — list queues, pause and resume them, follow, await and cancel
 //! tasks, browse, replay and purge dead letters, list schedules, enqueue a
-//! task by name, and check a server (`doctor`).
+//! task by name (checked against the live catalog's schema), list the
+//! running runtimes and the tasks they serve, and check a server
+//! (`doctor`).
 //!
 //! Built on `natask-runtime`'s public API only. Exit codes: 0 success, 1 a
 //! failure (the message says what and what to do), 2 a usage error (clap).
@@ -21,9 +23,11 @@ mod connect;
 mod dlq;
 mod doctor;
 mod enqueue;
+mod fleet;
 mod output;
 mod queues;
 mod schedules;
+mod schema;
 mod tasks;
 
 use std::process::ExitCode;
@@ -69,6 +73,10 @@ async fn run(cli: Cli) -> Outcome {
         Command::Schedules(command) => schedules::run(&client, command).await,
         Command::Enqueue(command) => enqueue::run(&client, command).await,
         Command::Doctor(json) => doctor::run(&client, json.json).await,
+        Command::Workers(json) => fleet::workers(&client, json.json).await,
+        Command::Catalog { queue, json } => {
+            fleet::catalog(&client, queue.as_deref(), json.json).await
+        }
     }
 }
 

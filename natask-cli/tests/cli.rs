@@ -584,3 +584,72 @@ async fn user_password_and_token_are_used_and_never_echoed() {
     let none = natask(&server, &["queues"]).await;
     assert_eq!(none.status.code(), Some(1), "no token, no connection");
 }
+
+#[tokio::test]
+async fn workers_and_catalog_show_a_running_runtime_and_enqueue_checks_the_schema() {
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    let worker = Worker::start(
+        Runtime::builder(client.clone())
+            .queues(["cli_enqueue"])
+            .concurrency(4)
+            .heartbeat(Duration::from_secs(1)),
+    )
+    .await;
+    // The runtime writes the registry and the catalog once it runs.
+    let deadline = tokio::time::Instant::now() + EVENT_DEADLINE;
+    while client.workers().await.unwrap().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "never registered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let workers = json(&server, &["workers", "--json"]).await;
+    assert_eq!(workers[0]["pid"], std::process::id(), "{workers}");
+    assert_eq!(workers[0]["queues"][0]["queue"], "cli_enqueue");
+    assert_eq!(workers[0]["queues"][0]["concurrency"], 4);
+    assert_eq!(workers[0]["queues"][0]["tasks"][0], "double");
+    let table = ok(&server, &["workers"]).await;
+    assert!(table.contains("cli_enqueue 0/4"), "{table}");
+
+    let catalog = json(&server, &["catalog", "--json"]).await;
+    assert_eq!(catalog[0]["task"], "double", "{catalog}");
+    assert_eq!(catalog[0]["queue"], "cli_enqueue");
+    assert_eq!(catalog[0]["schema"]["properties"]["n"]["type"], "integer");
+    let table = ok(&server, &["catalog"]).await;
+    assert!(table.contains("n: integer"), "{table}");
+
+    // Checked against the schema before anything is sent.
+    let wrong = natask(
+        &server,
+        &["enqueue", "double", "--json", r#"{"n":"seven"}"#],
+    )
+    .await;
+    assert_eq!(wrong.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        said.contains("does not match task `double`'s schema")
+            && said.contains("at `/n`: expected integer, got the string \"seven\"")
+            && said.contains("nothing was sent"),
+        "{said}"
+    );
+    let missing = natask(&server, &["enqueue", "double", "--json", "{}"]).await;
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("the field `n` is missing"));
+    let unknown = natask(&server, &["enqueue", "nope", "--json", "{}"]).await;
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("give it with --queue"));
+    let queues = json(&server, &["queues", "--json"]).await;
+    assert_eq!(queues[0]["depth"], 0, "nothing was stored: {queues}");
+
+    // The queue comes from the catalog.
+    let id = ok(&server, &["enqueue", "double", "--json", r#"{"n":4}"#]).await;
+    let done = json(
+        &server,
+        &["tasks", "wait", id.trim(), "--timeout", "20s", "--json"],
+    )
+    .await;
+    assert_eq!(done["result"], 8, "{done}");
+
+    worker.stop().await;
+    let workers = json(&server, &["workers", "--json"]).await;
+    assert_eq!(workers, serde_json::json!([]), "it left when it stopped");
+}
