@@ -88,6 +88,17 @@ pub(crate) async fn within<F: Future>(fut: F) -> F::Output {
         .expect("expected event did not happen in time")
 }
 
+/// The error and all its sources, as one text.
+pub(crate) fn whole(err: &dyn std::error::Error) -> String {
+    let mut text = String::new();
+    let mut next = Some(err);
+    while let Some(err) = next {
+        text.push_str(&format!("{err}\n"));
+        next = err.source();
+    }
+    text
+}
+
 /// How often [`eventually`] looks again.
 const POLL: Duration = Duration::from_millis(20);
 

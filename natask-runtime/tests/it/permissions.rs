@@ -9,7 +9,7 @@ use std::time::Duration;
 use natask_runtime::{task, Client, TaskError};
 use natask_testing::NatsServer;
 
-use crate::{builder, queued};
+use crate::{builder, queued, whole};
 
 #[task(queue = "it_perm")]
 async fn permitted(n: u32) -> Result<(), TaskError> {
@@ -45,17 +45,6 @@ async fn connect_as(server: &NatsServer, user: &str) -> Client {
         .await
         .expect("connect")
         .with_timeout(Duration::from_secs(2))
-}
-
-/// The error and all its sources, as one text.
-fn whole(err: &dyn std::error::Error) -> String {
-    let mut text = String::new();
-    let mut next = Some(err);
-    while let Some(err) = next {
-        text.push_str(&format!("{err}\n"));
-        next = err.source();
-    }
-    text
 }
 
 #[tokio::test]

@@ -14,7 +14,7 @@ use natask_runtime::{
 };
 use natask_testing::NatsServer;
 
-use crate::{builder, drained, Running};
+use crate::{builder, drained, whole, Running};
 
 #[task(queue = "it_roles_emails", retries = 0)]
 async fn role_job(n: u32, fail: bool) -> Result<(), TaskError> {
@@ -75,17 +75,6 @@ async fn connect_as(server: &NatsServer, user: &str, provisioning: Provisioning)
         .with_provisioning(provisioning)
         .with_queue(QueuePolicy::new("it_roles_audit").tracking(false))
         .expect("a valid policy")
-}
-
-/// The error and all its sources, as one text.
-fn whole(err: &dyn std::error::Error) -> String {
-    let mut text = String::new();
-    let mut next = Some(err);
-    while let Some(err) = next {
-        text.push_str(&format!("{err}\n"));
-        next = err.source();
-    }
-    text
 }
 
 /// Fails unless `err` says permission denied for a publish to `subject`.
