@@ -260,22 +260,14 @@ impl Provisioner {
     /// The stream named `name`, if it exists; asks again while JetStream
     /// cannot answer yet (a leader election), up to the client's timeout.
     async fn existing_stream(&self, name: &str) -> Result<Option<stream::Stream>, ProvisionError> {
-        let deadline = tokio::time::Instant::now() + self.js.timeout();
-        let mut pause = Duration::from_millis(50);
-        loop {
-            match self.lookups.get_stream(name).await {
-                Ok(stream) => return Ok(Some(stream)),
-                Err(e) if js_error::is_stream_not_found(&e) => return Ok(None),
-                Err(e)
-                    if js_error::is_unavailable(&e)
-                        && tokio::time::Instant::now() + pause < deadline =>
-                {
-                    tracing::debug!(stream = name, error = %e, "JetStream cannot answer yet; asking again");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(1));
-                }
-                Err(e) => return Err(self.stream_error(name, e)),
-            }
+        let found = ask_again(self.js.timeout(), name, js_error::is_unavailable, || {
+            self.lookups.get_stream(name)
+        })
+        .await;
+        match found {
+            Ok(stream) => Ok(Some(stream)),
+            Err(e) if js_error::is_stream_not_found(&e) => Ok(None),
+            Err(e) => Err(self.stream_error(name, e)),
         }
     }
 
@@ -287,16 +279,9 @@ impl Provisioner {
         &self,
         stream: &stream::Stream,
     ) -> Result<Option<consumer::PullConsumer>, ProvisionError> {
-        let deadline = tokio::time::Instant::now() + self.js.timeout();
-        let mut pause = Duration::from_millis(50);
-        loop {
-            let e = match stream.get_consumer(wire::CONSUMER).await {
-                Ok(consumer) => return Ok(Some(consumer)),
-                Err(e) => e,
-            };
-            let kind = e.downcast_ref::<ConsumerInfoError>().map(|e| e.kind());
-            let unavailable = match &kind {
-                Some(ConsumerInfoErrorKind::NotFound) => return Ok(None),
+        let unavailable =
+            |e: &async_nats::Error| match e.downcast_ref::<ConsumerInfoError>().map(|e| e.kind()) {
+                Some(ConsumerInfoErrorKind::NotFound) => false,
                 Some(
                     ConsumerInfoErrorKind::Request
                     | ConsumerInfoErrorKind::TimedOut
@@ -304,16 +289,26 @@ impl Provisioner {
                     | ConsumerInfoErrorKind::Offline,
                 ) => true,
                 _ => matches!(
-                    js_error::code(&*e),
+                    js_error::code(&**e),
                     Some(Code::CLUSTER_NOT_AVAILABLE | Code::CLUSTER_NOT_LEADER)
                 ),
             };
-            if !unavailable || tokio::time::Instant::now() + pause >= deadline {
-                return Err(self.consumer_error(&live_name(stream), e));
+        let name = live_name(stream);
+        let found = ask_again(self.js.timeout(), &name, unavailable, || {
+            stream.get_consumer(wire::CONSUMER)
+        })
+        .await;
+        match found {
+            Ok(consumer) => Ok(Some(consumer)),
+            Err(e)
+                if matches!(
+                    e.downcast_ref::<ConsumerInfoError>().map(|e| e.kind()),
+                    Some(ConsumerInfoErrorKind::NotFound)
+                ) =>
+            {
+                Ok(None)
             }
-            tracing::debug!(stream = %live_name(stream), error = %e, "JetStream cannot answer yet; asking again");
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_secs(1));
+            Err(e) => Err(self.consumer_error(&name, e)),
         }
     }
 
@@ -502,4 +497,33 @@ fn leaderless(info: &stream::Info) -> bool {
 
 fn live_name(stream: &stream::Stream) -> String {
     stream.cached_info().config.name.clone()
+}
+
+/// Asks `ask` until its answer is not JetStream's "cannot answer yet"
+/// (`unavailable`: no leader during an election, no responders, a timed
+/// out request) or the next pause would pass `within`; pauses 50 ms,
+/// doubling up to 1 s. Returns the last answer.
+async fn ask_again<T, E, F, Fut>(
+    within: Duration,
+    what: &str,
+    unavailable: impl Fn(&E) -> bool,
+    mut ask: F,
+) -> Result<T, E>
+where
+    E: std::fmt::Display,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, E>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match ask().await {
+            Err(e) if unavailable(&e) && tokio::time::Instant::now() + pause < deadline => {
+                tracing::debug!(what, error = %e, "JetStream cannot answer yet; asking again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            answer => return answer,
+        }
+    }
 }
