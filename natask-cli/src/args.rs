@@ -237,6 +237,10 @@ pub(crate) struct Enqueue {
     /// Send the payload without checking it against the catalog's schema.
     #[arg(long)]
     pub(crate) no_check: bool,
+    /// Sign the task with this ed25519 seed file (64 hexadecimal digits or
+    /// 32 bytes), for workers that require signatures (docs/security.md).
+    #[arg(long, env = "NATASK_SIGNING_KEY")]
+    pub(crate) signing_key: Option<std::path::PathBuf>,
     /// The payload: a JSON object with the task's payload fields.
     #[arg(long = "json", visible_alias = "payload", default_value = "null")]
     pub(crate) payload: String,

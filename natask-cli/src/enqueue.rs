@@ -8,7 +8,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_nats::HeaderMap;
-use natask_runtime::{name, wire, CatalogEntry, Client, QueueError, TaskId};
+use natask_runtime::{name, wire, CatalogEntry, Client, QueueError, SigningKey, TaskId};
 
 use crate::args::Enqueue;
 use crate::output;
@@ -18,6 +18,11 @@ use crate::Outcome;
 /// `natask enqueue TASK --queue Q --json '{..}' [--in d | --at t]`:
 /// prints the new task's id on stdout.
 pub(crate) async fn run(client: &Client, command: Enqueue) -> Outcome {
+    // Read first: a key that cannot be read stops everything.
+    let key = match &command.signing_key {
+        Some(path) => Some(SigningKey::from_file(path)?),
+        None => None,
+    };
     name::check(&command.task)
         .map_err(|e| format!("`{}` is not a valid task name: {e}", command.task))?;
     if let Some(queue) = &command.queue {
@@ -109,13 +114,13 @@ pub(crate) async fn run(client: &Client, command: Enqueue) -> Outcome {
         }
         None => target,
     };
+    let body = serde_json::to_vec(&payload)?;
+    if let Some(key) = &key {
+        key.sign(queue, &mut headers, &body);
+    }
     let ack = client
         .jetstream()
-        .publish_with_headers(
-            subject.clone(),
-            headers,
-            serde_json::to_vec(&payload)?.into(),
-        )
+        .publish_with_headers(subject.clone(), headers, body.into())
         .await?
         .await
         .map_err(|e| format!("JetStream did not store the task: {e}"))?;

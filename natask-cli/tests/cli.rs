@@ -47,6 +47,11 @@ async fn double(n: u64) -> Result<u64, TaskError> {
     Ok(n * 2)
 }
 
+#[task(queue = "cli_signed")]
+async fn signed_double(n: u64) -> Result<u64, TaskError> {
+    Ok(n * 2)
+}
+
 #[task(queue = "cli_drift")]
 async fn drifting_job() -> Result<(), TaskError> {
     Ok(())
@@ -652,4 +657,64 @@ async fn workers_and_catalog_show_a_running_runtime_and_enqueue_checks_the_schem
     worker.stop().await;
     let workers = json(&server, &["workers", "--json"]).await;
     assert_eq!(workers, serde_json::json!([]), "it left when it stopped");
+}
+
+#[tokio::test]
+async fn enqueue_signs_with_a_key_file_for_workers_that_require_signatures() {
+    use futures_util::StreamExt;
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    let key = natask_runtime::SigningKey::generate();
+    let dir = tempfile::tempdir().unwrap();
+    let seed = dir.path().join("producer.seed");
+    std::fs::write(&seed, key.to_hex()).unwrap();
+    let seed = seed.to_str().unwrap();
+    let mut dead = client.nats().subscribe("natask.dlq.>").await.unwrap();
+    let worker = Worker::start(
+        Runtime::builder(client.clone())
+            .queues(["cli_signed"])
+            .require_signatures([key.public_key()]),
+    )
+    .await;
+
+    let args = |payload: &'static str, signed: bool| {
+        let mut args = vec!["enqueue", "signed_double", "--queue", "cli_signed"];
+        if signed {
+            args.extend(["--signing-key", seed]);
+        }
+        args.extend(["--json", payload]);
+        args
+    };
+    let id = ok(&server, &args(r#"{"n":5}"#, true)).await;
+    let done = json(
+        &server,
+        &["tasks", "wait", id.trim(), "--timeout", "20s", "--json"],
+    )
+    .await;
+    assert_eq!(done["result"], 10, "{done}");
+
+    let unsigned = ok(&server, &args(r#"{"n":6}"#, false)).await;
+    let letter = within(dead.next()).await.unwrap();
+    let reason = letter.headers.as_ref().and_then(|h| h.get("Natask-Reason"));
+    assert_eq!(reason.map(|v| v.as_str()), Some("signature"));
+    let named = letter.headers.as_ref().and_then(|h| h.get("Natask-Id"));
+    assert_eq!(named.map(|v| v.as_str()), Some(unsigned.trim()));
+    worker.stop().await;
+
+    let missing = natask(
+        &server,
+        &[
+            "enqueue",
+            "signed_double",
+            "--queue",
+            "cli_signed",
+            "--signing-key",
+            "/nonexistent/seed",
+            "--json",
+            "{}",
+        ],
+    )
+    .await;
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("could not read the key file"));
 }

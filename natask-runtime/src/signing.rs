@@ -100,9 +100,12 @@ impl SigningKey {
         PublicKey(self.0.verifying_key())
     }
 
-    /// Signs a task of `queue` whose headers and body are ready to be
-    /// published: adds `Natask-Signature`.
-    pub(crate) fn sign(&self, queue: &str, headers: &mut HeaderMap, body: &[u8]) {
+    /// Signs a task message of `queue` whose headers and body are ready to
+    /// be published: adds `Natask-Signature`. natask's producers call this
+    /// themselves; it is public for messages built by hand as
+    /// `docs/wire-format.md` describes them (the `natask enqueue` command
+    /// does). Sign last: a header changed afterwards breaks the signature.
+    pub fn sign(&self, queue: &str, headers: &mut HeaderMap, body: &[u8]) {
         let id = headers::get(Some(headers), ID)
             .unwrap_or_default()
             .to_owned();
