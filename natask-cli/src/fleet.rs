@@ -27,6 +27,8 @@ struct QueueView<'a> {
     queue: &'a str,
     concurrency: usize,
     in_flight: usize,
+    finished: u64,
+    finished_per_sec: f64,
     tasks: &'a [String],
 }
 
@@ -47,6 +49,8 @@ impl<'a> From<&'a WorkerInfo> for WorkerView<'a> {
                     queue: &q.queue,
                     concurrency: q.concurrency,
                     in_flight: q.in_flight,
+                    finished: q.finished,
+                    finished_per_sec: q.finished_per_sec,
                     tasks: &q.tasks,
                 })
                 .collect(),

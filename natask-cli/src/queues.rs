@@ -2,7 +2,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use natask_runtime::{Client, QueueInfo};
+use natask_runtime::{Client, QueueInfo, WorkerInfo};
 use serde::Serialize;
 
 use crate::args::QueueCommand;
@@ -24,6 +24,9 @@ struct QueueView {
     oldest_task_at: Option<String>,
     /// Whole seconds; `null` when the queue holds no task.
     oldest_task_age_secs: Option<u64>,
+    /// Tasks finished per second by the running workers (their latest
+    /// heartbeats, summed); `null` when the registry cannot be read.
+    rate_per_sec: Option<f64>,
 }
 
 impl From<&QueueInfo> for QueueView {
@@ -41,6 +44,7 @@ impl From<&QueueInfo> for QueueView {
             waiting_pulls: info.waiting_pulls,
             oldest_task_at: info.oldest_task_at.map(output::time),
             oldest_task_age_secs: info.oldest_task_at.map(|t| output::age(t).as_secs()),
+            rate_per_sec: None,
         }
     }
 }
@@ -60,9 +64,17 @@ fn paused_cell(info: &QueueInfo) -> String {
     }
 }
 
-const HEADER: [&str; 6] = ["QUEUE", "DEPTH", "IN FLIGHT", "PAUSED", "DEAD", "OLDEST"];
+const HEADER: [&str; 7] = [
+    "QUEUE",
+    "DEPTH",
+    "IN FLIGHT",
+    "PAUSED",
+    "DEAD",
+    "OLDEST",
+    "RATE/S",
+];
 
-fn row(info: &QueueInfo) -> Vec<String> {
+fn row(info: &QueueInfo, rate: Option<f64>) -> Vec<String> {
     vec![
         info.queue.clone(),
         info.depth.to_string(),
@@ -70,7 +82,21 @@ fn row(info: &QueueInfo) -> Vec<String> {
         paused_cell(info),
         info.dead_letters.to_string(),
         or_dash(info.oldest_task_at.map(|t| output::human(output::age(t)))),
+        or_dash(rate.map(|r| format!("{r:.1}"))),
     ]
+}
+
+/// Tasks finished per second on `queue` by the running workers, from the
+/// registry (`None` when it cannot be read).
+fn rate(workers: Option<&[WorkerInfo]>, queue: &str) -> Option<f64> {
+    workers.map(|workers| {
+        workers
+            .iter()
+            .flat_map(|w| &w.queues)
+            .filter(|q| q.queue == queue)
+            .map(|q| q.finished_per_sec)
+            .sum()
+    })
 }
 
 /// `natask queues`.
@@ -79,13 +105,25 @@ pub(crate) async fn list(client: &Client, json: bool) -> Outcome {
     for queue in client.queues().await? {
         infos.push(client.queue(&queue).info().await?);
     }
+    let workers = client.workers().await.ok();
+    let workers = workers.as_deref();
     if json {
-        let views: Vec<QueueView> = infos.iter().map(QueueView::from).collect();
+        let views: Vec<QueueView> = infos
+            .iter()
+            .map(|info| QueueView {
+                rate_per_sec: rate(workers, &info.queue),
+                ..QueueView::from(info)
+            })
+            .collect();
         output::json(&views)?;
     } else if infos.is_empty() {
         out!("no queues under prefix `{}`", client.names().prefix());
     } else {
-        output::table(&HEADER, &infos.iter().map(row).collect::<Vec<_>>())?;
+        let rows: Vec<_> = infos
+            .iter()
+            .map(|info| row(info, rate(workers, &info.queue)))
+            .collect();
+        output::table(&HEADER, &rows)?;
     }
     Ok(())
 }
@@ -103,10 +141,15 @@ pub(crate) async fn run(client: &Client, command: QueueCommand) -> Outcome {
     match command {
         QueueCommand::Info { name, json } => {
             let info = client.queue(&name).info().await?;
+            let workers = client.workers().await.ok();
+            let rate = rate(workers.as_deref(), &info.queue);
             if json.json {
-                output::json(&QueueView::from(&info))?;
+                output::json(&QueueView {
+                    rate_per_sec: rate,
+                    ..QueueView::from(&info)
+                })?;
             } else {
-                output::table(&HEADER, &[row(&info)])?;
+                output::table(&HEADER, &[row(&info, rate)])?;
             }
         }
         QueueCommand::Pause { name, duration } => {

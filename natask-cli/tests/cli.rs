@@ -644,6 +644,7 @@ async fn workers_and_catalog_show_a_running_runtime_and_enqueue_checks_the_schem
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("give it with --queue"));
     let queues = json(&server, &["queues", "--json"]).await;
     assert_eq!(queues[0]["depth"], 0, "nothing was stored: {queues}");
+    assert!(queues[0]["rate_per_sec"].is_number(), "{queues}");
 
     // The queue comes from the catalog.
     let id = ok(&server, &["enqueue", "double", "--json", r#"{"n":4}"#]).await;

@@ -115,7 +115,7 @@ pub struct WorkerInfo {
 }
 
 /// One queue a runtime serves.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct ServedQueue {
     /// The queue.
@@ -124,6 +124,12 @@ pub struct ServedQueue {
     pub concurrency: usize,
     /// Handlers running now.
     pub in_flight: usize,
+    /// Handlers finished (in any outcome) since the runtime started.
+    #[serde(default)]
+    pub finished: u64,
+    /// Handlers finished per second over the latest heartbeat interval.
+    #[serde(default)]
+    pub finished_per_sec: f64,
     /// The tasks this runtime serves on it.
     pub tasks: Vec<String>,
 }
@@ -291,7 +297,10 @@ impl Fleet<'_> {
         &self,
         bucket: Bucket,
     ) -> Result<Vec<T>, FleetError> {
-        let store = self.provisioner.bucket(bucket).await?;
+        // Reading makes nothing: no bucket, nothing in it.
+        let Some(store) = self.provisioner.existing_bucket(bucket).await? else {
+            return Ok(Vec::new());
+        };
         let stream = self
             .provisioner
             .js()

@@ -468,6 +468,7 @@ impl RuntimeBuilder {
             replicated,
             prefetch: policy.prefetch,
             running: Arc::default(),
+            finished: Arc::default(),
         })
     }
 }

@@ -38,8 +38,9 @@ const PREFETCH_AFTER: u64 = 16;
 pub(crate) struct Slot {
     permit: Option<OwnedSemaphorePermit>,
     /// The queue's count of handlers running here (the worker registry's
-    /// "in flight").
+    /// "in flight"), and of those finished.
     running: Arc<AtomicUsize>,
+    finished: Arc<AtomicU64>,
     freed: Arc<Notify>,
     /// When it was taken, and a number that tells it from other slots.
     taken: (Instant, u64),
@@ -49,6 +50,7 @@ pub(crate) struct Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         self.running.fetch_sub(1, Ordering::Relaxed);
+        self.finished.fetch_add(1, Ordering::Relaxed);
         self.held.freed(self.taken);
         // The permit goes back before the loop wakes: fields are dropped
         // after this function, and a loop woken first would find no free
@@ -144,6 +146,8 @@ pub(crate) struct QueueWorker {
     pub(crate) prefetch: usize,
     /// Handlers running now.
     pub(crate) running: Arc<AtomicUsize>,
+    /// Handlers finished since the runtime was built.
+    pub(crate) finished: Arc<AtomicU64>,
 }
 
 /// What the loop of one queue keeps between tasks.
@@ -393,6 +397,7 @@ impl QueueWorker {
         let slot = Slot {
             permit: Some(permit),
             running: Arc::clone(&self.running),
+            finished: Arc::clone(&self.finished),
             freed: Arc::clone(&fetch.freed),
             taken: fetch.held.taken(),
             held: Arc::clone(&fetch.held),

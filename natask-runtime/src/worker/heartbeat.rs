@@ -86,19 +86,35 @@ impl Heartbeat {
         }
     }
 
-    /// The entry's parts that change: the time and the handlers running.
+    /// The entry's parts that change: the time, the handlers running and
+    /// those finished, and the rate since the previous heartbeat.
     fn refresh(&mut self) {
-        self.info.seen_at = SystemTime::now();
+        let now = SystemTime::now();
+        let elapsed = now
+            .duration_since(self.info.seen_at)
+            .unwrap_or_default()
+            .as_secs_f64();
+        let before: Vec<u64> = self.info.queues.iter().map(|q| q.finished).collect();
+        self.info.seen_at = now;
         self.info.queues = self
             .workers
             .iter()
-            .map(|w| {
+            .enumerate()
+            .map(|(i, w)| {
                 let mut tasks: Vec<String> = w.handlers.keys().map(|t| (*t).to_owned()).collect();
                 tasks.sort_unstable();
+                let finished = w.finished.load(Ordering::Relaxed);
+                let since = finished.saturating_sub(before.get(i).copied().unwrap_or(finished));
                 ServedQueue {
                     queue: w.queue.to_owned(),
                     concurrency: w.concurrency,
                     in_flight: w.running.load(Ordering::Relaxed),
+                    finished,
+                    finished_per_sec: if elapsed > 0.0 {
+                        since as f64 / elapsed
+                    } else {
+                        0.0
+                    },
                     tasks,
                 }
             })

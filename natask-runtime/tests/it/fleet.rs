@@ -129,6 +129,16 @@ async fn a_running_runtime_publishes_its_tasks_and_itself_and_leaves_when_it_sto
     assert_eq!(digest.backoff, "exponential(1s, x2, max 5m)");
 
     open.add_permits(1);
+    // Counted as finished at a later heartbeat, with a rate beside it.
+    let after = eventually("the registry counts the finished task", || async {
+        let workers = client.workers().await.map_err(|e| e.to_string())?;
+        match workers.first().and_then(|w| w.queues.first()) {
+            Some(q) if q.finished == 1 && q.in_flight == 0 => Ok(q.clone()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    assert!(after.finished_per_sec >= 0.0, "{after:?}");
     running.stop().await;
     // Stopped gracefully: gone at once, not after its TTL.
     assert!(within(client.workers()).await.unwrap().is_empty());

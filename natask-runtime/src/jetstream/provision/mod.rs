@@ -457,6 +457,29 @@ impl Provisioner {
             .await
     }
 
+    /// The bucket `bucket` if it exists, never creating it (for readers
+    /// such as `Client::workers`, which must not make what they read).
+    pub(crate) async fn existing_bucket(
+        &self,
+        bucket: Bucket,
+    ) -> Result<Option<kv::Store>, ProvisionError> {
+        if let Some(store) = self.opened(bucket) {
+            return Ok(Some(store.clone()));
+        }
+        let name = bucket.name(&self.names);
+        let Some(stream) = self.existing_stream(&format!("KV_{name}")).await? else {
+            return Ok(None);
+        };
+        Ok(Some(kv::Store {
+            stream_name: stream.cached_info().config.name.clone(),
+            prefix: format!("$KV.{name}."),
+            put_prefix: None,
+            use_jetstream_prefix: false,
+            name,
+            stream,
+        }))
+    }
+
     /// The bucket `bucket`, if this client has opened it already.
     pub(crate) fn opened(&self, bucket: Bucket) -> Option<&kv::Store> {
         self.buckets[bucket as usize].get()
