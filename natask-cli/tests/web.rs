@@ -120,11 +120,13 @@ impl Dashboard {
         ] {
             command.env_remove(var);
         }
+        command.args(["--server", &server.url(), "web", "--listen", "127.0.0.1:0"]);
+        // The overview reloads itself every few seconds by default: not
+        // under a test that reads it, unless the test says so.
+        if !extra.contains(&"--refresh") {
+            command.args(["--refresh", "0s"]);
+        }
         let mut child = command
-            .args(["--server", &server.url(), "web", "--listen", "127.0.0.1:0"])
-            // The overview reloads itself every few seconds by default: not
-            // under a test that reads it.
-            .args(["--refresh", "0s"])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -223,12 +225,33 @@ fn csrf_of(html: &str) -> String {
     html[start..start + 64].to_owned()
 }
 
-/// chromedriver on a free loopback port, killed and reaped by pid on drop;
-/// `None` (after a notice) when Chromium is not installed and `CI` is not
-/// set.
+/// chromedriver on a free loopback port, in a process group of its own
+/// with the Chromium it starts, killed (that group, by its id) when stopped
+/// or dropped: a test that panics before it closes its browser session
+/// leaves no Chromium behind. `None` (after a notice) when Chromium is not
+/// installed and `CI` is not set.
 struct Driver {
     child: Child,
     url: String,
+}
+
+impl Driver {
+    /// SIGKILL to chromedriver's process group (its pid), while chromedriver
+    /// is not yet reaped so that the id is still its own.
+    fn kill_group(&self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", "--", &format!("-{pid}")])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.kill_group();
+    }
 }
 
 impl Driver {
@@ -251,6 +274,7 @@ impl Driver {
         }
         let mut child = Command::new(CHROMEDRIVER)
             .arg("--port=0")
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -291,6 +315,7 @@ impl Driver {
                     "--no-sandbox",
                     "--disable-gpu",
                     "--disable-dev-shm-usage",
+                    "--disable-crash-reporter",
                     "--window-size=1280,900",
                 ],
             }),
@@ -305,7 +330,7 @@ impl Driver {
     }
 
     async fn stop(mut self) {
-        self.child.start_kill().expect("kill chromedriver");
+        self.kill_group();
         within(self.child.wait()).await.expect("reap chromedriver");
     }
 }
@@ -629,7 +654,8 @@ async fn with_a_web_token_every_request_needs_it() {
     let server = NatsServer::start();
     let client = connect(&server).await;
     WebGuarded::new().enqueue(&client).await.unwrap();
-    let dashboard = Dashboard::start(&server, &["--web-token", "open sesame"]).await;
+    let dashboard =
+        Dashboard::start(&server, &["--web-token", "open sesame", "--refresh", "1s"]).await;
     let address = dashboard.address.as_str();
 
     for path in ["/", "/dlq", "/queues/web_guard", "/?token=wrong"] {
@@ -687,6 +713,28 @@ async fn with_a_web_token_every_request_needs_it() {
         let queue = row(&browser, "queues", "web_guard").await;
         assert_eq!(queue[1], "1", "{queue:?}");
         assert_eq!(browser.current_url().await.unwrap().query(), None);
+        // The overview reloads itself (its script passes the page's CSP)
+        // and stays in with the cookie.
+        browser
+            .execute("window.natask_marker = true;", vec![])
+            .await
+            .unwrap();
+        let deadline = tokio::time::Instant::now() + EVENT_DEADLINE;
+        loop {
+            // Mid-reload a script may fail: that is "not yet".
+            let gone = browser
+                .execute("return window.natask_marker === undefined;", vec![])
+                .await;
+            if matches!(gone, Ok(serde_json::Value::Bool(true))) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the overview never reloaded"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(row(&browser, "queues", "web_guard").await[1], "1");
         browser
             .goto(&format!("{}/workers", dashboard.url))
             .await

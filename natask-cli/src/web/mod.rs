@@ -145,7 +145,7 @@ pub(crate) struct PageError {
 }
 
 impl PageError {
-    fn not_found(message: impl Into<String>) -> PageError {
+    pub(crate) fn not_found(message: impl Into<String>) -> PageError {
         PageError {
             status: StatusCode::NOT_FOUND,
             message: message.into(),

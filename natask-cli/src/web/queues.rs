@@ -12,10 +12,10 @@ use std::time::Instant;
 
 use axum::extract::{Path, Query, State};
 use axum::response::{Html, Redirect};
-use natask_runtime::{Client, QueueInfo};
+use natask_runtime::{Client, QueueError, QueueInfo};
 
 use super::html::{self, escape, link, url_part};
-use super::{back, App, Flash, PageResult};
+use super::{back, App, Flash, PageError, PageResult};
 use crate::output;
 
 /// One look at a queue's stream.
@@ -151,7 +151,11 @@ pub(crate) async fn show(
     Path(name): Path<String>,
     Query(flash): Query<Flash>,
 ) -> PageResult {
-    let info = app.client.queue(&name).info().await?;
+    let info = match app.client.queue(&name).info().await {
+        Ok(info) => info,
+        Err(e @ QueueError::NoStream { .. }) => return Err(PageError::not_found(e.to_string())),
+        Err(e) => return Err(e.into()),
+    };
     let q = url_part(&name);
     let rows = [
         ("Queue", escape(&info.queue)),
@@ -206,7 +210,7 @@ pub(crate) async fn show(
 pub(crate) async fn pause(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
-) -> Result<Redirect, super::PageError> {
+) -> Result<Redirect, PageError> {
     app.client.queue(&name).pause().await?;
     Ok(back(
         &format!("/queues/{}", url_part(&name)),
@@ -218,7 +222,7 @@ pub(crate) async fn pause(
 pub(crate) async fn resume(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
-) -> Result<Redirect, super::PageError> {
+) -> Result<Redirect, PageError> {
     app.client.queue(&name).resume().await?;
     Ok(back(
         &format!("/queues/{}", url_part(&name)),

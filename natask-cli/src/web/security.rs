@@ -170,9 +170,14 @@ async fn check(app: &App, request: Request) -> Result<Request, Response> {
         }
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
+        // `https://` too: behind a proxy that terminates TLS and keeps `Host`.
         let host = headers.get(header::HOST).map(HeaderValue::as_bytes);
-        let expected = host.map(|h| [b"http://".as_slice(), h].concat());
-        if expected.as_deref() != Some(origin.as_bytes()) {
+        let ours = host.is_some_and(|h| {
+            [b"http://".as_slice(), b"https://"]
+                .iter()
+                .any(|scheme| origin.as_bytes() == [*scheme, h].concat())
+        });
+        if !ours {
             return Err(refuse(
                 StatusCode::FORBIDDEN,
                 "refused: the request's Origin is not this dashboard",
@@ -304,5 +309,23 @@ mod tests {
         cookie.insert(header::COOKIE, HeaderValue::from_str(&value).unwrap());
         assert!(closed.admits(&cookie));
         assert!(closed.is_token("s3cret") && !closed.is_token("s3cret "));
+    }
+
+    #[test]
+    fn the_policy_allows_the_one_script_by_its_hash() {
+        // printf x | openssl dgst -sha256 -binary | base64
+        let policy = policy(Some("x"));
+        let policy = policy.to_str().unwrap();
+        assert!(
+            policy.contains("script-src 'sha256-LXEWQrcmsEQBYnyp+6wy9chTD7GQPMTbAiWHF5IaSIE='"),
+            "{policy}"
+        );
+        assert!(policy.contains("default-src 'none'"), "{policy}");
+        let none = policy_none();
+        assert!(none.contains("script-src 'none'"), "{none}");
+    }
+
+    fn policy_none() -> String {
+        policy(None).to_str().unwrap().to_owned()
     }
 }
