@@ -53,6 +53,12 @@ async fn web_later(n: u32) -> Result<(), TaskError> {
     Ok(())
 }
 
+#[task(queue = "web_rate")]
+async fn web_counted(n: u32) -> Result<(), TaskError> {
+    let _ = n;
+    Ok(())
+}
+
 #[task(queue = "web_guard")]
 async fn web_guarded() -> Result<(), TaskError> {
     Ok(())
@@ -214,6 +220,34 @@ async fn raw(
         headers,
         body: body.to_owned(),
     }
+}
+
+/// The text of the cells of the row of `#queues` whose first cell links to
+/// `queue`, from the page's HTML.
+fn queue_row(html: &str, queue: &str) -> Vec<String> {
+    let link = format!(">{queue}</a></td>");
+    let row = html
+        .split("<tr>")
+        .find(|row| row.contains(&link))
+        .unwrap_or_else(|| panic!("no row `{queue}`: {html}"));
+    row.split("<td>")
+        .skip(1)
+        .map(|cell| {
+            let cell = cell.split("</td>").next().unwrap_or_default();
+            // Drop the tags of a link.
+            let mut text = String::new();
+            let mut in_tag = false;
+            for c in cell.chars() {
+                match c {
+                    '<' => in_tag = true,
+                    '>' => in_tag = false,
+                    c if !in_tag => text.push(c),
+                    _ => {}
+                }
+            }
+            text
+        })
+        .collect()
 }
 
 /// The CSRF token in a page's forms.
@@ -744,4 +778,47 @@ async fn with_a_web_token_every_request_needs_it() {
         driver.stop().await;
     }
     dashboard.stop().await;
+}
+
+#[tokio::test]
+async fn the_overview_computes_rates_between_two_loads() {
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    let worker = Worker::start(Runtime::builder(client.clone()).queues(["web_rate"])).await;
+    let first = WebCounted::new(0).enqueue(&client).await.unwrap().id;
+    within(client.wait(first, EVENT_DEADLINE)).await.unwrap();
+    let dashboard = Dashboard::start(&server, &[]).await;
+    let address = dashboard.address.as_str();
+
+    let before = raw(address, "GET", "/", &[], "").await;
+    let started = tokio::time::Instant::now();
+    let cells = queue_row(&before.body, "web_rate");
+    assert_eq!(
+        cells[6..8],
+        ["-", "-"],
+        "no rate on the first load: {cells:?}"
+    );
+    // Four tasks stored and done between the loads.
+    for n in 1..=4 {
+        let id = WebCounted::new(n).enqueue(&client).await.unwrap().id;
+        let done = within(client.wait(id, EVENT_DEADLINE)).await.unwrap();
+        assert_eq!(done.state, TaskState::Succeeded);
+    }
+    // Looks less than a second apart keep the first one: the rates need
+    // the second to have passed (a measuring interval, not a wait for an
+    // event).
+    tokio::time::sleep_until(started + Duration::from_millis(1100)).await;
+    let after = raw(address, "GET", "/", &[], "").await;
+    let secs = started.elapsed().as_secs_f64();
+    let cells = queue_row(&after.body, "web_rate");
+    let enqueued: f64 = cells[6].parse().expect("a rate");
+    let done: f64 = cells[7].parse().expect("a rate");
+    assert_eq!(enqueued, done, "as many done as enqueued: {cells:?}");
+    // 4 tasks in at least 1.1 s and at most `secs` (plus rounding).
+    assert!(
+        (4.0 / secs - 0.05..=4.0 / 1.1 + 0.05).contains(&enqueued),
+        "{enqueued} tasks/s over {secs} s"
+    );
+    dashboard.stop().await;
+    worker.stop().await;
 }
