@@ -387,6 +387,39 @@ async fn element(browser: &Browser, css: &str) -> fantoccini::elements::Element 
     }
 }
 
+/// Marks the current document, so that [`new_page`] can tell when another
+/// has replaced it.
+async fn mark_page(browser: &Browser) {
+    browser
+        .execute("window.natask_old_page = true;", vec![])
+        .await
+        .expect("mark the page");
+}
+
+/// Waits (bounded) until the marked document has been replaced.
+async fn new_page(browser: &Browser) {
+    let deadline = tokio::time::Instant::now() + EVENT_DEADLINE;
+    loop {
+        // Mid-navigation a script may fail: that is "not yet".
+        let gone = browser
+            .execute("return window.natask_old_page === undefined;", vec![])
+            .await;
+        if matches!(gone, Ok(serde_json::Value::Bool(true))) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no new page came");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Clicks the button `css` and waits for the page its form leads to.
+async fn submit(browser: &Browser, css: &str) {
+    let button = element(browser, css).await;
+    mark_page(browser).await;
+    button.click().await.expect("click");
+    new_page(browser).await;
+}
+
 async fn text(browser: &Browser, css: &str) -> String {
     element(browser, css).await.text().await.expect("text")
 }
@@ -475,7 +508,7 @@ async fn the_dashboard_shows_queues_pauses_resumes_and_replays_in_a_browser() {
         .click()
         .await
         .unwrap();
-    element(&browser, "#pause").await.click().await.unwrap();
+    submit(&browser, "#pause").await;
     element(&browser, "#resume").await;
     assert!(
         text(&browser, "#flash").await.contains("paused"),
@@ -487,7 +520,7 @@ async fn the_dashboard_shows_queues_pauses_resumes_and_replays_in_a_browser() {
         "paused for the runtime"
     );
     screenshot(&browser, "queue").await;
-    element(&browser, "#resume").await.click().await.unwrap();
+    submit(&browser, "#resume").await;
     element(&browser, "#pause").await;
     assert_eq!(text(&browser, "#paused").await, "no");
     assert!(!client.queue("web_dlq").info().await.unwrap().is_paused());
@@ -522,7 +555,7 @@ async fn the_dashboard_shows_queues_pauses_resumes_and_replays_in_a_browser() {
     );
     screenshot(&browser, "letter").await;
     flaky.healed.store(true, Ordering::SeqCst);
-    element(&browser, "#replay").await.click().await.unwrap();
+    submit(&browser, "#replay").await;
     assert!(text(&browser, "#flash").await.contains("replayed"));
     assert_eq!(within(ran.recv()).await, Some(0), "the replayed task ran");
     let done = within(client.wait(dead[0], EVENT_DEADLINE)).await.unwrap();
@@ -546,7 +579,7 @@ async fn the_dashboard_shows_queues_pauses_resumes_and_replays_in_a_browser() {
         .send_keys(&dead[0].to_string())
         .await
         .unwrap();
-    element(&browser, "#look-up").await.click().await.unwrap();
+    submit(&browser, "#look-up").await;
     assert_eq!(text(&browser, "#state").await, "succeeded");
     screenshot(&browser, "task").await;
 
@@ -587,14 +620,43 @@ async fn the_dashboard_shows_queues_pauses_resumes_and_replays_in_a_browser() {
         .goto(&format!("{}/dlq", dashboard.url))
         .await
         .unwrap();
-    element(&browser, "#replay-all")
-        .await
-        .click()
-        .await
-        .unwrap();
+    submit(&browser, "#replay-all").await;
     assert_eq!(text(&browser, "#flash").await, "1 dead letters replayed");
     assert_eq!(within(ran.recv()).await, Some(1));
     assert_eq!(text(&browser, "#empty").await, "no dead letters");
+
+    // Two new letters: one deleted alone, the other purged with its queue's.
+    flaky.healed.store(false, Ordering::SeqCst);
+    let mut doomed = Vec::new();
+    for n in 10..12 {
+        let id = WebFlaky::new(n).enqueue(&client).await.unwrap().id;
+        let state = within(client.wait(id, EVENT_DEADLINE)).await.unwrap().state;
+        assert_eq!(state, TaskState::Dead);
+        doomed.push(id);
+    }
+    browser
+        .goto(&format!("{}/dlq/{}", dashboard.url, doomed[0]))
+        .await
+        .unwrap();
+    submit(&browser, "#delete").await;
+    assert_eq!(
+        text(&browser, "#flash").await,
+        format!("dead letter {} deleted", doomed[0])
+    );
+    let dead_letters = client.dead_letters();
+    assert!(
+        dead_letters.get(doomed[0]).await.is_err(),
+        "the deleted letter is gone"
+    );
+    assert!(dead_letters.get(doomed[1]).await.is_ok(), "only that one");
+    submit(&browser, "#purge").await;
+    assert_eq!(text(&browser, "#flash").await, "1 dead letters deleted");
+    let left = dead_letters
+        .list_matching(Some("web_dlq"), None, 0, 10)
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(ran.try_recv().is_err(), "neither ran");
 
     browser.close().await.expect("close the session");
     dashboard.stop().await;
@@ -749,25 +811,8 @@ async fn with_a_web_token_every_request_needs_it() {
         assert_eq!(browser.current_url().await.unwrap().query(), None);
         // The overview reloads itself (its script passes the page's CSP)
         // and stays in with the cookie.
-        browser
-            .execute("window.natask_marker = true;", vec![])
-            .await
-            .unwrap();
-        let deadline = tokio::time::Instant::now() + EVENT_DEADLINE;
-        loop {
-            // Mid-reload a script may fail: that is "not yet".
-            let gone = browser
-                .execute("return window.natask_marker === undefined;", vec![])
-                .await;
-            if matches!(gone, Ok(serde_json::Value::Bool(true))) {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the overview never reloaded"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        mark_page(&browser).await;
+        new_page(&browser).await;
         assert_eq!(row(&browser, "queues", "web_guard").await[1], "1");
         browser
             .goto(&format!("{}/workers", dashboard.url))
