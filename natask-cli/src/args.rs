@@ -85,6 +85,28 @@ pub(crate) enum Command {
     },
     /// Check the server: version, JetStream, the features natask needs, replicas, drift.
     Doctor(Json),
+    /// Serve a web dashboard: queues, dead letters, schedules, tasks, workers, catalog.
+    Web(Web),
+}
+
+/// `natask web ...`.
+#[derive(Debug, Args)]
+pub(crate) struct Web {
+    /// The address to listen on; port 0 picks a free one. The bound
+    /// address is printed on stdout (`listening on http://...`).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub(crate) listen: std::net::SocketAddr,
+    /// Listen on an address other than loopback (put TLS and
+    /// `--web-token` in front of it).
+    #[arg(long)]
+    pub(crate) allow_remote: bool,
+    /// Require this token on every request (`?token=` once sets a cookie,
+    /// or `Authorization: Bearer`). `--token` is the NATS token.
+    #[arg(long, env = "NATASK_WEB_TOKEN", hide_env_values = true)]
+    pub(crate) web_token: Option<String>,
+    /// How often the queues overview reloads itself (`5s`); `0s` never.
+    #[arg(long, default_value = "5s", value_parser = duration)]
+    pub(crate) refresh: Duration,
 }
 
 /// `--json` for scripts.

@@ -52,7 +52,7 @@ impl From<&DeadLetter> for LetterView {
 
 /// Whether the dead-letter stream exists. natask's clients create it when
 /// they first touch dead letters; an operator's look must change nothing.
-async fn stream_exists(
+pub(crate) async fn stream_exists(
     client: &Client,
 ) -> Result<bool, async_nats::jetstream::context::GetStreamError> {
     use async_nats::jetstream::context::GetStreamErrorKind;
@@ -72,7 +72,7 @@ async fn stream_exists(
 }
 
 /// Every dead letter `select` names, oldest first, up to `limit`.
-async fn collect(
+pub(crate) async fn collect(
     client: &Client,
     select: &Select,
     limit: usize,

@@ -2,8 +2,8 @@
 //! JetStream — list queues, pause and resume them, follow, await and cancel
 //! tasks, browse, replay and purge dead letters, list schedules, enqueue a
 //! task by name (checked against the live catalog's schema), list the
-//! running runtimes and the tasks they serve, and check a server
-//! (`doctor`).
+//! running runtimes and the tasks they serve, check a server (`doctor`),
+//! and serve all of it as a web dashboard (`web`).
 //!
 //! Built on `natask-runtime`'s public API only. Exit codes: 0 success, 1 a
 //! failure (the message says what and what to do), 2 a usage error (clap).
@@ -29,6 +29,7 @@ mod queues;
 mod schedules;
 mod schema;
 mod tasks;
+mod web;
 
 use std::process::ExitCode;
 
@@ -64,6 +65,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Outcome {
+    if let Command::Web(web) = &cli.command {
+        // Refused before connecting: the mistake is in the arguments.
+        web::check_listen(web)?;
+    }
     let client = connect::client(&cli.connection).await?;
     match cli.command {
         Command::Queues(json) => queues::list(&client, json.json).await,
@@ -77,6 +82,7 @@ async fn run(cli: Cli) -> Outcome {
         Command::Catalog { queue, json } => {
             fleet::catalog(&client, queue.as_deref(), json.json).await
         }
+        Command::Web(web) => web::run(client, web).await,
     }
 }
 

@@ -14,18 +14,18 @@ use crate::Outcome;
 
 /// One schedule in `--json` output.
 #[derive(Debug, Serialize)]
-struct ScheduleView {
+pub(crate) struct ScheduleView {
     /// `delayed`, `cron` or `recurring`.
-    kind: &'static str,
-    queue: String,
-    task: String,
+    pub(crate) kind: &'static str,
+    pub(crate) queue: String,
+    pub(crate) task: String,
     /// The delayed task's id, or the recurring schedule's key; `null` for
     /// a cron task.
-    key: Option<String>,
+    pub(crate) key: Option<String>,
     /// The `Nats-Schedule` header: `@at <time>`, a cron expression or `@every ..`.
-    schedule: String,
-    time_zone: Option<String>,
-    subject: String,
+    pub(crate) schedule: String,
+    pub(crate) time_zone: Option<String>,
+    pub(crate) subject: String,
 }
 
 /// What a schedule subject's tokens after `<prefix>.s.<queue>.<task>.` say.
@@ -37,7 +37,8 @@ fn kind(rest: &str) -> (&'static str, Option<String>) {
     }
 }
 
-async fn list(
+/// Every schedule of `queue` (of every queue when `None`).
+pub(crate) async fn list(
     client: &Client,
     queue: Option<String>,
 ) -> Result<Vec<ScheduleView>, Box<dyn std::error::Error + Send + Sync>> {
