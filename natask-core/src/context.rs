@@ -52,6 +52,7 @@ pub struct TaskContext {
     max_attempts: u32,
     enqueued_at: Option<SystemTime>,
     due_at: Option<SystemTime>,
+    version: u32,
     deadline: Instant,
     headers: Headers,
     cancelled: Arc<AtomicBool>,
@@ -78,6 +79,7 @@ impl TaskContext {
             max_attempts,
             enqueued_at,
             due_at: None,
+            version: 1,
             deadline: Instant::now() + timeout,
             headers,
             cancelled: Arc::default(),
@@ -145,6 +147,19 @@ impl TaskContext {
     /// a task enqueued to run at once.
     pub fn due_at(&self) -> Option<SystemTime> {
         self.due_at
+    }
+
+    /// Sets the payload version the message carried (`Natask-Version`).
+    pub fn with_version(mut self, version: u32) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// The payload version the task was enqueued with (`#[task(version =
+    /// ..)]` of its producer; 1 when the message says none). A handler
+    /// whose task declares an `upgrade` got the payload upgraded from it.
+    pub fn version(&self) -> u32 {
+        self.version
     }
 
     /// When this attempt times out.

@@ -56,6 +56,25 @@ pub fn decode<T: serde::de::DeserializeOwned>(payload: &[u8]) -> Result<T, TaskE
         .map_err(|e| TaskError::decode(format!("payload does not decode: {e}")))
 }
 
+/// Decodes the payload of an older version `version` through the task's
+/// upgrade function; used by generated code. The payload is read as JSON
+/// first; whatever the function or the reading says is a decode error.
+#[doc(hidden)]
+pub fn upgrade<T>(
+    payload: &[u8],
+    version: u32,
+    upgrade: fn(u32, serde_json::Value) -> Result<T, TaskError>,
+) -> Result<T, TaskError> {
+    let old: serde_json::Value = serde_json::from_slice(payload).map_err(|e| {
+        TaskError::decode(format!("payload of version {version} does not decode: {e}"))
+    })?;
+    upgrade(version, old).map_err(|e| {
+        TaskError::decode(format!(
+            "payload of version {version} could not be upgraded: {e}"
+        ))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -48,6 +48,9 @@ pub struct TaskEntry {
     /// `#[task(unique = "..")]`: the lock's TTL and stage (as
     /// [`Task::UNIQUE`](crate::Task::UNIQUE)); `None` for ordinary tasks.
     pub unique: Option<crate::UniquePolicy>,
+    /// `#[task(version = ..)]`: the payload version this handler reads (1
+    /// by default).
+    pub version: u32,
     /// Name of the crate that defines the task.
     pub crate_name: &'static str,
     /// Module path of the function.
@@ -192,6 +195,7 @@ mod tests {
             states: &[],
             schema: "{}",
             unique: None,
+            version: 1,
             crate_name: "app",
             module_path: "app::jobs",
             file: "src/jobs.rs",

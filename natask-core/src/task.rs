@@ -32,6 +32,11 @@ pub trait Task: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// holds the lock returns that one instead. `None` (the default): every
     /// enqueue stores a task.
     const UNIQUE: Option<UniquePolicy> = None;
+    /// The payload's version, `#[task(version = ..)]` (1 by default), sent
+    /// as `Natask-Version` when above 1. A worker hands back a task of a
+    /// newer version than its own, and upgrades an older one with the
+    /// task's `upgrade` function, if it declares one (`docs/evolution.md`).
+    const VERSION: u32 = 1;
 
     /// Serialises the payload fields that make this task unique
     /// (`unique_by`, all payload fields by default), as a tuple in

@@ -26,6 +26,9 @@ pub const HEADER_UNIQUE: &str = "Natask-Unique";
 pub const HEADER_UNIQUE_UNTIL: &str = "Natask-Unique-Until";
 /// Header carrying [`FORMAT_VERSION`].
 pub const HEADER_FORMAT: &str = "Natask-Format";
+/// Header carrying a task's payload version (`#[task(version = ..)]`) when
+/// above 1; absent means 1.
+pub const HEADER_VERSION: &str = "Natask-Version";
 /// Header carrying a signed task's signature: `<key id>.<ed25519 signature,
 /// base64url without padding>` (see `docs/wire-format.md`).
 pub const HEADER_SIGNATURE: &str = "Natask-Signature";

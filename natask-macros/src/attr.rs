@@ -31,13 +31,15 @@ enum Key {
     Unique,
     UniqueBy,
     UniqueUntil,
+    Version,
+    Upgrade,
     Payload,
     Crate,
 }
 
 impl Key {
     /// Every key, in the order the docs list them.
-    const ALL: [Key; 12] = [
+    const ALL: [Key; 14] = [
         Key::Queue,
         Key::Name,
         Key::Retries,
@@ -48,6 +50,8 @@ impl Key {
         Key::Unique,
         Key::UniqueBy,
         Key::UniqueUntil,
+        Key::Version,
+        Key::Upgrade,
         Key::Payload,
         Key::Crate,
     ];
@@ -64,13 +68,15 @@ impl Key {
             Key::Unique => "unique",
             Key::UniqueBy => "unique_by",
             Key::UniqueUntil => "unique_until",
+            Key::Version => "version",
+            Key::Upgrade => "upgrade",
             Key::Payload => "payload",
             Key::Crate => "crate",
         }
     }
 
     /// Every key's spelling, for messages.
-    fn names() -> [&'static str; 12] {
+    fn names() -> [&'static str; 14] {
         Key::ALL.map(Key::as_str)
     }
 
@@ -87,6 +93,8 @@ impl Key {
             Key::Unique => "\"10m\"",
             Key::UniqueBy => "\"tenant, report\"",
             Key::UniqueUntil => "\"started\"",
+            Key::Version => "2",
+            Key::Upgrade => "upgrade_send_email",
             Key::Payload => "SendEmail",
             Key::Crate => "::my_crate::natask",
         }
@@ -124,6 +132,10 @@ pub(crate) struct TaskArgs {
     pub(crate) unique_by: Option<LitStr>,
     /// `unique_until = "started"`, kept whole: `valid` checks the stage.
     pub(crate) unique_until: Option<LitStr>,
+    /// `version = 2`: the payload's version.
+    pub(crate) version: Option<Spanned<u64>>,
+    /// `upgrade = path::to::fn`: turns older payloads into this version's.
+    pub(crate) upgrade: Option<syn::Path>,
     pub(crate) payload: Option<syn::Ident>,
     pub(crate) crate_path: Option<syn::Path>,
 }
@@ -195,6 +207,8 @@ impl TaskArgs {
             }
             Key::Cron => self.cron = value.lit_str(cx, key),
             Key::TimeZone => self.time_zone = value.lit_str(cx, key),
+            Key::Version => self.version = value.version(cx),
+            Key::Upgrade => self.upgrade = value.path(cx, key),
             Key::Payload => self.payload = value.path(cx, key).and_then(|p| plain_name(cx, p)),
             Key::Crate => self.crate_path = value.path(cx, key),
         }
@@ -300,7 +314,7 @@ impl Value {
         // A quoted path is the likely mistake (serde writes `crate = "..."`);
         // taking the literal whole also keeps the rest of the arguments
         // parseable.
-        if matches!(key, Key::Crate | Key::Payload) && !stream.peek(Lit) {
+        if matches!(key, Key::Crate | Key::Payload | Key::Upgrade) && !stream.peek(Lit) {
             stream.parse().map(Value::Path)
         } else {
             stream.parse().map(Value::Expr)
@@ -361,6 +375,25 @@ impl Value {
             _ => "`retries` takes an integer literal; write `retries = 3`".to_owned(),
         };
         cx.error_spanned_by(&self, message);
+        None
+    }
+
+    fn version(self, cx: &mut Ctxt) -> Option<Spanned<u64>> {
+        if let Value::Expr(Expr::Lit(ExprLit {
+            lit: Lit::Int(i), ..
+        })) = &self
+        {
+            if let Ok(n) = i.base10_parse::<u64>() {
+                return Some(Spanned {
+                    value: n,
+                    span: i.span(),
+                });
+            }
+        }
+        cx.error_spanned_by(
+            &self,
+            "`version` takes a whole number from 1 (the first version) up; write `version = 2`",
+        );
         None
     }
 
@@ -455,7 +488,7 @@ mod tests {
         ));
         assert_eq!(
             errors.unwrap_err(),
-            "unknown `#[task]` argument `qeue`; expected one of `queue`, `name`, `retries`, `timeout`, `backoff`, `cron`, `time_zone`, `unique`, `unique_by`, `unique_until`, `payload`, `crate`; did you mean `queue`? \
+            "unknown `#[task]` argument `qeue`; expected one of `queue`, `name`, `retries`, `timeout`, `backoff`, `cron`, `time_zone`, `unique`, `unique_by`, `unique_until`, `version`, `upgrade`, `payload`, `crate`; did you mean `queue`? \
              | `retries` takes an integer, not a string; write `retries = 3` \
              | `30x` is not a duration; write a whole number followed by `ms`, `s`, `m`, `h` or `d`, e.g. `30s` \
              | `fixd` is not a backoff policy (did you mean `fixed`?); write `fixed(5s)`, `exponential(500ms, x2, max 1m)` or `list(1s, 5s, 30s)`"
@@ -469,7 +502,7 @@ mod tests {
             errors.unwrap_err(),
             "`queue` takes a string literal; write `queue = \"emails\"` \
              | `retries` cannot be negative; write `retries = 0` for a task that is never retried \
-             | unknown `#[task]` argument `retries2`; expected one of `queue`, `name`, `retries`, `timeout`, `backoff`, `cron`, `time_zone`, `unique`, `unique_by`, `unique_until`, `payload`, `crate`; did you mean `retries`? \
+             | unknown `#[task]` argument `retries2`; expected one of `queue`, `name`, `retries`, `timeout`, `backoff`, `cron`, `time_zone`, `unique`, `unique_by`, `unique_until`, `version`, `upgrade`, `payload`, `crate`; did you mean `retries`? \
              | `name` takes a string literal; write `name = \"send_email\"`"
         );
         let (_, errors) = parse(quote!(retries = 99999999999999999999999));

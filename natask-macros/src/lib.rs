@@ -199,6 +199,19 @@ mod valid;
 /// (succeeded or dead-lettered). Without it only the TTL ends the lock.
 /// Needs `unique`.
 ///
+/// ## `version = 2`
+/// The payload's version (1 when omitted), sent as `Natask-Version`. A
+/// worker hands back a task of a newer version than its handler's, and
+/// dead-letters it after the grace (`unknown_version`). Compatible changes
+/// (an added `Option` field, a rename with `#[serde(alias)]`) need no new
+/// version; see `docs/evolution.md`.
+///
+/// ## `upgrade = upgrade_send_email`
+/// A function `fn(u32, serde_json::Value) -> Result<SendEmail, TaskError>`
+/// that turns a payload of an older version (the `u32`) into this one; the
+/// handler then runs with what it returns. Checked at compile time; needs
+/// `version = 2` or more.
+///
 /// ## `payload = SendMail`
 /// Name of the generated struct, instead of the function's name in CamelCase.
 ///

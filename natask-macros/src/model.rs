@@ -34,6 +34,10 @@ pub(crate) struct Task {
     pub(crate) cron: Option<String>,
     pub(crate) time_zone: Option<String>,
     pub(crate) unique: Option<Unique>,
+    /// `version = ..` (1 when not given).
+    pub(crate) version: u32,
+    /// `upgrade = ..`: the function turning older payloads into this one.
+    pub(crate) upgrade: Option<Path>,
     /// Where natask is: `::natask_runtime` unless `crate = ..` says.
     pub(crate) crate_path: Path,
     /// The written return type, asserted to be a task result.

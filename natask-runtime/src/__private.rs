@@ -2,16 +2,18 @@
 
 pub use crate::{Client, EnqueueError, EnqueueOptions, Enqueued, UniquePolicy, Until};
 pub use linkme;
-pub use natask_core::handler::decode;
+pub use natask_core::handler::{decode, upgrade};
 pub use natask_core::registry::TASKS;
 pub use natask_core::task::{
     assert_payload_field, fail, DecodeFails, DecodeHolds, FinishFails, FinishHolds, PayloadField,
     Probe,
 };
 pub use natask_core::{
-    Backoff, HandlerFuture, IntoTaskResult, Invocation, StateKey, Task, TaskEntry, TaskId,
+    Backoff, HandlerFuture, IntoTaskResult, Invocation, StateKey, Task, TaskEntry, TaskError,
+    TaskId,
 };
 pub use serde;
+pub use serde_json;
 
 use core::future::Future;
 

@@ -17,7 +17,9 @@ use base64::Engine as _;
 use ed25519_dalek::{Signer as _, Verifier as _};
 use natask_core::wire;
 
-use crate::jetstream::headers::{self, DUE_AT, FORMAT, ID, SIGNATURE, TASK, UNIQUE, UNIQUE_UNTIL};
+use crate::jetstream::headers::{
+    self, DUE_AT, FORMAT, ID, SIGNATURE, TASK, UNIQUE, UNIQUE_UNTIL, VERSION,
+};
 
 /// What the signed bytes start with; a new layout gets a new tag.
 const CONTEXT: &[u8] = b"natask-signature-v1";
@@ -231,16 +233,19 @@ pub(crate) fn verify(
 
 /// The bytes a signature covers (`docs/wire-format.md`): a tag, then each
 /// field as a 4-byte big-endian length and its bytes: the queue, the task
-/// name, the id, the wire format (`1` when the header is absent), the due
-/// time, the unique lock and its stage (empty when absent), and the body.
+/// name, the id, the wire format and the payload version (`1` when their
+/// header is absent), the due time, the unique lock and its stage (empty
+/// when absent), and the body.
 fn signed_bytes(queue: &str, headers: Option<&HeaderMap>, id: &str, body: &[u8]) -> Vec<u8> {
     let header = |name| headers::get(headers, name).unwrap_or_default();
     let format = headers::get(headers, FORMAT).unwrap_or(wire::FORMAT_VERSION);
-    let fields: [&[u8]; 8] = [
+    let version = headers::get(headers, VERSION).unwrap_or("1");
+    let fields: [&[u8]; 9] = [
         queue.as_bytes(),
         header(TASK).as_bytes(),
         id.as_bytes(),
         format.as_bytes(),
+        version.as_bytes(),
         header(DUE_AT).as_bytes(),
         header(UNIQUE).as_bytes(),
         header(UNIQUE_UNTIL).as_bytes(),
@@ -349,6 +354,16 @@ mod tests {
             "emails",
             "send_email",
             Some(&other_id),
+            b"{\"to\":\"a@b\"}"
+        )
+        .is_err());
+        let mut newer = h.clone();
+        newer.insert(VERSION, "2");
+        assert!(verify(
+            &trusted,
+            "emails",
+            "send_email",
+            Some(&newer),
             b"{\"to\":\"a@b\"}"
         )
         .is_err());

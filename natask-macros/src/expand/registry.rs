@@ -20,12 +20,14 @@ pub(super) fn registration(task: &Task, p: &TokenStream) -> TokenStream {
     let entry = entry(task, p);
     let task_where = where_clause(&payload_bounds(task, p));
     let unique_items = task.unique.as_ref().map(|u| unique_items(u, p));
+    let version = Literal::u32_suffixed(task.version);
     quote! {
         #entry
 
         impl #p::Task for #payload #task_where {
             const NAME: &'static str = #name;
             const QUEUE: &'static str = #queue;
+            const VERSION: u32 = #version;
             const ENTRY: #p::TaskEntry = __NATASK_ENTRY;
             #unique_items
         }
@@ -51,6 +53,7 @@ fn entry(task: &Task, p: &TokenStream) -> TokenStream {
     let states = task.states().map(|ty| quote!(#p::StateKey::of::<#ty>()));
     let schema = super::schema::payload_schema(task);
     let unique = option(task.unique.as_ref().map(|u| unique_policy(u, p)));
+    let version = Literal::u32_suffixed(task.version);
     quote! {
         const __NATASK_ENTRY: #p::TaskEntry = #p::TaskEntry {
             name: #name,
@@ -64,6 +67,7 @@ fn entry(task: &Task, p: &TokenStream) -> TokenStream {
             states: &[#(#states),*],
             schema: #schema,
             unique: #unique,
+            version: #version,
             crate_name: ::core::env!("CARGO_PKG_NAME"),
             module_path: ::core::module_path!(),
             file: ::core::file!(),

@@ -33,6 +33,7 @@ pub(crate) fn validate(cx: &mut Ctxt, args: &TaskArgs, f: &TaskFn) -> Option<Tas
     let unique = unique::resolve(cx, args, &fields);
     let (name, name_span) = name::task_name(cx, args, &sig.ident);
     let queue = name::queue(cx, args);
+    let (version, upgrade) = policy::version(cx, args);
     if cx.has_errors() {
         return None;
     }
@@ -59,6 +60,8 @@ pub(crate) fn validate(cx: &mut Ctxt, args: &TaskArgs, f: &TaskFn) -> Option<Tas
         cron,
         time_zone,
         unique,
+        version,
+        upgrade,
         crate_path: args
             .crate_path
             .clone()

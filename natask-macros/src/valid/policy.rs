@@ -3,7 +3,7 @@
 
 use natask_core::retry::BackoffSpec;
 
-use crate::attr::{Spanned, MAX_RETRIES};
+use crate::attr::{Spanned, TaskArgs, MAX_RETRIES};
 use crate::ctxt::Ctxt;
 
 /// Longest timeout or backoff delay: 7 days. Anything longer is a typo, or a
@@ -25,6 +25,38 @@ pub(super) fn retries(cx: &mut Ctxt, retries: Option<&Spanned<u64>>) -> Option<u
         );
     }
     n
+}
+
+/// `version = n` (1 or more, 1 when not given) and `upgrade = path`,
+/// which needs a version above 1: there is nothing older to upgrade.
+pub(super) fn version(cx: &mut Ctxt, args: &TaskArgs) -> (u32, Option<syn::Path>) {
+    let version = match &args.version {
+        None => 1,
+        Some(v) => match u32::try_from(v.value).ok().filter(|n| *n >= 1) {
+            Some(n) => n,
+            None => {
+                cx.error_at(
+                    v.span,
+                    format!(
+                        "`version = {}` is not a payload version; versions count from 1 \
+                         (the first, which needs no `version`): write `version = 2` for the second",
+                        v.value
+                    ),
+                );
+                1
+            }
+        },
+    };
+    if let (Some(upgrade), 1) = (&args.upgrade, version) {
+        if args.version.as_ref().is_none_or(|v| v.value == 1) {
+            cx.error_spanned_by(
+                upgrade,
+                "`upgrade` turns payloads of older versions into this one, so it needs \
+                 `version = 2` or more; add `version = 2`",
+            );
+        }
+    }
+    (version, args.upgrade.clone())
 }
 
 /// `timeout = ".."`: more than zero, at most `MAX_DURATION_MS`.

@@ -175,6 +175,7 @@ const _: () = {
                 ::natask_runtime::__private::Until::Started,
             ),
         }),
+        version: 1u32,
         crate_name: ::core::env!("CARGO_PKG_NAME"),
         module_path: ::core::module_path!(),
         file: ::core::file!(),
@@ -187,6 +188,7 @@ const _: () = {
     {
         const NAME: &'static str = "build_report";
         const QUEUE: &'static str = "reports";
+        const VERSION: u32 = 1u32;
         const ENTRY: ::natask_runtime::__private::TaskEntry = __NATASK_ENTRY;
         const UNIQUE: ::core::option::Option<
             ::natask_runtime::__private::UniquePolicy,

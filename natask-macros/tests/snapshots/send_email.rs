@@ -194,6 +194,7 @@ const _: () = {
         states: &[::natask_runtime::__private::StateKey::of::<Mailer>()],
         schema: "{\"$schema\":\"https://json-schema.org/draft/2020-12/schema\",\"properties\":{\"subject\":{\"type\":\"string\"},\"to\":{\"type\":\"string\"}},\"required\":[\"to\"],\"title\":\"send_email\",\"type\":\"object\"}",
         unique: ::core::option::Option::None,
+        version: 1u32,
         crate_name: ::core::env!("CARGO_PKG_NAME"),
         module_path: ::core::module_path!(),
         file: ::core::file!(),
@@ -205,6 +206,7 @@ const _: () = {
     {
         const NAME: &'static str = "send_email";
         const QUEUE: &'static str = "emails";
+        const VERSION: u32 = 1u32;
         const ENTRY: ::natask_runtime::__private::TaskEntry = __NATASK_ENTRY;
     }
     #[::natask_runtime::__private::linkme::distributed_slice(

@@ -293,7 +293,7 @@ impl<T: Task> Recurring<T> {
                 source: Box::new(provision_error(T::QUEUE, source)),
             })?;
         let names = self.client.names();
-        let mut headers = kind_headers(T::NAME);
+        let mut headers = kind_headers(T::NAME, T::VERSION);
         headers.insert(NATS_SCHEDULE, cron.expression());
         headers.insert(
             NATS_SCHEDULE_TARGET,

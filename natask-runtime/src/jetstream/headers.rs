@@ -25,6 +25,7 @@ pub(crate) const CONTENT_TYPE: HeaderName = HeaderName::from_static(wire::HEADER
 pub(crate) const UNIQUE: HeaderName = HeaderName::from_static(wire::HEADER_UNIQUE);
 pub(crate) const UNIQUE_UNTIL: HeaderName = HeaderName::from_static(wire::HEADER_UNIQUE_UNTIL);
 pub(crate) const SIGNATURE: HeaderName = HeaderName::from_static(wire::HEADER_SIGNATURE);
+pub(crate) const VERSION: HeaderName = HeaderName::from_static(wire::HEADER_VERSION);
 
 /// Headers a dead letter adds to the task's own; a replay removes them.
 pub(crate) const DEAD_LETTER_HEADERS: [&str; 6] = [
@@ -37,13 +38,26 @@ pub(crate) const DEAD_LETTER_HEADERS: [&str; 6] = [
 ];
 
 /// The headers every message of task `task` carries, whoever publishes it:
-/// a producer, a recurring schedule or a cron task's schedule.
-pub(crate) fn kind_headers(task: &str) -> HeaderMap {
+/// a producer, a recurring schedule or a cron task's schedule; `version`
+/// is its payload's (`Natask-Version`, left out for 1).
+pub(crate) fn kind_headers(task: &str, version: u32) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(TASK, task);
     headers.insert(FORMAT, wire::FORMAT_VERSION);
     headers.insert(CONTENT_TYPE, wire::CONTENT_TYPE_JSON);
+    if version > 1 {
+        headers.insert(VERSION, version.to_string().as_str());
+    }
     headers
+}
+
+/// The payload version a message carries: 1 without the header, `None`
+/// when the header is not a whole number of 1 or more.
+pub(crate) fn payload_version(headers: Option<&HeaderMap>) -> Option<u32> {
+    match get(headers, VERSION) {
+        None => Some(1),
+        Some(v) => v.trim().parse().ok().filter(|v| *v >= 1),
+    }
 }
 
 /// The value of header `name`, if there is one.

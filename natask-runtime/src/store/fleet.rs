@@ -63,6 +63,9 @@ pub struct CatalogEntry {
     /// The uniqueness declared with `#[task(unique = "..")]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unique: Option<CatalogUnique>,
+    /// The payload version the handler reads (`#[task(version = ..)]`).
+    #[serde(default = "first_version")]
+    pub version: u32,
     /// The JSON Schema of the payload (`#[task]` reads it from the
     /// parameters' types; types it cannot see into accept any value and
     /// name the Rust type in `x-rust-type`).
@@ -74,6 +77,10 @@ pub struct CatalogEntry {
     /// When it was written.
     #[serde(with = "millis::required")]
     pub updated_at: SystemTime,
+}
+
+fn first_version() -> u32 {
+    1
 }
 
 /// The uniqueness of a catalogued task.
@@ -174,6 +181,7 @@ pub(crate) fn catalog_entry(
             ttl_secs: u.ttl.as_secs(),
             until: u.until.map(|s: Until| s.as_str().to_owned()),
         }),
+        version: entry.version,
         schema: serde_json::from_str(entry.schema).unwrap_or(serde_json::Value::Null),
         defined_at: entry.location(),
         worker: worker.to_owned(),

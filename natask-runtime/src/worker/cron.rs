@@ -97,7 +97,7 @@ pub enum CronError {
 /// `worker::message::task_id`), plus the schedule itself. Enqueue
 /// middleware does not run: no producer publishes the ticks.
 fn schedule_headers(entry: &TaskEntry, cron: &str, target: &str) -> HeaderMap {
-    let mut headers = kind_headers(entry.name);
+    let mut headers = kind_headers(entry.name, entry.version);
     headers.insert(NATS_SCHEDULE, cron);
     headers.insert(NATS_SCHEDULE_TARGET, target);
     if let Some(zone) = entry.time_zone {
@@ -249,6 +249,7 @@ mod tests {
             states: &[],
             schema: "{}",
             unique: None,
+            version: 1,
             crate_name: "app",
             module_path: "app",
             file: "app.rs",

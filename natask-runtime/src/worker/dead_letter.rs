@@ -31,6 +31,9 @@ pub(crate) enum Reason {
     UnknownTask,
     /// The task is in a wire format (`Natask-Format`) this worker does not read.
     UnknownFormat,
+    /// The task's payload version (`Natask-Version`) is newer than its
+    /// handler's here, and no worker took it during the grace.
+    UnknownVersion,
     /// The message lacks natask's headers.
     NotATask,
     /// The worker requires signed tasks and this one's signature is
@@ -48,6 +51,7 @@ impl Reason {
             Reason::Decode => "decode",
             Reason::UnknownTask => "unknown_task",
             Reason::UnknownFormat => "unknown_format",
+            Reason::UnknownVersion => "unknown_version",
             Reason::NotATask => "not_a_task",
             Reason::Signature => "signature",
             Reason::DuplicateId => "duplicate_id",

@@ -381,7 +381,7 @@ impl Client {
             task: T::NAME,
             source,
         })?;
-        let mut headers = task_headers(T::NAME, id);
+        let mut headers = task_headers(T::NAME, T::VERSION, id);
         extra(&mut headers);
         let mut enqueue = Enqueue {
             task: T::NAME,
@@ -477,10 +477,10 @@ fn resolve<T: Task>(due: Option<Due>) -> Result<Option<Delay>, EnqueueError> {
 
 /// A task's headers as a producer sends them: the kind's, plus its id
 /// (also the deduplication id) and the enqueue time.
-fn task_headers(task: &str, id: TaskId) -> HeaderMap {
+fn task_headers(task: &str, version: u32, id: TaskId) -> HeaderMap {
     let mut buffer = uuid::Uuid::encode_buffer();
     let id = &*id.as_uuid().hyphenated().encode_lower(&mut buffer);
-    let mut headers = headers::kind_headers(task);
+    let mut headers = headers::kind_headers(task, version);
     headers.insert(MSG_ID, id);
     headers.insert(ID, id);
     headers.insert(

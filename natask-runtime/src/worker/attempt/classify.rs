@@ -11,6 +11,7 @@ use natask_core::wire;
 use natask_core::{TaskContext, TaskEntry, TaskId};
 
 use super::Delivery;
+use crate::jetstream::headers;
 use crate::jetstream::headers::{DUE_AT, ENQUEUED_AT, FORMAT, MSG_ID, NATS_SCHEDULER, TASK};
 use crate::jetstream::time;
 use crate::signing;
@@ -130,6 +131,26 @@ pub(super) async fn classify(at: Delivery<'_>, lookup: Lookup) -> Verdict<'_> {
     let Some(entry) = at.worker.handlers.get(name) else {
         return unknown(at, name, id, Unknown::Task, delivered, handbacks);
     };
+    let Some(version) = headers::payload_version(at.msg.headers.as_ref()) else {
+        return Verdict::Park(Parked {
+            task: name,
+            reason: Reason::NotATask,
+            error: format!(
+                "the message's `{}` header is not a payload version (a whole number from 1); \
+                 producers set it from `#[task(version = ..)]` (docs/wire-format.md)",
+                wire::HEADER_VERSION
+            ),
+            attempts: delivered,
+            id: Some(id),
+        });
+    };
+    if version > entry.version {
+        let newer = Unknown::Version {
+            version,
+            known: entry.version,
+        };
+        return unknown(at, name, id, newer, delivered, handbacks);
+    }
     let number = delivered.saturating_sub(handbacks).max(1);
     let max_attempts = entry
         .retries
@@ -171,6 +192,7 @@ pub(super) async fn classify(at: Delivery<'_>, lookup: Lookup) -> Verdict<'_> {
         message::context_headers(at.msg),
     )
     .with_due_at(header_time(at.msg, DUE_AT))
+    .with_version(version)
     .with_cancellation(Arc::clone(&running.flag));
     if let Some(expired) = expired(at, entry, id, &ctx) {
         return Verdict::Drop(expired);
@@ -322,6 +344,8 @@ enum Unknown<'a> {
     Task,
     /// Its wire format (`Natask-Format`), e.g. from a newer producer.
     Format(&'a str),
+    /// Its payload version (`Natask-Version`), newer than the handler's.
+    Version { version: u32, known: u32 },
 }
 
 /// A task this worker cannot run (no handler, or a wire format it does
@@ -343,6 +367,9 @@ fn unknown<'a>(
             }
             Unknown::Format(format) => {
                 tracing::warn!(queue, task = %name, %id, delivered, format, "this worker does not read the task's wire format; handing it back for another worker")
+            }
+            Unknown::Version { version, known } => {
+                tracing::warn!(queue, task = %name, %id, delivered, version, known, "the task's payload is newer than this worker's handler; handing it back for another worker")
             }
         }
         return Verdict::Unknown { id, handbacks };
@@ -367,6 +394,14 @@ fn unknown<'a>(
                 wire::FORMAT_VERSION
             );
             (Reason::UnknownFormat, error)
+        }
+        Unknown::Version { version, known } => {
+            let error = format!(
+                "task `{name}` on queue `{queue}` has a payload of version {version}, newer than the \
+                 version {known} this worker's handler reads, and no worker took it after {delivered} \
+                 deliveries; deploy the worker that reads it, then replay the dead letter"
+            );
+            (Reason::UnknownVersion, error)
         }
     };
     Verdict::Park(Parked {
