@@ -138,6 +138,9 @@ pub(crate) async fn run(client: &Client, json: bool) -> Outcome {
             });
         }
     }
+    if jetstream.is_ok() {
+        checks.push(permissions(client).await);
+    }
     let report = Report {
         server_version: info.version.clone(),
         server_name: info.server_name.clone(),
@@ -169,4 +172,41 @@ pub(crate) async fn run(client: &Client, json: bool) -> Outcome {
         return Err("a check failed".into());
     }
     Ok(())
+}
+
+/// What the connection's user may not do, found by asking what an operator
+/// asks (queue, consumer and dead-letter info, the catalog and the
+/// registry; nothing that would create a stream) and reading the violations the server reported for
+/// this connection meanwhile (and before). A refusal is a warning, not a
+/// failure: a user may rightly lack a role's rights (docs/security.md).
+async fn permissions(client: &Client) -> Check {
+    for queue in client.queues().await.unwrap_or_default() {
+        let _ = client.queue(&queue).info().await;
+    }
+    // Through the CLI's own listing, which creates no dead-letter stream.
+    let select = crate::args::Select {
+        queue: None,
+        task: None,
+    };
+    let _ = crate::dlq::collect(client, &select, 1).await;
+    let _ = client.catalog().await;
+    let _ = client.workers().await;
+    let refused = client.permission_watch().violations();
+    if refused.is_empty() {
+        return Check {
+            check: "permissions",
+            status: "ok",
+            detail: "no request of this check was refused (an operator's reads; a worker or producer may need more)"
+                .to_owned(),
+        };
+    }
+    let refused: Vec<String> = refused.iter().map(ToString::to_string).collect();
+    Check {
+        check: "permissions",
+        status: "warn",
+        detail: format!(
+            "the NATS user may not {} (docs/security.md lists what each role needs)",
+            refused.join(", ")
+        ),
+    }
 }

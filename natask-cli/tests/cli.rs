@@ -526,6 +526,46 @@ async fn doctor_reports_the_server_and_its_features() {
         Some(Value::from("ok")),
         "{report}"
     );
+    assert_eq!(status("permissions"), Some(Value::from("ok")), "{report}");
+}
+
+#[tokio::test]
+async fn doctor_names_what_the_user_may_not_do() {
+    let server = NatsServer::start_with_config(
+        "authorization { users = [\n\
+         { user: narrow, password: narrow, permissions: { publish: { deny: [\"$JS.API.STREAM.INFO.KV_NATASK_WORKERS\"] } } }\n\
+         ] }\n",
+    );
+    let url = format!("nats://127.0.0.1:{}", server.port());
+    let output = run(&[
+        "--server",
+        &url,
+        "--user",
+        "narrow",
+        "--password",
+        "narrow",
+        "doctor",
+        "--json",
+    ])
+    .await;
+    assert!(
+        output.status.success(),
+        "a refusal is a warning: {output:?}"
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let permissions = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["check"] == "permissions")
+        .cloned()
+        .unwrap();
+    assert_eq!(permissions["status"], "warn", "{report}");
+    assert_eq!(
+        permissions["detail"],
+        "the NATS user may not publish to `$JS.API.STREAM.INFO.KV_NATASK_WORKERS` \
+         (docs/security.md lists what each role needs)"
+    );
 }
 
 #[tokio::test]

@@ -372,6 +372,12 @@ impl Client {
     }
 
     /// The connection's permission violations (see [`PermissionWatch`]).
+    /// The permission violations the server reported on this client's
+    /// connection (see [`PermissionWatch`]); `natask doctor` lists them.
+    pub fn permission_watch(&self) -> &PermissionWatch {
+        self.permissions()
+    }
+
     pub(crate) fn permissions(&self) -> &PermissionWatch {
         &self.inner.settings.permissions
     }

@@ -128,6 +128,21 @@ impl PermissionWatch {
         }
     }
 
+    /// Every violation kept (the last 32), oldest first, each subject once.
+    pub fn violations(&self) -> Vec<PermissionViolation> {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<PermissionViolation> = Vec::new();
+        for violation in seen.iter() {
+            let known = out
+                .iter()
+                .any(|v| v.subject == violation.subject && v.operation == violation.operation);
+            if !known {
+                out.push(violation.clone());
+            }
+        }
+        out
+    }
+
     /// The newest violation reported at `since` or later.
     pub(crate) fn since(&self, since: Instant) -> Option<PermissionViolation> {
         let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
