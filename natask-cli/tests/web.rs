@@ -649,7 +649,14 @@ async fn the_dashboard_shows_queues_pauses_resumes_and_replays_in_a_browser() {
         "the deleted letter is gone"
     );
     assert!(dead_letters.get(doomed[1]).await.is_ok(), "only that one");
+    // A purge asks first, and deletes nothing until confirmed.
     submit(&browser, "#purge").await;
+    assert_eq!(
+        text(&browser, "#question").await,
+        "Delete the 1 dead letters of queue web_dlq? They cannot be replayed afterwards."
+    );
+    assert!(dead_letters.get(doomed[1]).await.is_ok(), "not yet purged");
+    submit(&browser, "#confirm-purge").await;
     assert_eq!(text(&browser, "#flash").await, "1 dead letters deleted");
     let left = dead_letters
         .list_matching(Some("web_dlq"), None, 0, 10)

@@ -26,11 +26,14 @@ pub(crate) struct ListQuery {
     flash: Option<String>,
 }
 
-/// The `queue` field of the replay-all and purge forms (empty: every queue).
+/// The `queue` field of the replay-all and purge forms (empty: every
+/// queue), and the purge's confirmation (`yes` on its second step).
 #[derive(Debug, Deserialize)]
 pub(crate) struct QueueForm {
     #[serde(default)]
     queue: String,
+    #[serde(default)]
+    confirm: String,
 }
 
 fn select(queue: Option<&str>) -> Select {
@@ -278,12 +281,40 @@ pub(crate) async fn replay_all(
     Ok(back(&dlq_path(queue), &message))
 }
 
-/// `POST /dlq/purge` (`queue` empty: every queue's).
+/// `POST /dlq/purge` (`queue` empty: every queue's): first a page that
+/// says how many letters would go and asks again (a second POST with
+/// `confirm=yes`), since a purge cannot be undone; then the purge.
 pub(crate) async fn purge(
     State(app): State<Arc<App>>,
     Form(form): Form<QueueForm>,
-) -> Result<Redirect, PageError> {
+) -> Result<axum::response::Response, PageError> {
+    use axum::response::IntoResponse;
     let queue = Some(form.queue.as_str()).filter(|q| !q.is_empty());
+    if form.confirm != "yes" {
+        let count = collect(&app.client, &select(queue), usize::MAX)
+            .await?
+            .len();
+        let scope = queue.map_or("of every queue".to_owned(), |q| {
+            format!("of queue {}", escape(q))
+        });
+        let hidden = [("queue", queue.unwrap_or_default()), ("confirm", "yes")];
+        let body = format!(
+            "<h1>Purge dead letters</h1>\
+             <p id=\"question\">Delete the {count} dead letters {scope}? They cannot be replayed afterwards.</p>\
+             <p>{} {}</p>",
+            html::button(
+                &app.guard.csrf,
+                "/dlq/purge",
+                "confirm-purge",
+                &format!("Delete {count} dead letters"),
+                &hidden,
+                true
+            ),
+            link(&dlq_path(queue), "Cancel"),
+        );
+        let page = html::page("Purge dead letters", "/dlq", None, &body, None);
+        return Ok(Html(page).into_response());
+    }
     let purged = if stream_exists(&app.client).await? {
         app.client
             .dead_letters()
@@ -292,8 +323,5 @@ pub(crate) async fn purge(
     } else {
         0
     };
-    Ok(back(
-        &dlq_path(queue),
-        &format!("{purged} dead letters deleted"),
-    ))
+    Ok(back(&dlq_path(queue), &format!("{purged} dead letters deleted")).into_response())
 }
