@@ -15,12 +15,12 @@
 //! back one ack wait later instead of after its delay, which runs nothing
 //! twice.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::AckKind;
 use tokio::time::Instant;
 
-use natask_core::{TaskContext, TaskError, TaskErrorKind, TaskId};
+use natask_core::{Backoff, TaskContext, TaskError, TaskErrorKind, TaskId};
 
 use super::classify::{Attempt, Dropped, Parked};
 use super::run::{Outcome, Ran};
@@ -231,16 +231,19 @@ impl Settling<'_> {
 
     async fn failed(&self, error: TaskError) -> bool {
         let text = error.to_string();
-        match error.kind() {
-            TaskErrorKind::Snooze(delay) => self.snoozed(delay).await,
-            TaskErrorKind::Fatal => self.dead(Reason::Fatal, text).await,
-            TaskErrorKind::Decode => self.dead(Reason::Decode, text).await,
-            _ if self.attempt.ctx.is_last_attempt() => self.dead(Reason::Exhausted, text).await,
-            _ => self.retried(text).await,
+        let backoff = self
+            .attempt
+            .entry
+            .backoff
+            .unwrap_or(self.at.shared.config.default_backoff);
+        match next_step(error.kind(), &self.attempt.ctx, backoff) {
+            NextStep::Snooze(delay) => self.snoozed(delay).await,
+            NextStep::Dead(reason) => self.dead(reason, text).await,
+            NextStep::Retry(delay) => self.retried(text, delay).await,
         }
     }
 
-    async fn snoozed(&self, delay: std::time::Duration) -> bool {
+    async fn snoozed(&self, delay: Duration) -> bool {
         let (task, queue, id, attempt) = self.fields();
         tracing::info!(
             task, queue, %id, attempt,
@@ -282,15 +285,8 @@ impl Settling<'_> {
         true
     }
 
-    async fn retried(&self, error: String) -> bool {
+    async fn retried(&self, error: String, delay: Duration) -> bool {
         let (task, queue, id, attempt) = self.fields();
-        let seed = id.as_uuid().as_u128() as u64;
-        let delay = self
-            .attempt
-            .entry
-            .backoff
-            .unwrap_or(self.at.shared.config.default_backoff)
-            .delay(self.attempt.ctx.attempt(), seed);
         tracing::warn!(task, queue, %id, attempt, error = %error, retry_in = ?delay, "task failed; will retry");
         #[cfg(feature = "metrics")]
         crate::metrics::retried(queue, task);
@@ -310,5 +306,34 @@ impl Settling<'_> {
             self.attempt.id,
             self.attempt.number,
         )
+    }
+}
+
+/// What becomes of a task whose attempt `ctx` failed with an error of
+/// `kind`: the worker's decision, without its effects, so that
+/// `testing::perform` reports exactly what a worker would do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NextStep {
+    /// Delivered again after this long, without spending an attempt.
+    Snooze(Duration),
+    /// Dead-lettered, for this reason.
+    Dead(Reason),
+    /// Delivered again after this long (the backoff), as the next attempt.
+    Retry(Duration),
+}
+
+/// Decides what follows a failed attempt; `backoff` is the task's (or the
+/// runtime's default), and the retry delay is seeded by the task id, so
+/// that one task's delays are the same wherever it runs.
+pub(crate) fn next_step(kind: TaskErrorKind, ctx: &TaskContext, backoff: Backoff) -> NextStep {
+    match kind {
+        TaskErrorKind::Snooze(delay) => NextStep::Snooze(delay),
+        TaskErrorKind::Fatal => NextStep::Dead(Reason::Fatal),
+        TaskErrorKind::Decode => NextStep::Dead(Reason::Decode),
+        _ if ctx.is_last_attempt() => NextStep::Dead(Reason::Exhausted),
+        _ => {
+            let seed = ctx.id().as_uuid().as_u128() as u64;
+            NextStep::Retry(backoff.delay(ctx.attempt(), seed))
+        }
     }
 }
