@@ -227,6 +227,8 @@ mod otel;
 mod policy;
 mod signing;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod worker;
 
 pub use client::context::ContextError;

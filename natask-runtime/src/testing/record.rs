@@ -1,0 +1,251 @@
+//! Manual mode: a [`Client`] that records its enqueues instead of
+//! publishing them, and assertions on what it recorded.
+
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use async_nats::HeaderMap;
+use futures_util::FutureExt;
+
+use natask_core::{Task, TaskEntry, TaskId};
+
+use crate::client::options::{Due, EnqueueOptions, Enqueued};
+use crate::jetstream::time;
+use crate::{Client, EnqueueError};
+
+/// How long a recording client's requests to the server (task states,
+/// cancellations, queues, dead letters) wait before they fail: its
+/// connection never opens, so they could only time out.
+const RECORDING_TIMEOUT: Duration = Duration::from_millis(50);
+
+/// Where a recording client keeps what it was asked to enqueue.
+#[derive(Debug, Default)]
+pub(crate) struct Recorder {
+    recorded: Mutex<Vec<Recorded>>,
+}
+
+/// One recorded enqueue.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Recorded {
+    /// The task's wire name.
+    pub task: &'static str,
+    /// Its queue.
+    pub queue: &'static str,
+    /// Its id (the one given with [`EnqueueOptions::id`], or a new one).
+    pub id: TaskId,
+    /// The payload, as JSON.
+    pub payload: serde_json::Value,
+    /// When it was enqueued.
+    pub enqueued_at: SystemTime,
+    /// When it is due, for a delayed task (`enqueue_in`, `enqueue_at`).
+    pub due: Option<SystemTime>,
+    /// The headers it would be published with, after the client's
+    /// middleware ran.
+    pub headers: HeaderMap,
+    pub(super) entry: TaskEntry,
+    pub(super) body: Vec<u8>,
+}
+
+impl std::fmt::Display for Recorded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "`{}` on queue `{}`: {} ({})",
+            self.task,
+            self.queue,
+            self.payload,
+            match self.due.and_then(time::rfc3339) {
+                Some(due) => format!("due {due}"),
+                None => "due now".to_owned(),
+            }
+        )
+    }
+}
+
+impl Recorder {
+    /// Records `task` as `client` would have enqueued it: encoded, with its
+    /// headers and the client's middleware (which may reject it). A chosen
+    /// id already recorded is answered as JetStream would answer its
+    /// duplicate: `created: false`, nothing stored.
+    pub(crate) fn record<T: Task>(
+        &self,
+        client: &Client,
+        task: &T,
+        options: EnqueueOptions,
+    ) -> Result<Enqueued, EnqueueError> {
+        let now = SystemTime::now();
+        let due = match options.due {
+            Some(Due::In(delay)) if !delay.is_zero() => Some(
+                now.checked_add(delay)
+                    .ok_or(EnqueueError::TooFarAhead { task: T::NAME })?,
+            ),
+            Some(Due::At(at)) if at > now => Some(at),
+            _ => None,
+        };
+        let id = options.id.unwrap_or_else(TaskId::new);
+        let (headers, body) = client.prepare(task, id, |_| {})?;
+        let mut recorded = self.recorded.lock().expect("recorder poisoned");
+        if options.id.is_some() && recorded.iter().any(|r| r.id == id) {
+            return Ok(Enqueued { id, created: false });
+        }
+        recorded.push(Recorded {
+            task: T::NAME,
+            queue: T::QUEUE,
+            id,
+            payload: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+            enqueued_at: now,
+            due,
+            headers,
+            entry: T::ENTRY,
+            body,
+        });
+        Ok(Enqueued { id, created: true })
+    }
+
+    /// Every recorded enqueue, oldest first.
+    pub(crate) fn all(&self) -> Vec<Recorded> {
+        self.recorded.lock().expect("recorder poisoned").clone()
+    }
+
+    /// Forgets every recorded enqueue.
+    pub(crate) fn clear(&self) {
+        self.recorded.lock().expect("recorder poisoned").clear();
+    }
+
+    /// Takes the oldest recorded enqueue out.
+    pub(super) fn take_first(&self) -> Option<Recorded> {
+        let mut recorded = self.recorded.lock().expect("recorder poisoned");
+        (!recorded.is_empty()).then(|| recorded.remove(0))
+    }
+
+    /// A list of what was recorded, for failure messages.
+    fn listing(&self) -> String {
+        let recorded = self.recorded.lock().expect("recorder poisoned");
+        if recorded.is_empty() {
+            return "nothing was enqueued".to_owned();
+        }
+        let mut out = format!("enqueued were ({}):", recorded.len());
+        for r in recorded.iter() {
+            let _ = write!(out, "\n  - {r}");
+        }
+        out
+    }
+}
+
+impl Client {
+    /// A client that records every enqueue (`enqueue`, `enqueue_with`,
+    /// `enqueue_in`, `enqueue_at`, `enqueue_many` and the generated
+    /// `.enqueue(&client)`) instead of publishing it, and never connects
+    /// to NATS. Read what it recorded with [`enqueued`](crate::testing::enqueued),
+    /// [`assert_enqueued`](crate::testing::assert_enqueued) and
+    /// [`recorded`](crate::testing::recorded); run it with
+    /// [`drain`](crate::testing::drain). Clones, and clients made from it
+    /// with `with_*`, share its records.
+    ///
+    /// Requests that need a server (`task_info`, `cancel`, `wait`, queues,
+    /// dead letters, recurring schedules, provisioning) fail within 50 ms
+    /// (their timeout error), and a runtime cannot be built on it.
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime (`#[tokio::test]` provides one).
+    pub fn recording() -> Client {
+        assert!(
+            tokio::runtime::Handle::try_current().is_ok(),
+            "`Client::recording()` must be called inside a Tokio runtime (`#[tokio::test]`)"
+        );
+        // The client's connection task waits for its first attempt
+        // forever (a century), so no connection is ever opened, and
+        // async-nats needs no server to hand out a client.
+        let never = async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .reconnect_delay_callback(|_| Duration::from_secs(100 * 365 * 24 * 3600))
+            .connect("nats://127.0.0.1:4222")
+            .now_or_never()
+            .expect("async-nats hands out a retrying client at once")
+            .expect("the address parses");
+        Client::recording_on(never, Arc::default(), RECORDING_TIMEOUT)
+    }
+}
+
+/// The recorder of a recording client.
+#[track_caller]
+pub(super) fn recorder_of(client: &Client) -> &Arc<Recorder> {
+    client.recorder().unwrap_or_else(|| {
+        panic!(
+            "this client publishes to NATS; make it with `Client::recording()` to record enqueues"
+        )
+    })
+}
+
+/// Every enqueue `client` (a [`Client::recording`] client) recorded, oldest
+/// first, whatever its task.
+#[track_caller]
+pub fn recorded(client: &Client) -> Vec<Recorded> {
+    recorder_of(client).all()
+}
+
+/// The tasks of type `T` `client` (a [`Client::recording`] client) was asked
+/// to enqueue, oldest first, decoded from what it recorded.
+#[track_caller]
+pub fn enqueued<T: Task>(client: &Client) -> Vec<T> {
+    recorder_of(client)
+        .all()
+        .into_iter()
+        .filter(|r| r.task == T::NAME)
+        .map(|r| {
+            serde_json::from_slice(&r.body)
+                .unwrap_or_else(|e| panic!("recorded task `{}` does not decode: {e}", T::NAME))
+        })
+        .collect()
+}
+
+/// Asserts that `client` (a [`Client::recording`] client) recorded a task of
+/// type `T` for which `matches` holds; the panic lists what was enqueued.
+///
+/// ```
+/// use natask_runtime::{task, testing, Client};
+///
+/// #[task(queue = "emails")]
+/// async fn send_email(to: String) {}
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let client = Client::recording();
+/// SendEmail::new("ada@example.com".into()).enqueue(&client).await.unwrap();
+/// testing::assert_enqueued::<SendEmail>(&client, |t| t.to == "ada@example.com");
+/// # }
+/// ```
+#[track_caller]
+pub fn assert_enqueued<T: Task>(client: &Client, matches: impl Fn(&T) -> bool) {
+    if !enqueued::<T>(client).iter().any(matches) {
+        panic!(
+            "expected a `{}` task (queue `{}`) matching the predicate to be enqueued, but none was; {}",
+            T::NAME,
+            T::QUEUE,
+            recorder_of(client).listing()
+        );
+    }
+}
+
+/// Asserts that `client` (a [`Client::recording`] client) recorded no task of
+/// type `T` for which `matches` holds; the panic lists what was enqueued.
+#[track_caller]
+pub fn refute_enqueued<T: Task>(client: &Client, matches: impl Fn(&T) -> bool) {
+    let found = enqueued::<T>(client).iter().filter(|t| matches(t)).count();
+    if found > 0 {
+        panic!(
+            "expected no `{}` task (queue `{}`) matching the predicate to be enqueued, but {found} was; {}",
+            T::NAME,
+            T::QUEUE,
+            recorder_of(client).listing()
+        );
+    }
+}
+
+/// Forgets every enqueue `client` (a [`Client::recording`] client) recorded.
+#[track_caller]
+pub fn clear(client: &Client) {
+    recorder_of(client).clear();
+}
