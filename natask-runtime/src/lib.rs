@@ -163,6 +163,17 @@
 //! [`TaskError::snooze`] to run again later. A panic or a timeout counts as a
 //! failed attempt.
 //!
+//! # Testing without a server
+//!
+//! With the feature `testing` (in your dev-dependencies), `testing::perform`
+//! runs one attempt of a task through its real handler and tells what a
+//! worker would do next (retry after which delay, dead-letter and why),
+//! `Client::recording()` is a client that records its enqueues instead of
+//! publishing them (`testing::assert_enqueued`, `enqueued`), and
+//! `testing::drain` runs what it recorded, retries included. None of them
+//! needs a NATS server; `docs/testing.md` in the repository has the
+//! details and what they do not simulate.
+//!
 //! # The linker pitfall
 //!
 //! Tasks are collected at link time, with no code running before `main`

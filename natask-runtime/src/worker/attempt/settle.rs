@@ -337,3 +337,43 @@ pub(crate) fn next_step(kind: TaskErrorKind, ctx: &TaskContext, backoff: Backoff
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use natask_core::Headers;
+
+    use super::*;
+
+    fn ctx(attempt: u32, max_attempts: u32) -> TaskContext {
+        let timeout = Duration::from_secs(1);
+        let (id, headers) = (TaskId::new(), Headers::new());
+        TaskContext::new(id, "t", "q", attempt, max_attempts, None, timeout, headers)
+    }
+
+    #[test]
+    fn a_failed_attempt_is_retried_until_the_last() {
+        let fixed = Backoff::fixed(Duration::from_secs(3));
+        let retry = NextStep::Retry(Duration::from_secs(3));
+        assert_eq!(next_step(TaskErrorKind::Retry, &ctx(1, 3), fixed), retry);
+        assert_eq!(next_step(TaskErrorKind::Panic, &ctx(2, 3), fixed), retry);
+        let dead = NextStep::Dead(Reason::Exhausted);
+        assert_eq!(next_step(TaskErrorKind::Timeout, &ctx(3, 3), fixed), dead);
+    }
+
+    #[test]
+    fn fatal_decode_and_snooze_ignore_the_attempts_left() {
+        let backoff = Backoff::DEFAULT;
+        let first = ctx(1, 5);
+        let snooze = TaskErrorKind::Snooze(Duration::from_secs(9));
+        assert_eq!(
+            next_step(snooze, &ctx(5, 5), backoff),
+            NextStep::Snooze(Duration::from_secs(9))
+        );
+        let fatal = next_step(TaskErrorKind::Fatal, &first, backoff);
+        assert_eq!(fatal, NextStep::Dead(Reason::Fatal));
+        let decode = next_step(TaskErrorKind::Decode, &first, backoff);
+        assert_eq!(decode, NextStep::Dead(Reason::Decode));
+    }
+}
