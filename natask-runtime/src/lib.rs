@@ -170,7 +170,8 @@
 //! worker would do next (retry after which delay, dead-letter and why),
 //! `Client::recording()` is a client that records its enqueues instead of
 //! publishing them (`testing::assert_enqueued`, `enqueued`), and
-//! `testing::drain` runs what it recorded, retries included. None of them
+//! `testing::drain` runs what it recorded, retries included;
+//! `Client::inline(states)` runs each task as it is enqueued. None of them
 //! needs a NATS server; `docs/testing.md` in the repository has the
 //! details and what they do not simulate.
 //!

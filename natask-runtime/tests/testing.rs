@@ -524,3 +524,68 @@ async fn drain_gives_up_on_a_task_that_always_snoozes() {
         }
     );
 }
+
+#[tokio::test]
+async fn drain_gives_handlers_the_recording_client() {
+    let client = Client::recording();
+    PlaceOrder::new(3).enqueue(&client).await.unwrap();
+    let drained = testing::drain(&client).await;
+    let ran: Vec<&str> = drained.iter().map(|d| d.task).collect();
+    assert_eq!(ran, ["place_order", "ship_order"]);
+    assert_eq!(drained[1].last.output::<u64>(), 30);
+}
+
+#[tokio::test]
+async fn an_inline_client_runs_each_task_as_it_is_enqueued() {
+    let attempts = Arc::new(Attempts::default());
+    let mut states = testing::StateMap::new();
+    states.insert_arc(Arc::clone(&attempts));
+    let client = Client::inline(states);
+
+    let enqueued = client.enqueue(&Eventually::new()).await.unwrap();
+    assert!(enqueued.created);
+    // Ran before the enqueue returned: three attempts, the last succeeded.
+    assert_eq!(attempts.0.load(Ordering::SeqCst), 3);
+    let ran = testing::ran(&client);
+    assert_eq!(ran.len(), 1);
+    assert_eq!((ran[0].id, ran[0].attempts), (enqueued.id, 3));
+    assert_eq!(ran[0].last.output::<u32>(), 3);
+    assert!(
+        testing::ran(&client).is_empty(),
+        "ran hands each outcome out once"
+    );
+
+    // A failure is an outcome, not an enqueue error.
+    client.enqueue(&Flaky::new(Failure::Fatal)).await.unwrap();
+    let ran = testing::ran(&client);
+    assert_eq!(ran[0].dead(), Some((DeadReason::Fatal, "no such mailbox")));
+    assert!(
+        testing::recorded(&client).is_empty(),
+        "what ran is taken out"
+    );
+}
+
+#[tokio::test]
+async fn an_inline_client_runs_what_handlers_enqueue_after_them() {
+    let client = Client::inline(testing::StateMap::new());
+    PlaceOrder::new(4).enqueue(&client).await.unwrap();
+    let ran: Vec<(&str, bool)> = testing::ran(&client)
+        .iter()
+        .map(|d| (d.task, d.succeeded()))
+        .collect();
+    assert_eq!(ran, [("place_order", true), ("ship_order", true)]);
+    let stats = client.nats().statistics();
+    assert_eq!(stats.connects.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test]
+async fn only_an_inline_client_runs_tasks() {
+    let client = Client::recording();
+    let message = panic_message(|| {
+        testing::ran(&client);
+    });
+    assert_eq!(
+        message,
+        "this client does not run tasks; make it with `Client::inline(states)`"
+    );
+}

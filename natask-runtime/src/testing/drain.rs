@@ -4,11 +4,11 @@ use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::Arc;
 
-use natask_core::context::StateMap;
+use natask_core::context::{StateKey, StateMap};
 use natask_core::{Backoff, TaskId};
 
 use super::perform::{DeadReason, Next, Perform, Performed};
-use super::record::recorder_of;
+use super::record::{recorder_of, Recorded};
 use crate::Client;
 
 /// How many snoozes in a row `drain` follows before it gives up on a task:
@@ -27,7 +27,8 @@ const MAX_TASKS: usize = 10_000;
 /// without waiting for their due time. Tasks that handlers enqueue
 /// through the same recording client (given to them as
 /// [`state`](Drain::state)) run in the same drain, after those before
-/// them. What ran is taken out of the recorder. Await it for one
+/// them; the recording client itself is their `State<Client>` unless
+/// another was given. What ran is taken out of the recorder. Await it for one
 /// [`Drained`] per task, in the order they ran.
 ///
 /// ```
@@ -48,7 +49,7 @@ const MAX_TASKS: usize = 10_000;
 /// # async fn main() {
 /// let client = Client::recording();
 /// PlaceOrder::new(7).enqueue(&client).await.unwrap();
-/// let drained = testing::drain(&client).state(client.clone()).await;
+/// let drained = testing::drain(&client).await;
 /// assert_eq!(drained.len(), 2);
 /// assert_eq!(drained[1].last.output::<u64>(), 7);
 /// # }
@@ -92,48 +93,68 @@ impl Drain {
 
     async fn run(self) -> Vec<Drained> {
         let recorder = Arc::clone(recorder_of(&self.client));
+        let states = with_client(self.states, &self.client);
         let mut drained = Vec::new();
         while let Some(recorded) = recorder.take_first() {
             assert!(
                 drained.len() < MAX_TASKS,
                 "`drain` ran {MAX_TASKS} tasks and more keep coming; do the tasks enqueue each other forever?"
             );
-            let mut attempt = 1;
-            let mut snoozes = 0;
-            let mut delays = Vec::new();
-            let last = loop {
-                let performed = Perform::new(recorded.entry, recorded.body.clone())
-                    .states(self.states.clone())
-                    .id(recorded.id)
-                    .attempt(attempt)
-                    .default_backoff(self.backoff)
-                    .enqueued_at(recorded.enqueued_at);
-                let performed = match recorded.due {
-                    Some(due) => performed.due_at(due),
-                    None => performed,
-                }
-                .await;
-                match performed.next {
-                    Next::Retry { after } => {
-                        delays.push(after);
-                        attempt += 1;
-                    }
-                    Next::Snooze { after } if snoozes < MAX_SNOOZES => {
-                        delays.push(after);
-                        snoozes += 1;
-                    }
-                    _ => break performed,
-                }
-            };
-            drained.push(Drained {
-                task: recorded.task,
-                id: recorded.id,
-                attempts: attempt,
-                delays,
-                last,
-            });
+            drained.push(run_to_the_end(recorded, &states, self.backoff).await);
         }
         drained
+    }
+}
+
+/// `states`, with `client` as `State<Client>` unless one was given: the
+/// handlers' enqueues are then recorded where the test reads them.
+pub(super) fn with_client(mut states: StateMap, client: &Client) -> StateMap {
+    if !states.contains(&StateKey::of::<Client>()) {
+        states.insert(client.clone());
+    }
+    states
+}
+
+/// Runs `recorded` as workers would, retries and snoozes at once, until a
+/// worker would be done with it.
+pub(super) async fn run_to_the_end(
+    recorded: Recorded,
+    states: &StateMap,
+    backoff: Backoff,
+) -> Drained {
+    let mut attempt = 1;
+    let mut snoozes = 0;
+    let mut delays = Vec::new();
+    let last = loop {
+        let performed = Perform::new(recorded.entry, recorded.body.clone())
+            .states(states.clone())
+            .id(recorded.id)
+            .attempt(attempt)
+            .default_backoff(backoff)
+            .enqueued_at(recorded.enqueued_at);
+        let performed = match recorded.due {
+            Some(due) => performed.due_at(due),
+            None => performed,
+        }
+        .await;
+        match performed.next {
+            Next::Retry { after } => {
+                delays.push(after);
+                attempt += 1;
+            }
+            Next::Snooze { after } if snoozes < MAX_SNOOZES => {
+                delays.push(after);
+                snoozes += 1;
+            }
+            _ => break performed,
+        }
+    };
+    Drained {
+        task: recorded.task,
+        id: recorded.id,
+        attempts: attempt,
+        delays,
+        last,
     }
 }
 

@@ -13,6 +13,9 @@
 //! - [`drain`] runs what a recording client recorded, retries and tasks
 //!   enqueued by handlers included, until each task succeeds or would be
 //!   dead-lettered.
+//! - [`Client::inline`](crate::Client::inline) makes a client whose
+//!   enqueues run the task at once, as `drain` would; [`ran`] hands out
+//!   the outcomes.
 //!
 //! Not simulated: JetStream delivery and redelivery, leases, timeouts of
 //! acks, pauses, queue limits, unique locks, cancellation, signatures,
@@ -23,6 +26,7 @@ mod perform;
 mod record;
 
 pub use drain::{drain, Drain, Drained};
+pub use natask_core::context::StateMap;
 pub use perform::{perform, DeadReason, Next, Perform, Performed};
 pub(crate) use record::Recorder;
-pub use record::{assert_enqueued, clear, enqueued, recorded, refute_enqueued, Recorded};
+pub use record::{assert_enqueued, clear, enqueued, ran, recorded, refute_enqueued, Recorded};

@@ -2,14 +2,17 @@
 //! publishing them, and assertions on what it recorded.
 
 use std::fmt::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use async_nats::HeaderMap;
 use futures_util::FutureExt;
 
-use natask_core::{Task, TaskEntry, TaskId};
+use natask_core::context::StateMap;
+use natask_core::{Backoff, Task, TaskEntry, TaskId};
 
+use super::drain::{run_to_the_end, with_client, Drained};
 use crate::client::options::{Due, EnqueueOptions, Enqueued};
 use crate::jetstream::time;
 use crate::{Client, EnqueueError};
@@ -23,6 +26,28 @@ const RECORDING_TIMEOUT: Duration = Duration::from_millis(50);
 #[derive(Debug, Default)]
 pub(crate) struct Recorder {
     recorded: Mutex<Vec<Recorded>>,
+    /// Set on an inline client: what to run its tasks with.
+    inline: Option<Inline>,
+}
+
+/// How an inline client runs its tasks, and what became of them.
+#[derive(Debug)]
+struct Inline {
+    states: StateMap,
+    ran: Mutex<Vec<Drained>>,
+    /// Whether an enqueue of this client is running tasks: an enqueue
+    /// made by a handler meanwhile only records its task, which the
+    /// running loop takes next.
+    running: AtomicBool,
+}
+
+/// Clears [`Inline::running`] when the loop ends, even by a panic.
+struct Running<'a>(&'a AtomicBool);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 /// One recorded enqueue.
@@ -65,6 +90,30 @@ impl std::fmt::Display for Recorded {
 }
 
 impl Recorder {
+    /// Records `task`, and on an inline client runs it (and what its
+    /// handler enqueues) before answering.
+    pub(crate) async fn enqueue<T: Task>(
+        &self,
+        client: &Client,
+        task: &T,
+        options: EnqueueOptions,
+    ) -> Result<Enqueued, EnqueueError> {
+        let enqueued = self.record(client, task, options)?;
+        let Some(inline) = &self.inline else {
+            return Ok(enqueued);
+        };
+        if inline.running.swap(true, Ordering::SeqCst) {
+            return Ok(enqueued);
+        }
+        let _running = Running(&inline.running);
+        let states = with_client(inline.states.clone(), client);
+        while let Some(recorded) = self.take_first() {
+            let drained = run_to_the_end(recorded, &states, Backoff::DEFAULT).await;
+            inline.ran.lock().expect("recorder poisoned").push(drained);
+        }
+        Ok(enqueued)
+    }
+
     /// Records `task` as `client` would have enqueued it: encoded, with its
     /// headers and the client's middleware (which may reject it). A chosen
     /// id already recorded is answered as JetStream would answer its
@@ -135,6 +184,55 @@ impl Recorder {
 }
 
 impl Client {
+    /// A client whose enqueues run the task at once, through its real
+    /// handler with `states` for its `State<T>` parameters (and itself
+    /// for `State<Client>`, unless `states` has one), as
+    /// [`drain`](crate::testing::drain) runs it: retried at once until it
+    /// succeeds or a worker would dead-letter it. Tasks its handler
+    /// enqueues through this client run after it, before the first
+    /// enqueue returns. The enqueue answers as usual, whatever the task's
+    /// outcome; [`ran`](crate::testing::ran) hands out the outcomes. Like
+    /// [`Client::recording`], it never connects.
+    ///
+    /// ```
+    /// use natask_runtime::testing::{self, StateMap};
+    /// use natask_runtime::{task, Client, State, TaskError};
+    ///
+    /// struct Rate(u64);
+    ///
+    /// #[task(queue = "billing")]
+    /// async fn charge(rate: State<Rate>, hours: u64) -> Result<u64, TaskError> {
+    ///     Ok(rate.0 * hours)
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut states = StateMap::new();
+    /// states.insert(Rate(90));
+    /// let client = Client::inline(states);
+    /// Charge::new(3).enqueue(&client).await.unwrap();
+    /// assert_eq!(testing::ran(&client)[0].last.output::<u64>(), 270);
+    /// # }
+    /// ```
+    ///
+    /// # Panics
+    /// Outside a Tokio runtime (`#[tokio::test]` provides one).
+    pub fn inline(states: StateMap) -> Client {
+        let inline = Inline {
+            states,
+            ran: Mutex::default(),
+            running: AtomicBool::new(false),
+        };
+        Client::recording_on(
+            never_connected(),
+            Arc::new(Recorder {
+                recorded: Mutex::default(),
+                inline: Some(inline),
+            }),
+            RECORDING_TIMEOUT,
+        )
+    }
+
     /// A client that records every enqueue (`enqueue`, `enqueue_with`,
     /// `enqueue_in`, `enqueue_at`, `enqueue_many` and the generated
     /// `.enqueue(&client)`) instead of publishing it, and never connects
@@ -151,22 +249,26 @@ impl Client {
     /// # Panics
     /// Outside a Tokio runtime (`#[tokio::test]` provides one).
     pub fn recording() -> Client {
-        assert!(
-            tokio::runtime::Handle::try_current().is_ok(),
-            "`Client::recording()` must be called inside a Tokio runtime (`#[tokio::test]`)"
-        );
-        // The client's connection task waits for its first attempt
-        // forever (a century), so no connection is ever opened, and
-        // async-nats needs no server to hand out a client.
-        let never = async_nats::ConnectOptions::new()
-            .retry_on_initial_connect()
-            .reconnect_delay_callback(|_| Duration::from_secs(100 * 365 * 24 * 3600))
-            .connect("nats://127.0.0.1:4222")
-            .now_or_never()
-            .expect("async-nats hands out a retrying client at once")
-            .expect("the address parses");
-        Client::recording_on(never, Arc::default(), RECORDING_TIMEOUT)
+        Client::recording_on(never_connected(), Arc::default(), RECORDING_TIMEOUT)
     }
+}
+
+/// An async-nats client that never opens its connection.
+fn never_connected() -> async_nats::Client {
+    assert!(
+        tokio::runtime::Handle::try_current().is_ok(),
+        "a recording or inline client must be made inside a Tokio runtime (`#[tokio::test]`)"
+    );
+    // The client's connection task waits for its first attempt forever (a
+    // century), so no connection is ever opened, and async-nats needs no
+    // server to hand out a client.
+    async_nats::ConnectOptions::new()
+        .retry_on_initial_connect()
+        .reconnect_delay_callback(|_| Duration::from_secs(100 * 365 * 24 * 3600))
+        .connect("nats://127.0.0.1:4222")
+        .now_or_never()
+        .expect("async-nats hands out a retrying client at once")
+        .expect("the address parses")
 }
 
 /// The recorder of a recording client.
@@ -242,6 +344,16 @@ pub fn refute_enqueued<T: Task>(client: &Client, matches: impl Fn(&T) -> bool) {
             recorder_of(client).listing()
         );
     }
+}
+
+/// Takes the outcomes of the tasks `client` (a [`Client::inline`] client)
+/// ran since the last call, in the order they ran.
+#[track_caller]
+pub fn ran(client: &Client) -> Vec<Drained> {
+    let inline = recorder_of(client).inline.as_ref().unwrap_or_else(|| {
+        panic!("this client does not run tasks; make it with `Client::inline(states)`")
+    });
+    std::mem::take(&mut *inline.ran.lock().expect("recorder poisoned"))
 }
 
 /// Forgets every enqueue `client` (a [`Client::recording`] client) recorded.

@@ -103,7 +103,7 @@ impl Client {
     ) -> Result<Enqueued, EnqueueError> {
         #[cfg(feature = "testing")]
         if let Some(recorder) = self.recorder() {
-            return recorder.record(self, task, options);
+            return recorder.enqueue(self, task, options).await;
         }
         let delay = resolve::<T>(options.due)?;
         if let Some(chosen) = options.id {
