@@ -303,7 +303,10 @@ async fn server_requests_on_a_recording_client_fail_at_once() {
         .await
         .expect("task_info answered");
     let error = answer.expect_err("no server answers");
-    println!("task_info on a recording client: {error}");
+    assert_eq!(
+        error.to_string(),
+        "stream `KV_NATASK_TASKS` could not be opened, read or written"
+    );
 }
 
 #[tokio::test]
@@ -587,5 +590,26 @@ async fn only_an_inline_client_runs_tasks() {
     assert_eq!(
         message,
         "this client does not run tasks; make it with `Client::inline(states)`"
+    );
+}
+
+#[tokio::test]
+async fn a_runtime_cannot_be_built_on_a_recording_client() {
+    let client = Client::recording();
+    // The bound only keeps a regression from hanging the test.
+    let built = tokio::time::timeout(
+        Duration::from_secs(30),
+        natask_runtime::Runtime::builder(client)
+            .state(Greeting("Hi"))
+            .state_arc(Arc::new(Attempts::default()))
+            .state(Client::recording())
+            .build(),
+    )
+    .await
+    .expect("build answered");
+    let error = built.err().expect("no server, no runtime");
+    assert_eq!(
+        error.to_string(),
+        "could not provision what the runtime serves"
     );
 }
