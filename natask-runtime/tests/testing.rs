@@ -615,3 +615,60 @@ async fn a_runtime_cannot_be_built_on_a_recording_client() {
         "could not provision what the runtime serves"
     );
 }
+
+#[task(queue = "reports", unique = "1h", unique_by = "tenant")]
+async fn report(tenant: String, month: u32) {
+    let _ = (tenant, month);
+}
+
+#[tokio::test]
+async fn a_unique_task_is_recorded_once_while_it_waits() {
+    let client = Client::recording();
+    let first = Report::new("acme".into(), 1)
+        .enqueue(&client)
+        .await
+        .unwrap();
+    let again = Report::new("acme".into(), 2)
+        .enqueue(&client)
+        .await
+        .unwrap();
+    assert!(first.created);
+    assert_eq!((again.id, again.created), (first.id, false));
+    let other = Report::new("beta".into(), 1)
+        .enqueue(&client)
+        .await
+        .unwrap();
+    assert!(other.created);
+    let forced = client
+        .enqueue_with(
+            &Report::new("acme".into(), 3),
+            EnqueueOptions::new().not_unique(),
+        )
+        .await
+        .unwrap();
+    assert!(forced.created);
+    let by_key = natask_runtime::Unique::by("one digest", Duration::from_secs(60));
+    let digest = client
+        .enqueue_with(&Digest::new(1), EnqueueOptions::new().unique(by_key))
+        .await
+        .unwrap();
+    let by_key = natask_runtime::Unique::by("one digest", Duration::from_secs(60));
+    let twice = client
+        .enqueue_with(&Digest::new(2), EnqueueOptions::new().unique(by_key))
+        .await
+        .unwrap();
+    assert_eq!((twice.id, twice.created), (digest.id, false));
+    let months: Vec<u32> = testing::enqueued::<Report>(&client)
+        .iter()
+        .map(|r| r.month)
+        .collect();
+    assert_eq!(months, [1, 1, 3]);
+
+    // Once it ran, its key is free again.
+    testing::drain(&client).await;
+    let after = Report::new("acme".into(), 4)
+        .enqueue(&client)
+        .await
+        .unwrap();
+    assert!(after.created);
+}

@@ -13,8 +13,9 @@ use natask_core::context::StateMap;
 use natask_core::{Backoff, Task, TaskEntry, TaskId};
 
 use super::drain::{run_to_the_end, with_client, Drained};
-use crate::client::options::{Due, EnqueueOptions, Enqueued};
+use crate::client::options::{Due, EnqueueOptions, Enqueued, Unique, Uniqueness};
 use crate::jetstream::time;
+use crate::store::locks::lock_key;
 use crate::{Client, EnqueueError};
 
 /// How long a recording client's requests to the server (task states,
@@ -71,6 +72,8 @@ pub struct Recorded {
     pub headers: HeaderMap,
     pub(super) entry: TaskEntry,
     pub(super) body: Vec<u8>,
+    /// The unique lock's key, for a unique task.
+    unique: Option<String>,
 }
 
 impl std::fmt::Display for Recorded {
@@ -87,6 +90,28 @@ impl std::fmt::Display for Recorded {
             }
         )
     }
+}
+
+/// The key of the unique lock `uniqueness` asks `task` to take, if any,
+/// refused as the real enqueue refuses it.
+fn unique_key<T: Task>(task: &T, uniqueness: Uniqueness) -> Result<Option<String>, EnqueueError> {
+    let unique = match uniqueness {
+        Uniqueness::Declared => Unique::declared(task),
+        Uniqueness::Off => None,
+        Uniqueness::Key(unique) => Some(unique),
+    };
+    let Some(unique) = unique else {
+        return Ok(None);
+    };
+    let json = unique.key.map_err(|source| EnqueueError::Encode {
+        task: T::NAME,
+        source,
+    })?;
+    let ttl = unique.policy.ttl;
+    if ttl < Duration::from_secs(1) {
+        return Err(EnqueueError::UniqueTtl { task: T::NAME, ttl });
+    }
+    Ok(Some(lock_key(T::QUEUE, T::NAME, &json)))
 }
 
 impl Recorder {
@@ -117,7 +142,9 @@ impl Recorder {
     /// Records `task` as `client` would have enqueued it: encoded, with its
     /// headers and the client's middleware (which may reject it). A chosen
     /// id already recorded is answered as JetStream would answer its
-    /// duplicate: `created: false`, nothing stored.
+    /// duplicate: `created: false`, nothing stored; so is a unique task
+    /// whose key a recorded task (one not yet run) holds, with the
+    /// holder's id.
     pub(crate) fn record<T: Task>(
         &self,
         client: &Client,
@@ -134,10 +161,20 @@ impl Recorder {
             _ => None,
         };
         let id = options.id.unwrap_or_else(TaskId::new);
+        let unique = unique_key(task, options.unique)?;
         let (headers, body) = client.prepare(task, id, |_| {})?;
         let mut recorded = self.recorded.lock().expect("recorder poisoned");
         if options.id.is_some() && recorded.iter().any(|r| r.id == id) {
             return Ok(Enqueued { id, created: false });
+        }
+        if let Some(holder) = recorded
+            .iter()
+            .find(|r| unique.is_some() && r.unique == unique)
+        {
+            return Ok(Enqueued {
+                id: holder.id,
+                created: false,
+            });
         }
         recorded.push(Recorded {
             task: T::NAME,
@@ -149,6 +186,7 @@ impl Recorder {
             headers,
             entry: T::ENTRY,
             body,
+            unique,
         });
         Ok(Enqueued { id, created: true })
     }
