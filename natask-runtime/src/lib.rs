@@ -163,6 +163,18 @@
 //! [`TaskError::snooze`] to run again later. A panic or a timeout counts as a
 //! failed attempt.
 //!
+//! # Testing without a server
+//!
+//! With the feature `testing` (in your dev-dependencies), `testing::perform`
+//! runs one attempt of a task through its real handler and tells what a
+//! worker would do next (retry after which delay, dead-letter and why),
+//! `Client::recording()` is a client that records its enqueues instead of
+//! publishing them (`testing::assert_enqueued`, `enqueued`), and
+//! `testing::drain` runs what it recorded, retries included;
+//! `Client::inline(states)` runs each task as it is enqueued. None of them
+//! needs a NATS server; `docs/testing.md` in the repository has the
+//! details and what they do not simulate.
+//!
 //! # The linker pitfall
 //!
 //! Tasks are collected at link time, with no code running before `main`
@@ -227,6 +239,8 @@ mod otel;
 mod policy;
 mod signing;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod worker;
 
 pub use client::context::ContextError;

@@ -85,6 +85,10 @@ struct Settings {
     signing: Option<SigningKey>,
     /// Fed by the connection's event callback, if natask installed it.
     permissions: PermissionWatch,
+    /// Set on a [`Client::recording`] client: enqueues are recorded here
+    /// instead of published.
+    #[cfg(feature = "testing")]
+    recorder: Option<Arc<crate::testing::Recorder>>,
 }
 
 /// Connecting to NATS failed.
@@ -181,6 +185,8 @@ impl Client {
                 replicas: None,
                 signing: None,
                 permissions,
+                #[cfg(feature = "testing")]
+                recorder: None,
             },
         )
     }
@@ -369,6 +375,26 @@ impl Client {
     pub(crate) fn timeout(&self) -> Duration {
         use async_nats::jetstream::context::traits::TimeoutProvider;
         self.jetstream().timeout()
+    }
+
+    /// A client on `nats` (which never connects) that records its enqueues
+    /// in `recorder`; its requests to the server fail after `timeout`.
+    #[cfg(feature = "testing")]
+    pub(crate) fn recording_on(
+        nats: async_nats::Client,
+        recorder: Arc<crate::testing::Recorder>,
+        timeout: Duration,
+    ) -> Client {
+        Self::from_nats(nats).with(|s| {
+            s.recorder = Some(recorder);
+            s.timeout = Some(timeout);
+        })
+    }
+
+    /// Where a [`Client::recording`] client records its enqueues.
+    #[cfg(feature = "testing")]
+    pub(crate) fn recorder(&self) -> Option<&Arc<crate::testing::Recorder>> {
+        self.inner.settings.recorder.as_ref()
     }
 
     /// The connection's permission violations (see [`PermissionWatch`]).

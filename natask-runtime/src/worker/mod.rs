@@ -24,10 +24,10 @@ use crate::middleware::Middleware;
 use crate::store::cancellations::Cancellations;
 use crate::store::handbacks::Handbacks;
 
-mod attempt;
+pub(crate) mod attempt;
 pub(crate) mod builder;
 pub(crate) mod cron;
-mod dead_letter;
+pub(crate) mod dead_letter;
 mod fetch;
 mod heartbeat;
 pub(crate) mod http;

@@ -101,6 +101,10 @@ impl Client {
         task: &T,
         options: EnqueueOptions,
     ) -> Result<Enqueued, EnqueueError> {
+        #[cfg(feature = "testing")]
+        if let Some(recorder) = self.recorder() {
+            return recorder.enqueue(self, task, options).await;
+        }
         let delay = resolve::<T>(options.due)?;
         if let Some(chosen) = options.id {
             if self.names_a_task::<T>(chosen).await {

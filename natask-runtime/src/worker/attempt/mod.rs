@@ -19,6 +19,10 @@ mod settle;
 
 pub(super) use classify::Lookup;
 use classify::Verdict;
+#[cfg(feature = "testing")]
+pub(crate) use run::panic_message;
+#[cfg(feature = "testing")]
+pub(crate) use settle::{next_step, NextStep};
 
 /// One delivered message and what it is handled with.
 #[derive(Clone, Copy)]

@@ -15,12 +15,12 @@
 //! back one ack wait later instead of after its delay, which runs nothing
 //! twice.
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::AckKind;
 use tokio::time::Instant;
 
-use natask_core::{TaskContext, TaskError, TaskErrorKind, TaskId};
+use natask_core::{Backoff, TaskContext, TaskError, TaskErrorKind, TaskId};
 
 use super::classify::{Attempt, Dropped, Parked};
 use super::run::{Outcome, Ran};
@@ -231,16 +231,19 @@ impl Settling<'_> {
 
     async fn failed(&self, error: TaskError) -> bool {
         let text = error.to_string();
-        match error.kind() {
-            TaskErrorKind::Snooze(delay) => self.snoozed(delay).await,
-            TaskErrorKind::Fatal => self.dead(Reason::Fatal, text).await,
-            TaskErrorKind::Decode => self.dead(Reason::Decode, text).await,
-            _ if self.attempt.ctx.is_last_attempt() => self.dead(Reason::Exhausted, text).await,
-            _ => self.retried(text).await,
+        let backoff = self
+            .attempt
+            .entry
+            .backoff
+            .unwrap_or(self.at.shared.config.default_backoff);
+        match next_step(error.kind(), &self.attempt.ctx, backoff) {
+            NextStep::Snooze(delay) => self.snoozed(delay).await,
+            NextStep::Dead(reason) => self.dead(reason, text).await,
+            NextStep::Retry(delay) => self.retried(text, delay).await,
         }
     }
 
-    async fn snoozed(&self, delay: std::time::Duration) -> bool {
+    async fn snoozed(&self, delay: Duration) -> bool {
         let (task, queue, id, attempt) = self.fields();
         tracing::info!(
             task, queue, %id, attempt,
@@ -282,15 +285,8 @@ impl Settling<'_> {
         true
     }
 
-    async fn retried(&self, error: String) -> bool {
+    async fn retried(&self, error: String, delay: Duration) -> bool {
         let (task, queue, id, attempt) = self.fields();
-        let seed = id.as_uuid().as_u128() as u64;
-        let delay = self
-            .attempt
-            .entry
-            .backoff
-            .unwrap_or(self.at.shared.config.default_backoff)
-            .delay(self.attempt.ctx.attempt(), seed);
         tracing::warn!(task, queue, %id, attempt, error = %error, retry_in = ?delay, "task failed; will retry");
         #[cfg(feature = "metrics")]
         crate::metrics::retried(queue, task);
@@ -310,5 +306,74 @@ impl Settling<'_> {
             self.attempt.id,
             self.attempt.number,
         )
+    }
+}
+
+/// What becomes of a task whose attempt `ctx` failed with an error of
+/// `kind`: the worker's decision, without its effects, so that
+/// `testing::perform` reports exactly what a worker would do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NextStep {
+    /// Delivered again after this long, without spending an attempt.
+    Snooze(Duration),
+    /// Dead-lettered, for this reason.
+    Dead(Reason),
+    /// Delivered again after this long (the backoff), as the next attempt.
+    Retry(Duration),
+}
+
+/// Decides what follows a failed attempt; `backoff` is the task's (or the
+/// runtime's default), and the retry delay is seeded by the task id, so
+/// that one task's delays are the same wherever it runs.
+pub(crate) fn next_step(kind: TaskErrorKind, ctx: &TaskContext, backoff: Backoff) -> NextStep {
+    match kind {
+        TaskErrorKind::Snooze(delay) => NextStep::Snooze(delay),
+        TaskErrorKind::Fatal => NextStep::Dead(Reason::Fatal),
+        TaskErrorKind::Decode => NextStep::Dead(Reason::Decode),
+        _ if ctx.is_last_attempt() => NextStep::Dead(Reason::Exhausted),
+        _ => {
+            let seed = ctx.id().as_uuid().as_u128() as u64;
+            NextStep::Retry(backoff.delay(ctx.attempt(), seed))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use natask_core::Headers;
+
+    use super::*;
+
+    fn ctx(attempt: u32, max_attempts: u32) -> TaskContext {
+        let timeout = Duration::from_secs(1);
+        let (id, headers) = (TaskId::new(), Headers::new());
+        TaskContext::new(id, "t", "q", attempt, max_attempts, None, timeout, headers)
+    }
+
+    #[test]
+    fn a_failed_attempt_is_retried_until_the_last() {
+        let fixed = Backoff::fixed(Duration::from_secs(3));
+        let retry = NextStep::Retry(Duration::from_secs(3));
+        assert_eq!(next_step(TaskErrorKind::Retry, &ctx(1, 3), fixed), retry);
+        assert_eq!(next_step(TaskErrorKind::Panic, &ctx(2, 3), fixed), retry);
+        let dead = NextStep::Dead(Reason::Exhausted);
+        assert_eq!(next_step(TaskErrorKind::Timeout, &ctx(3, 3), fixed), dead);
+    }
+
+    #[test]
+    fn fatal_decode_and_snooze_ignore_the_attempts_left() {
+        let backoff = Backoff::DEFAULT;
+        let first = ctx(1, 5);
+        let snooze = TaskErrorKind::Snooze(Duration::from_secs(9));
+        assert_eq!(
+            next_step(snooze, &ctx(5, 5), backoff),
+            NextStep::Snooze(Duration::from_secs(9))
+        );
+        let fatal = next_step(TaskErrorKind::Fatal, &first, backoff);
+        assert_eq!(fatal, NextStep::Dead(Reason::Fatal));
+        let decode = next_step(TaskErrorKind::Decode, &first, backoff);
+        assert_eq!(decode, NextStep::Dead(Reason::Decode));
     }
 }
