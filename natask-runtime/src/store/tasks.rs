@@ -29,7 +29,7 @@ use crate::jetstream::assets::Bucket;
 use crate::jetstream::headers::NATS_EXPECTED_LAST_SUBJECT_SEQUENCE;
 use crate::jetstream::permissions::PermissionViolation;
 use crate::jetstream::provision::Provisioner;
-use crate::jetstream::{publish, time};
+use crate::jetstream::publish;
 
 /// How long the state of a task just enqueued is tried again.
 pub(crate) const RECORD_NEW_FOR: Duration = Duration::from_secs(60);
@@ -370,51 +370,17 @@ impl TaskStore {
         });
         let error = match recorded.await {
             Ok(Ok(_)) => return,
-            // A worker or an earlier enqueue has already recorded it, or
-            // an unanswered send of this call did; or another task has
-            // this id (rare: read only then).
-            Ok(Err(e)) if e.kind() == PublishErrorKind::WrongLastSequence => {
-                return self.check_reused(info).await;
-            }
+            // A worker has already recorded it (often, when tasks run
+            // fast), or an unanswered send of this call did. Another task
+            // with this id is refused before publishing (`Client::enqueue_with`
+            // looks up a chosen id; a new one names nothing), so nothing is
+            // read here: a read per task cost the end-to-end path its
+            // headroom (BENCHMARKS.md, 2026-12-01, later).
+            Ok(Err(e)) if e.kind() == PublishErrorKind::WrongLastSequence => return,
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("no answer within {RECORD_NEW_FOR:?}"),
         };
         tracing::warn!(id = %info.id, error, "the task is enqueued, but its state could not be recorded; task_info will not know it until a worker runs it");
-    }
-
-    /// Reports a task just enqueued whose id already names another task:
-    /// its state stays the other task's, and a worker parks it
-    /// (`duplicate_id`) instead of running it.
-    async fn check_reused(&self, info: &TaskInfo) {
-        // Not `get`: it would wait for this very write.
-        let Ok(Some((kept, _))) = self.stored(info.id).await else {
-            return;
-        };
-        // A producer's state without `seq` is a delayed task's; a worker
-        // that took it already wrote the due time it carries.
-        let due = |info: &TaskInfo| info.due_at.map(time::unix_millis);
-        let other = match (info.seq, kept.seq) {
-            (Some(enqueued), Some(kept)) => enqueued != kept,
-            (None, Some(_)) => due(&kept) != due(info),
-            (Some(_), None) => kept.delayed_subject.is_some(),
-            // Two delayed tasks share their schedule subject, where the
-            // newer schedule replaced the older; or an older natask's
-            // state: cannot tell.
-            (None, None) => false,
-        };
-        if other {
-            let enqueued = kept.enqueued_at.and_then(time::rfc3339);
-            tracing::warn!(
-                id = %info.id,
-                task = info.task,
-                queue = info.queue,
-                other_task = kept.task,
-                other_enqueued_at = enqueued.as_deref().unwrap_or("unknown"),
-                "task id {} already names another task; a task id names one task: a worker will \
-                 dead-letter the task just enqueued (duplicate_id) without running it",
-                info.id
-            );
-        }
     }
 
     /// Sends a worker's final view of a task now, and returns the wait for
