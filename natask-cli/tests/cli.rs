@@ -3,19 +3,18 @@
 //! operator would run it, and its `--json` output, tables and exit codes
 //! are checked.
 
-use std::future::Future;
 use std::process::Output;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use natask_runtime::{task, Client, QueuePolicy, Runtime, State, TaskError, TaskState};
+use natask_runtime::{task, QueuePolicy, Runtime, State, TaskError, TaskState};
 use natask_testing::NatsServer;
 use serde_json::Value;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-/// How long any single expected event may take before a test fails.
-const EVENT_DEADLINE: Duration = Duration::from_secs(20);
+mod common;
+use common::{connect, within, Worker, EVENT_DEADLINE};
 
 #[task(queue = "cli_list")]
 async fn listed_job(n: u32) -> Result<(), TaskError> {
@@ -113,43 +112,6 @@ async fn json(server: &NatsServer, args: &[&str]) -> Value {
     let out = ok(server, args).await;
     serde_json::from_str(&out)
         .unwrap_or_else(|e| panic!("natask {args:?} printed no JSON ({e}): {out}"))
-}
-
-async fn within<F: Future>(fut: F) -> F::Output {
-    tokio::time::timeout(EVENT_DEADLINE, fut)
-        .await
-        .expect("expected event did not happen in time")
-}
-
-async fn connect(server: &NatsServer) -> Client {
-    Client::connect(&server.url())
-        .await
-        .expect("connect to the test server")
-}
-
-/// A worker serving `queues` in the background until stopped.
-struct Worker {
-    stop: oneshot::Sender<()>,
-    done: tokio::task::JoinHandle<Result<(), natask_runtime::RunError>>,
-}
-
-impl Worker {
-    async fn start(builder: natask_runtime::RuntimeBuilder) -> Worker {
-        let runtime = builder.build().await.expect("runtime builds");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let done = tokio::spawn(runtime.run_until(async {
-            let _ = stopped.await;
-        }));
-        Worker { stop, done }
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        within(self.done)
-            .await
-            .expect("worker task")
-            .expect("worker ran cleanly");
-    }
 }
 
 #[tokio::test]

@@ -15,14 +15,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use fantoccini::{Client as Browser, ClientBuilder, Locator};
-use natask_runtime::{task, Client, Runtime, State, TaskError, TaskState};
+use natask_runtime::{task, Runtime, State, TaskError, TaskState};
 use natask_testing::NatsServer;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-/// How long any single expected event may take before a test fails.
-const EVENT_DEADLINE: Duration = Duration::from_secs(20);
+mod common;
+use common::{connect, within, Worker, EVENT_DEADLINE};
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -62,43 +62,6 @@ async fn web_counted(n: u32) -> Result<(), TaskError> {
 #[task(queue = "web_guard")]
 async fn web_guarded() -> Result<(), TaskError> {
     Ok(())
-}
-
-async fn within<F: std::future::Future>(fut: F) -> F::Output {
-    tokio::time::timeout(EVENT_DEADLINE, fut)
-        .await
-        .expect("expected event did not happen in time")
-}
-
-async fn connect(server: &NatsServer) -> Client {
-    Client::connect(&server.url())
-        .await
-        .expect("connect to the test server")
-}
-
-/// A worker serving `queues` in the background until stopped.
-struct Worker {
-    stop: oneshot::Sender<()>,
-    done: tokio::task::JoinHandle<Result<(), natask_runtime::RunError>>,
-}
-
-impl Worker {
-    async fn start(builder: natask_runtime::RuntimeBuilder) -> Worker {
-        let runtime = builder.build().await.expect("runtime builds");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let done = tokio::spawn(runtime.run_until(async {
-            let _ = stopped.await;
-        }));
-        Worker { stop, done }
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        within(self.done)
-            .await
-            .expect("worker task")
-            .expect("worker ran cleanly");
-    }
 }
 
 /// `natask web` as a child process on a free loopback port, killed (by
