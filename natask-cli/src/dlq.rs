@@ -175,18 +175,7 @@ pub(crate) async fn run(client: &Client, command: DlqCommand) -> Outcome {
                 out!("failed at:   {}", or_dash(view.failed_at));
                 out!("error:       {}", view.error);
                 out!("headers:");
-                let mut headers: Vec<(String, String)> = letter
-                    .headers
-                    .iter()
-                    .flat_map(|(name, values)| {
-                        let name: &str = name.as_ref();
-                        values
-                            .iter()
-                            .map(move |v| (name.to_owned(), v.as_str().to_owned()))
-                    })
-                    .collect();
-                headers.sort();
-                for (name, value) in headers {
+                for (name, value) in sorted_headers(&letter) {
                     out!("  {name}: {value}");
                 }
                 out!("payload:");
@@ -288,4 +277,21 @@ fn confirm(what: &str) -> Outcome {
     } else {
         Err("nothing deleted".into())
     }
+}
+
+/// A dead letter's headers as (name, value) pairs, sorted, one pair per
+/// value (`dlq show` and the dashboard's letter page).
+pub(crate) fn sorted_headers(letter: &DeadLetter) -> Vec<(String, String)> {
+    let mut headers: Vec<(String, String)> = letter
+        .headers
+        .iter()
+        .flat_map(|(name, values)| {
+            let name: &str = name.as_ref();
+            values
+                .iter()
+                .map(move |v| (name.to_owned(), v.as_str().to_owned()))
+        })
+        .collect();
+    headers.sort();
+    headers
 }

@@ -157,18 +157,7 @@ pub(crate) async fn show(
         }
         Err(e) => return Err(e.into()),
     };
-    let mut headers: Vec<(String, String)> = letter
-        .headers
-        .iter()
-        .flat_map(|(name, values)| {
-            let name: &str = name.as_ref();
-            values
-                .iter()
-                .map(move |v| (name.to_owned(), v.as_str().to_owned()))
-        })
-        .collect();
-    headers.sort();
-    let headers: Vec<Vec<String>> = headers
+    let headers: Vec<Vec<String>> = crate::dlq::sorted_headers(&letter)
         .into_iter()
         .map(|(n, v)| vec![escape(&n), escape(&v)])
         .collect();
