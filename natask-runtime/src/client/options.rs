@@ -18,7 +18,8 @@ use serde::Serialize;
 
 use natask_core::{Task, TaskId, UniquePolicy, Until};
 
-use crate::store::locks::canonical_json;
+use crate::store::locks::{canonical_json, lock_key};
+use crate::EnqueueError;
 
 /// How one enqueue goes: [`Client::enqueue_with`](crate::Client::enqueue_with).
 ///
@@ -162,6 +163,20 @@ impl Unique {
     pub fn until(mut self, until: Until) -> Unique {
         self.policy.until = Some(until);
         self
+    }
+
+    /// The key of the lock `T`'s task takes, once the key encoded and the
+    /// TTL is at least a second (the server's per-message TTL resolution).
+    pub(crate) fn lock_key<T: Task>(self) -> Result<String, EnqueueError> {
+        let json = self.key.map_err(|source| EnqueueError::Encode {
+            task: T::NAME,
+            source,
+        })?;
+        let ttl = self.policy.ttl;
+        if ttl < Duration::from_secs(1) {
+            return Err(EnqueueError::UniqueTtl { task: T::NAME, ttl });
+        }
+        Ok(lock_key(T::QUEUE, T::NAME, &json))
     }
 
     /// The uniqueness `T` declares for `task`, if any.

@@ -15,7 +15,6 @@ use natask_core::{Backoff, Task, TaskEntry, TaskId};
 use super::drain::{run_to_the_end, with_client, Drained};
 use crate::client::options::{Due, EnqueueOptions, Enqueued, Unique, Uniqueness};
 use crate::jetstream::time;
-use crate::store::locks::lock_key;
 use crate::{Client, EnqueueError};
 
 /// How long a recording client's requests to the server (task states,
@@ -100,18 +99,7 @@ fn unique_key<T: Task>(task: &T, uniqueness: Uniqueness) -> Result<Option<String
         Uniqueness::Off => None,
         Uniqueness::Key(unique) => Some(unique),
     };
-    let Some(unique) = unique else {
-        return Ok(None);
-    };
-    let json = unique.key.map_err(|source| EnqueueError::Encode {
-        task: T::NAME,
-        source,
-    })?;
-    let ttl = unique.policy.ttl;
-    if ttl < Duration::from_secs(1) {
-        return Err(EnqueueError::UniqueTtl { task: T::NAME, ttl });
-    }
-    Ok(Some(lock_key(T::QUEUE, T::NAME, &json)))
+    unique.map(Unique::lock_key::<T>).transpose()
 }
 
 impl Recorder {

@@ -7,7 +7,7 @@
 
 use std::future::Future;
 use std::sync::atomic::Ordering;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use async_nats::jetstream::publish::PublishAck;
 use async_nats::{HeaderMap, Subject};
@@ -22,7 +22,7 @@ use crate::jetstream::headers::{
 };
 use crate::jetstream::{publish, time};
 use crate::middleware::{self, Enqueue, Rejected};
-use crate::store::locks::{lock_key, Acquired, Lock, LockError};
+use crate::store::locks::{Acquired, Lock, LockError};
 use crate::store::tasks::{TaskInfo, TaskState};
 
 mod error;
@@ -262,17 +262,11 @@ impl Client {
 
     /// Takes the lock `unique` asks for, for task `id`.
     async fn take_lock<T: Task>(&self, unique: Unique, id: TaskId) -> Result<Taken, EnqueueError> {
-        let json = unique.key.map_err(|source| EnqueueError::Encode {
-            task: T::NAME,
-            source,
-        })?;
-        let ttl = unique.policy.ttl;
-        if ttl < Duration::from_secs(1) {
-            return Err(EnqueueError::UniqueTtl { task: T::NAME, ttl });
-        }
+        let policy = unique.policy;
+        let ttl = policy.ttl;
         let lock = Lock {
-            key: lock_key(T::QUEUE, T::NAME, &json),
-            until: unique.policy.until,
+            key: unique.lock_key::<T>()?,
+            until: policy.until,
         };
         let acquired = self.locks().acquire(&lock, id, ttl).await;
         match acquired.map_err(|e| self.lock_error::<T>(e))? {
