@@ -7,14 +7,26 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// Version of the wire format this crate writes and reads.
-pub const FORMAT_VERSION: &str = "1";
+/// Version of the wire format this crate writes. Format 2 leaves out what
+/// the message already says elsewhere: the id is its `Nats-Msg-Id` (no
+/// [`HEADER_ID`]), the enqueue time its stream timestamp (no
+/// [`HEADER_ENQUEUED_AT`]) and the body JSON (no [`HEADER_CONTENT_TYPE`]).
+pub const FORMAT_VERSION: &str = "2";
+
+/// Every wire format this crate reads: format 1 (each header spelled out,
+/// what hand-written producers of natask 0.1 send) and format 2. A message
+/// without [`HEADER_FORMAT`] is format 1.
+pub const FORMATS_READ: [&str; 2] = ["1", FORMAT_VERSION];
 
 /// Header carrying the task name (the routing key inside a queue).
 pub const HEADER_TASK: &str = "Natask-Task";
-/// Header carrying the task id.
+/// Header carrying the task id; without it, the id is the message's
+/// [`HEADER_MSG_ID`] (format 2). natask's producers send it only on delayed
+/// tasks, and a dead letter always has it.
 pub const HEADER_ID: &str = "Natask-Id";
-/// Header carrying the enqueue time, in milliseconds since the Unix epoch.
+/// Header carrying the enqueue time, in milliseconds since the Unix epoch;
+/// without it, the time the stream stored the message. natask's producers
+/// send it only on delayed tasks.
 pub const HEADER_ENQUEUED_AT: &str = "Natask-Enqueued-At";
 /// Delayed tasks: when the task is due, in milliseconds since the Unix epoch.
 pub const HEADER_DUE_AT: &str = "Natask-Due-At";
@@ -47,9 +59,10 @@ pub const HEADER_FAILED_AT: &str = "Natask-Failed-At";
 /// On a dead letter whose body was cut to fit the server's `max_payload`:
 /// the original body's size in bytes.
 pub const HEADER_TRUNCATED: &str = "Natask-Truncated";
-/// Payload encoding; natask writes `application/json`.
+/// Payload encoding, `application/json` when present (format 2 leaves it
+/// out; natask never reads it).
 pub const HEADER_CONTENT_TYPE: &str = "Content-Type";
-/// The only payload encoding of format version 1.
+/// The only payload encoding of format versions 1 and 2.
 pub const CONTENT_TYPE_JSON: &str = "application/json";
 
 /// The durable pull consumer every worker process of a queue shares.

@@ -18,7 +18,7 @@ use ed25519_dalek::{Signer as _, Verifier as _};
 use natask_core::wire;
 
 use crate::jetstream::headers::{
-    self, DUE_AT, FORMAT, ID, SIGNATURE, TASK, UNIQUE, UNIQUE_UNTIL, VERSION,
+    self, DUE_AT, FORMAT, SIGNATURE, TASK, UNIQUE, UNIQUE_UNTIL, VERSION,
 };
 
 /// What the signed bytes start with; a new layout gets a new tag.
@@ -108,7 +108,7 @@ impl SigningKey {
     /// `docs/wire-format.md` describes them (the `natask enqueue` command
     /// does). Sign last: a header changed afterwards breaks the signature.
     pub fn sign(&self, queue: &str, headers: &mut HeaderMap, body: &[u8]) {
-        let id = headers::get(Some(headers), ID)
+        let id = headers::id_text(Some(headers))
             .unwrap_or_default()
             .to_owned();
         let signature = self.0.sign(&signed_bytes(queue, Some(headers), &id, body));
@@ -212,7 +212,7 @@ pub(crate) fn verify(
     }
     // A cron tick carries no `Natask-Id` when it is signed; its dead
     // letter, and so a replay of it, gains one.
-    let id = headers::get(headers, ID).unwrap_or_default();
+    let id = headers::id_text(headers).unwrap_or_default();
     let mut ids_signed = vec![id];
     if !id.is_empty() && headers::get(headers, headers::NATS_SCHEDULER).is_some() {
         ids_signed.push("");
@@ -238,7 +238,7 @@ pub(crate) fn verify(
 /// when absent), and the body.
 fn signed_bytes(queue: &str, headers: Option<&HeaderMap>, id: &str, body: &[u8]) -> Vec<u8> {
     let header = |name| headers::get(headers, name).unwrap_or_default();
-    let format = headers::get(headers, FORMAT).unwrap_or(wire::FORMAT_VERSION);
+    let format = headers::get(headers, FORMAT).unwrap_or("1");
     let version = headers::get(headers, VERSION).unwrap_or("1");
     let fields: [&[u8]; 9] = [
         queue.as_bytes(),
@@ -306,6 +306,7 @@ fn hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::jetstream::headers::{ID, MSG_ID};
 
     fn task_headers() -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -377,6 +378,43 @@ mod tests {
             b"{\"to\":\"a@b\"}"
         )
         .is_err());
+    }
+
+    #[test]
+    fn a_format_2_task_is_signed_with_its_msg_id_as_its_id() {
+        let key = SigningKey::generate();
+        let trusted = [key.public_key()];
+        let mut h = HeaderMap::new();
+        h.insert(TASK, "send_email");
+        h.insert(FORMAT, "2");
+        h.insert(MSG_ID, "0192c4d2-0000-7000-8000-000000000001");
+        key.sign("emails", &mut h, b"{}");
+        assert_eq!(
+            verify(&trusted, "emails", "send_email", Some(&h), b"{}"),
+            Ok(())
+        );
+        let mut other_id = h.clone();
+        other_id.insert(MSG_ID, "0192c4d2-0000-7000-8000-000000000002");
+        assert!(verify(&trusted, "emails", "send_email", Some(&other_id), b"{}").is_err());
+        // Its dead letter spells the id out and has a dedup id of its own;
+        // a replay of it still verifies.
+        let mut letter = h.clone();
+        letter.insert(ID, "0192c4d2-0000-7000-8000-000000000001");
+        letter.insert(MSG_ID, "0192c4d2-0000-7000-8000-000000000001:replay:7");
+        assert_eq!(
+            verify(&trusted, "emails", "send_email", Some(&letter), b"{}"),
+            Ok(())
+        );
+        // A format 1 message is signed as format 1, whether it says so or not.
+        let mut v1 = HeaderMap::new();
+        v1.insert(TASK, "send_email");
+        v1.insert(ID, "0192c4d2-0000-7000-8000-000000000001");
+        key.sign("emails", &mut v1, b"{}");
+        v1.insert(FORMAT, "1");
+        assert_eq!(
+            verify(&trusted, "emails", "send_email", Some(&v1), b"{}"),
+            Ok(())
+        );
     }
 
     #[test]

@@ -44,11 +44,17 @@ pub(crate) fn kind_headers(task: &str, version: u32) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(TASK, task);
     headers.insert(FORMAT, wire::FORMAT_VERSION);
-    headers.insert(CONTENT_TYPE, wire::CONTENT_TYPE_JSON);
     if version > 1 {
         headers.insert(VERSION, version.to_string().as_str());
     }
     headers
+}
+
+/// The task id a message's headers carry, as text: its `Natask-Id`, or
+/// its `Nats-Msg-Id` when it has none (format 2). A present `Natask-Id`
+/// wins even when it is not an id, so a bad one is reported as such.
+pub(crate) fn id_text(headers: Option<&HeaderMap>) -> Option<&str> {
+    get(headers, ID).or_else(|| get(headers, MSG_ID))
 }
 
 /// The payload version a message carries: 1 without the header, `None`

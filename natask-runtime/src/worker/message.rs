@@ -9,7 +9,7 @@ use async_nats::HeaderName;
 use natask_core::wire;
 use natask_core::{Headers, TaskId};
 
-use crate::jetstream::headers::{self, ID, NATS_SCHEDULER};
+use crate::jetstream::headers::{self, ENQUEUED_AT, ID, NATS_SCHEDULER};
 
 /// The value of header `name`.
 pub(crate) fn header(msg: &jetstream::Message, name: HeaderName) -> Option<&str> {
@@ -21,16 +21,26 @@ pub(crate) fn header_time(msg: &jetstream::Message, name: HeaderName) -> Option<
     headers::time(msg.headers.as_ref(), name)
 }
 
-/// The task's id: its `Natask-Id` header or, for a tick of a cron task or
+/// The task's id: its `Natask-Id` header; for a tick of a cron task or
 /// recurring schedule (produced by a schedule, `Nats-Scheduler` set, and no
 /// `Natask-Id` since it would be the same on every tick), an id derived
-/// from the message (see [`message_id`]).
+/// from the message (see [`message_id`]); otherwise its `Nats-Msg-Id`
+/// (format 2).
 pub(crate) fn task_id(msg: &jetstream::Message) -> Option<TaskId> {
-    match header(msg, ID) {
-        Some(v) => v.parse().ok(),
-        None if header(msg, NATS_SCHEDULER).is_some() => message_id(msg),
-        None => None,
+    if header(msg, ID).is_none() && header(msg, NATS_SCHEDULER).is_some() {
+        return message_id(msg);
     }
+    headers::id_text(msg.headers.as_ref())?.parse().ok()
+}
+
+/// When the task was enqueued: its `Natask-Enqueued-At`, or when the
+/// stream stored the message (format 2).
+pub(crate) fn enqueued_at(msg: &jetstream::Message) -> Option<SystemTime> {
+    header_time(msg, ENQUEUED_AT).or_else(|| {
+        let info = msg.info().ok()?;
+        let nanos = u64::try_from(info.published.unix_timestamp_nanos()).ok()?;
+        Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(nanos))
+    })
 }
 
 /// An id derived from the message itself: a UUIDv7 with the time it was

@@ -624,7 +624,7 @@ async fn a_task_in_an_unknown_wire_format_is_handed_back_then_parked_never_run()
     assert_eq!(
         h("Natask-Error"),
         "task `formatted` on queue `it_format` is in wire format `99`, which no worker read after 3 \
-         deliveries (this one reads format 1); deploy a worker that reads it, then replay the dead letter"
+         deliveries (this one reads formats 1 and 2); deploy a worker that reads it, then replay the dead letter"
     );
     assert_eq!(queued(&client, "it_format").await, 0);
 }

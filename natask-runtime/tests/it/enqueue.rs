@@ -159,11 +159,13 @@ async fn ids_are_returned_and_parse_back() {
         .await
         .unwrap();
     let header = |n: &str| stored.headers.get(n).map(|v| v.as_str().to_owned());
-    assert_eq!(header("Natask-Id"), Some(id.to_string()));
+    // Format 2: the id is the dedup id, the enqueue time the stream's.
     assert_eq!(header("Nats-Msg-Id"), Some(id.to_string()));
     assert_eq!(header("Natask-Task").as_deref(), Some("round_trip"));
-    assert_eq!(header("Natask-Format").as_deref(), Some("1"));
-    assert_eq!(header("Content-Type").as_deref(), Some("application/json"));
+    assert_eq!(header("Natask-Format").as_deref(), Some("2"));
+    for left_out in ["Natask-Id", "Natask-Enqueued-At", "Content-Type"] {
+        assert_eq!(header(left_out), None, "{left_out}");
+    }
     let body: serde_json::Value = serde_json::from_slice(&stored.payload).unwrap();
     assert_eq!(body["home"]["city"], "Zürich");
 }

@@ -161,8 +161,8 @@ fn hostile_cases(max: usize) -> Vec<Case> {
         Case::tally("wrong_type_null", b"null".to_vec()).parked("decode", "invalid type: null"),
         Case::tally("missing_field", b"{}".to_vec()).parked("decode", "missing field `n`"),
         Case::tally("unknown_format", br#"{"n":1}"#.to_vec())
-            .with("Natask-Format", "2")
-            .parked("unknown_format", "is in wire format `2`"),
+            .with("Natask-Format", "3")
+            .parked("unknown_format", "is in wire format `3`"),
         Case::tally("format_with_control_chars", br#"{"n":1}"#.to_vec())
             .with("Natask-Format", "banana\u{7}\u{1b}[2J")
             .parked("unknown_format", "is in wire format `banana"),

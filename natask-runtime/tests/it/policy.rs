@@ -379,7 +379,7 @@ async fn a_full_queue_refuses_a_task_and_keeps_every_queued_one() {
         let message = stream.get_raw_message(seq).await.unwrap();
         let header = message
             .headers
-            .get("Natask-Id")
+            .get("Nats-Msg-Id")
             .unwrap()
             .as_str()
             .to_owned();

@@ -52,19 +52,17 @@ async fn only_tasks_signed_by_a_trusted_key_run_and_the_rest_are_dead_lettered_w
         .await
         .unwrap();
     // Task 1 as it was published, changed after signing: once its body,
-    // once its id. Both are new messages to JetStream (no `Nats-Msg-Id`).
+    // once its id. Both are new messages to JetStream: the id its
+    // `Nats-Msg-Id` carried (format 2) moves to `Natask-Id`.
     let headers_of = |id: Option<String>| {
         let mut kept = Vec::new();
         for (name, values) in original.headers.as_ref().unwrap().iter() {
             let name: &str = name.as_ref();
-            if name == "Nats-Msg-Id" {
-                continue;
+            let value = values[0].as_str().to_owned();
+            match name {
+                "Nats-Msg-Id" => kept.push(("Natask-Id".to_owned(), id.clone().unwrap_or(value))),
+                _ => kept.push((name.to_owned(), value)),
             }
-            let value = match (&id, name) {
-                (Some(id), "Natask-Id") => id.clone(),
-                _ => values[0].as_str().to_owned(),
-            };
-            kept.push((name.to_owned(), value));
         }
         kept
     };

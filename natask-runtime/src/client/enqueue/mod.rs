@@ -160,6 +160,14 @@ impl Client {
                 headers.insert(NATS_SCHEDULE, format!("@at {}", delay.at).as_str());
                 headers.insert(NATS_SCHEDULE_TARGET, target.as_str());
                 headers.insert(DUE_AT, time::unix_millis(delay.due).to_string().as_str());
+                // The copy the schedule stores when due is the task: it
+                // needs its id and enqueue time spelled out, as its
+                // `Nats-Msg-Id` and stream timestamp are the copy's own.
+                headers.insert(ID, id.to_string().as_str());
+                headers.insert(
+                    ENQUEUED_AT,
+                    time::unix_millis(SystemTime::now()).to_string().as_str(),
+                );
             }
         })?;
         let subject = match delay {
@@ -473,18 +481,13 @@ fn resolve<T: Task>(due: Option<Due>) -> Result<Option<Delay>, EnqueueError> {
     }
 }
 
-/// A task's headers as a producer sends them: the kind's, plus its id
-/// (also the deduplication id) and the enqueue time.
+/// A task's headers as a producer sends them: the kind's, plus its id as
+/// the deduplication id, which names the task in format 2.
 fn task_headers(task: &str, version: u32, id: TaskId) -> HeaderMap {
     let mut buffer = uuid::Uuid::encode_buffer();
     let id = &*id.as_uuid().hyphenated().encode_lower(&mut buffer);
     let mut headers = headers::kind_headers(task, version);
     headers.insert(MSG_ID, id);
-    headers.insert(ID, id);
-    headers.insert(
-        ENQUEUED_AT,
-        time::unix_millis(SystemTime::now()).to_string().as_str(),
-    );
     headers
 }
 

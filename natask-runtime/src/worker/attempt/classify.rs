@@ -12,7 +12,7 @@ use natask_core::{TaskContext, TaskEntry, TaskId};
 
 use super::Delivery;
 use crate::jetstream::headers;
-use crate::jetstream::headers::{DUE_AT, ENQUEUED_AT, FORMAT, MSG_ID, NATS_SCHEDULER, TASK};
+use crate::jetstream::headers::{DUE_AT, FORMAT, MSG_ID, NATS_SCHEDULER, TASK};
 use crate::jetstream::time;
 use crate::signing;
 use crate::store::cancellations::Running;
@@ -105,7 +105,7 @@ pub(super) async fn classify(at: Delivery<'_>, lookup: Lookup) -> Verdict<'_> {
         Err(not_a_task) => return Verdict::Park(not_a_task),
     };
     // A message without the header is format 1 (hand-written producers).
-    let format = header(at.msg, FORMAT).filter(|f| *f != wire::FORMAT_VERSION);
+    let format = header(at.msg, FORMAT).filter(|f| !wire::FORMATS_READ.contains(f));
     // A forged or changed message is refused before anything is read for
     // its id; one in a format this worker does not read is handed back.
     if format.is_none() {
@@ -187,7 +187,7 @@ pub(super) async fn classify(at: Delivery<'_>, lookup: Lookup) -> Verdict<'_> {
         entry.queue,
         u32::try_from(number).unwrap_or(u32::MAX),
         max_attempts,
-        header_time(at.msg, ENQUEUED_AT),
+        message::enqueued_at(at.msg),
         timeout,
         message::context_headers(at.msg),
     )
@@ -227,8 +227,10 @@ fn identify(at: Delivery<'_>, delivered: u64) -> Result<(&str, TaskId), Parked<'
             task: name,
             reason: Reason::NotATask,
             error: format!(
-                "the message has no valid `{}` header (a UUID); producers must set it (docs/wire-format.md)",
-                wire::HEADER_ID
+                "the message has no valid `{}` header (a UUID), nor a `{}` that is one; producers must set \
+                 one of them (docs/wire-format.md)",
+                wire::HEADER_ID,
+                wire::HEADER_MSG_ID
             ),
             attempts: delivered,
             id: None,
@@ -389,9 +391,9 @@ fn unknown<'a>(
         Unknown::Format(format) => {
             let error = format!(
                 "task `{name}` on queue `{queue}` is in wire format `{format}`, which no worker read after \
-                 {delivered} deliveries (this one reads format {}); deploy a worker that reads it, then \
+                 {delivered} deliveries (this one reads formats {}); deploy a worker that reads it, then \
                  replay the dead letter",
-                wire::FORMAT_VERSION
+                wire::FORMATS_READ.join(" and ")
             );
             (Reason::UnknownFormat, error)
         }

@@ -26,10 +26,9 @@ use super::classify::{Attempt, Dropped, Parked};
 use super::run::{Outcome, Ran};
 use super::Delivery;
 use crate::jetstream::confirm;
-use crate::jetstream::headers::ENQUEUED_AT;
 use crate::store::tasks::{TaskInfo, TaskState};
 use crate::worker::dead_letter::{self, Parking, Reason};
-use crate::worker::message::{self, header_time};
+use crate::worker::message;
 
 /// The state of the attempt `ctx` describes, of the message `at` holds.
 pub(super) fn state_of(at: Delivery<'_>, ctx: &TaskContext, state: TaskState) -> TaskInfo {
@@ -119,7 +118,7 @@ pub(super) async fn dropped(at: Delivery<'_>, dropped: Dropped<'_>) {
     if at.worker.tracking {
         let mut info = TaskInfo::new(id, task, queue, state);
         info.seq = message::stream_sequence(at.msg);
-        info.enqueued_at = header_time(at.msg, ENQUEUED_AT);
+        info.enqueued_at = message::enqueued_at(at.msg);
         finish(at, info, error).await;
     }
     // Not removed, it is delivered again and dropped then.
