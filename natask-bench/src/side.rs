@@ -25,12 +25,12 @@ pub(crate) async fn connect_untracked(url: &str) -> anyhow::Result<Client> {
         .with_queue(QueuePolicy::new(QUEUE).tracking(false))?)
 }
 
-/// natask with task tracking on but no `queued` state written at enqueue
-/// (`QueuePolicy::track_queued(false)`).
-pub(crate) async fn connect_unqueued(url: &str) -> anyhow::Result<Client> {
+/// natask with task tracking on and the `queued` state written at enqueue
+/// too (`QueuePolicy::track_queued(true)`, the default before issue 15).
+pub(crate) async fn connect_queued(url: &str) -> anyhow::Result<Client> {
     Ok(connect(url)
         .await?
-        .with_queue(QueuePolicy::new(QUEUE).track_queued(false))?)
+        .with_queue(QueuePolicy::new(QUEUE).track_queued(true))?)
 }
 
 /// Enqueues each task and awaits it before the next; returns how many.

@@ -79,6 +79,8 @@ pub const DEFAULT_PREFIX: &str = "natask";
 /// let n = Names::new("natask");
 /// assert_eq!(n.queue_stream("emails"), "NATASK_Q_emails");
 /// assert_eq!(n.task_subject("emails", "send_email"), "natask.q.emails.send_email");
+/// assert_eq!(n.waiting_subject("emails", "send_email", "42"), "natask.q.emails.send_email.42");
+/// assert_eq!(n.waiting_filter("emails", "42"), "natask.q.emails.*.42");
 /// assert_eq!(n.queue_filter("emails"), "natask.q.emails.>");
 /// assert_eq!(n.schedule_subject("emails", "send_email", "42"), "natask.s.emails.send_email.42");
 /// assert_eq!(n.cron_subject("emails", "digest"), "natask.s.emails.digest.cron");
@@ -115,9 +117,22 @@ impl Names {
         format!("{}.q.{queue}.>", self.prefix)
     }
 
-    /// The subject a task of `task` on `queue` is published to.
+    /// The subject of `task` on `queue` without a task id: the target of
+    /// cron and recurring schedules (whose ticks share it), and what
+    /// format 1 producers publish to. The queue's consumer takes both.
     pub fn task_subject(&self, queue: &str, task: &str) -> String {
         format!("{}.q.{queue}.{task}", self.prefix)
+    }
+
+    /// The subject task `id` of `task` on `queue` is published to: one per
+    /// task (format 2), so that a waiting task is found by its id.
+    pub fn waiting_subject(&self, queue: &str, task: &str, id: &str) -> String {
+        format!("{}.q.{queue}.{task}.{id}", self.prefix)
+    }
+
+    /// The subjects of waiting task `id` of `queue`, whatever its name.
+    pub fn waiting_filter(&self, queue: &str, id: &str) -> String {
+        format!("{}.q.{queue}.*.{id}", self.prefix)
     }
 
     /// The schedule subjects of `queue`'s delayed tasks; the queue's stream

@@ -94,7 +94,7 @@ impl QueuePolicy {
             when_full: WhenFull::Refuse,
             dedup_window: DEFAULT_DEDUP_WINDOW,
             tracking: true,
-            track_queued: true,
+            track_queued: false,
             prefetch: DEFAULT_PREFETCH,
         }
     }
@@ -202,16 +202,14 @@ impl QueuePolicy {
         self
     }
 
-    /// Whether `enqueue` records a tracked task's `queued` state (default
-    /// on). Off, a task has no state until a worker starts it:
-    /// [`Client::task_info`](crate::Client::task_info) returns `None` for a
-    /// task still waiting in its queue, and [`Client::cancel`](crate::Client::cancel)
-    /// answers [`Cancelled::Unknown`](crate::Cancelled::Unknown) for it (the
-    /// task is still never run: the worker that receives it drops it and
-    /// records `cancelled`). Everything after the start is kept as with
-    /// tracking on: `running`, retries, the final state and the result, and
-    /// [`Client::wait`](crate::Client::wait). Delayed tasks keep their
-    /// `delayed` state, which cancelling them needs. Saves one key-value
+    /// Whether `enqueue` also writes a tracked task's `queued` state to the
+    /// task bucket (default off). Either way
+    /// [`Client::task_info`](crate::Client::task_info) answers `queued` for
+    /// a waiting task and [`Client::cancel`](crate::Client::cancel) removes
+    /// it: natask's producers publish each task on a subject of its own
+    /// (`<prefix>.q.<queue>.<task>.<id>`), where they find it in the
+    /// queue's stream when the bucket has no state for it. On, that answer
+    /// comes from the bucket instead, at the cost of one more key-value
     /// write per task, about half of what tracking costs (`BENCHMARKS.md`,
     /// scenario 9). No effect when [`tracking`](Self::tracking) is off.
     pub fn track_queued(mut self, on: bool) -> Self {

@@ -329,7 +329,10 @@ impl DeadLetters {
             wire::HEADER_MSG_ID,
             format!("{}:replay:{}", letter.id, letter.sequence).as_str(),
         );
-        let subject = self.client.names().task_subject(&letter.queue, task);
+        let subject =
+            self.client
+                .names()
+                .waiting_subject(&letter.queue, task, &letter.id.to_string());
         self.client
             .jetstream()
             .publish_with_headers(subject, clean, letter.payload.clone())

@@ -1,12 +1,17 @@
 //! Tasks by id: what a task is doing ([`Client::task_info`]), waiting for
 //! its outcome ([`Client::wait`]) and cancelling it ([`Client::cancel`]),
-//! read from and written to the task-state bucket (`store::tasks`).
+//! read from and written to the task-state bucket (`store::tasks`), and,
+//! for a task still waiting, read from its queue's stream, where it has a
+//! subject of its own.
 
 use std::time::{Duration, SystemTime};
 
+use async_nats::jetstream::message::StreamMessage;
+use async_nats::jetstream::stream::RawMessageErrorKind;
 use natask_core::TaskId;
 
 use super::Client;
+use crate::jetstream::headers::{self, TASK};
 use crate::store::tasks::{TaskInfo, TaskState, TrackingError};
 
 /// What [`Client::cancel`] found and did.
@@ -30,8 +35,15 @@ pub enum Cancelled {
 
 impl Client {
     /// The state of task `id`, or `None` if none is kept: its queue does not
-    /// track tasks ([`QueuePolicy::tracking`](crate::QueuePolicy::tracking)),
-    /// its retention passed, or there is no such task.
+    /// track tasks ([`QueuePolicy::tracking`](crate::QueuePolicy::tracking))
+    /// and it is not waiting in it, its retention passed, or there is no
+    /// such task.
+    ///
+    /// A task that no worker has taken yet has no entry in the task bucket
+    /// (unless [`QueuePolicy::track_queued`](crate::QueuePolicy::track_queued)):
+    /// it is found on its own subject in its queue's stream, and answered
+    /// as `queued`. Looking for an id that is neither kept nor waiting
+    /// costs one request per queue.
     ///
     /// An id names one task: the state is that of the first task enqueued
     /// under `id`. A later message reusing the id (past the duplicate
@@ -46,7 +58,69 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn task_info(&self, id: TaskId) -> Result<Option<TaskInfo>, TrackingError> {
-        self.tasks().get(id).await
+        Ok(self.task_entry(id).await?.map(|(info, _)| info))
+    }
+
+    /// The kept state of task `id` and its revision, or, for a task still
+    /// waiting in a queue and not kept, its state read from its message,
+    /// with revision 0 (nothing kept).
+    async fn task_entry(&self, id: TaskId) -> Result<Option<(TaskInfo, u64)>, TrackingError> {
+        let tasks = self.tasks();
+        if let Some(kept) = tasks.entry(id).await? {
+            return Ok(Some(kept));
+        }
+        if let Some(waiting) = self.waiting(id).await? {
+            return Ok(Some((waiting, 0)));
+        }
+        // A worker may have finished it between the two reads: its final
+        // state is written before its message is removed.
+        tasks.entry(id).await
+    }
+
+    /// Task `id` as it waits in one of the queues, if it does. A queue
+    /// the user may not read is passed over (an operator of some queues
+    /// asks about their tasks).
+    async fn waiting(&self, id: TaskId) -> Result<Option<TaskInfo>, TrackingError> {
+        let queues = self.queues().await.map_err(|e| {
+            let streams = format!("{}*", self.names().queue_stream(""));
+            TrackingError::new(self.provisioner(), streams, e.into())
+        })?;
+        for queue in queues {
+            match self.waiting_in(&queue, id).await {
+                Ok(Some(info)) => return Ok(Some(info)),
+                Ok(None) => {}
+                Err(TrackingError::PermissionDenied { stream, violation }) => {
+                    tracing::debug!(%id, stream, %violation, "not allowed to look for the task in this queue");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Task `id` as it waits in `queue`, if it does: its message on its
+    /// own subject (read from the stream's leader, so a task just enqueued
+    /// is found).
+    pub(crate) async fn waiting_in(
+        &self,
+        queue: &str,
+        id: TaskId,
+    ) -> Result<Option<TaskInfo>, TrackingError> {
+        let name = self.names().queue_stream(queue);
+        let failed = |source: async_nats::Error| {
+            TrackingError::new(self.provisioner(), name.clone(), source)
+        };
+        let stream = self
+            .jetstream()
+            .get_stream_no_info(&name)
+            .await
+            .map_err(|e| failed(e.into()))?;
+        let filter = self.names().waiting_filter(queue, &id.to_string());
+        match stream.get_first_raw_message_by_subject(filter, 1).await {
+            Ok(message) => Ok(Some(waiting_state(queue, id, &message))),
+            Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(failed(e.into())),
+        }
     }
 
     /// Waits until task `id` reaches a terminal state and returns its
@@ -94,7 +168,7 @@ impl Client {
         let tasks = self.tasks();
         let mut requested = false;
         loop {
-            let entry = tasks.entry(id).await?;
+            let entry = self.task_entry(id).await?;
             if let Some(state) = entry
                 .as_ref()
                 .map(|(info, _)| info.state)
@@ -113,10 +187,14 @@ impl Client {
                 return Ok(Cancelled::Stopping);
             }
             self.remove_waiting(&info).await?;
+            if revision == 0 && !self.tracks(&info.queue) {
+                return Ok(Cancelled::Removed);
+            }
             info.state = TaskState::Cancelled;
             info.finished_at = Some(SystemTime::now());
             // A worker may have written meanwhile (it started the task, or
             // saw the request and recorded the cancellation): look again.
+            // Revision 0 writes only if nothing is kept.
             if tasks.replace(&info, revision).await? {
                 return Ok(Cancelled::Removed);
             }
@@ -160,4 +238,15 @@ impl Client {
         }
         Ok(())
     }
+}
+
+/// The state of waiting task `id` of `queue`, read from its message: when
+/// it was stored, and where, so that cancelling it can delete it.
+fn waiting_state(queue: &str, id: TaskId, message: &StreamMessage) -> TaskInfo {
+    let task = headers::get(Some(&message.headers), TASK).unwrap_or_default();
+    let mut info = TaskInfo::new(id, task, queue, TaskState::Queued);
+    info.seq = Some(message.sequence);
+    let nanos = u64::try_from(message.time.unix_timestamp_nanos()).ok();
+    info.enqueued_at = nanos.map(|n| SystemTime::UNIX_EPOCH + Duration::from_nanos(n));
+    info
 }

@@ -155,7 +155,7 @@ async fn ids_are_returned_and_parse_back() {
         .await
         .unwrap();
     let stored = stream
-        .get_last_raw_message_by_subject("natask.q.it_round_trip.round_trip")
+        .get_last_raw_message_by_subject(&format!("natask.q.it_round_trip.round_trip.{id}"))
         .await
         .unwrap();
     let header = |n: &str| stored.headers.get(n).map(|v| v.as_str().to_owned());

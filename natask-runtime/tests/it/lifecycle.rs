@@ -94,6 +94,11 @@ async fn unqueued_job(probe: State<Probe>, n: u32) -> Result<u32, TaskError> {
     Ok(n * 10)
 }
 
+#[task(queue = "it_life_queued")]
+async fn queued_state_job(n: u32) -> Result<u32, TaskError> {
+    Ok(n)
+}
+
 #[task(queue = "it_life_expiry")]
 async fn expiring_job(probe: State<Probe>, n: u32) -> Result<(), TaskError> {
     let _ = probe.started.send(n.to_string());
@@ -336,9 +341,14 @@ async fn without_tracking_no_state_is_kept_but_cancellation_still_holds() {
         .with_queue(QueuePolicy::new("it_life_untracked").tracking(false))
         .unwrap();
     let cancelled = UntrackedJob::new(1).enqueue(&client).await.unwrap().id;
-    // Nothing is known, but the request is kept for the runtime below,
-    // which starts after it was made.
-    assert_eq!(client.cancel(cancelled).await.unwrap(), Cancelled::Unknown);
+    // No state is kept, but a waiting task is found on its own subject...
+    let waiting = client.task_info(cancelled).await.unwrap().unwrap();
+    assert_eq!(waiting.state, TaskState::Queued);
+    // ...and removed; no state is written for it.
+    assert_eq!(client.cancel(cancelled).await.unwrap(), Cancelled::Removed);
+    // An id nothing names: the request is kept all the same.
+    let never = natask_runtime::TaskId::new();
+    assert_eq!(client.cancel(never).await.unwrap(), Cancelled::Unknown);
     let ran = UntrackedJob::new(2).enqueue(&client).await.unwrap().id;
 
     let (probe, mut started, _dropped, _release) = Probe::new();
@@ -354,13 +364,26 @@ async fn without_tracking_no_state_is_kept_but_cancellation_still_holds() {
     );
 }
 
-#[tokio::test]
-async fn without_the_queued_state_a_task_is_known_from_its_start_and_cancellation_still_holds() {
-    let server = natask_testing::NatsServer::start();
-    let client = connect(&server)
+/// The entry the task bucket keeps for `id`, read directly.
+async fn kept_entry(
+    client: &natask_runtime::Client,
+    id: natask_runtime::TaskId,
+) -> Option<TaskState> {
+    let bucket = client
+        .jetstream()
+        .get_key_value("NATASK_TASKS")
         .await
-        .with_queue(QueuePolicy::new("it_life_unqueued").track_queued(false))
-        .unwrap();
+        .ok()?;
+    let value = bucket.get(id.to_string()).await.unwrap()?;
+    let info: natask_runtime::TaskInfo = serde_json::from_slice(&value).unwrap();
+    Some(info.state)
+}
+
+#[tokio::test]
+async fn a_waiting_task_is_found_on_its_own_subject_and_cancelled_there() {
+    let server = natask_testing::NatsServer::start();
+    let client = connect(&server).await;
+    let queue = "it_life_unqueued";
     let cancelled = UnqueuedJob::new(1).enqueue(&client).await.unwrap().id;
     let ran = UnqueuedJob::new(2).enqueue(&client).await.unwrap().id;
     let batch: Vec<_> = client
@@ -369,12 +392,45 @@ async fn without_the_queued_state_a_task_is_known_from_its_start_and_cancellatio
         .into_iter()
         .map(|r| r.unwrap().id)
         .collect();
-    // Waiting in the queue, no task has a state...
-    for id in [cancelled, ran, batch[0], batch[1]] {
-        assert_eq!(client.task_info(id).await.unwrap(), None, "{id}");
+    // Waiting in the queue, no task has an entry in the bucket, and each
+    // is known all the same, from its message.
+    let stream = client
+        .jetstream()
+        .get_stream(client.names().queue_stream(queue))
+        .await
+        .unwrap();
+    for (seq, id) in (1..).zip([cancelled, ran, batch[0], batch[1]]) {
+        assert_eq!(kept_entry(&client, id).await, None, "{id}");
+        let info = client.task_info(id).await.unwrap().unwrap();
+        assert_eq!(
+            (info.id, info.state, info.task.as_str(), info.queue.as_str()),
+            (id, TaskState::Queued, "unqueued_job", queue)
+        );
+        let stored = stream.get_raw_message(seq).await.unwrap();
+        assert_eq!(
+            stored.subject.as_str(),
+            format!("natask.q.{queue}.unqueued_job.{id}")
+        );
+        assert!(info
+            .enqueued_at
+            .is_some_and(|t| t <= std::time::SystemTime::now()));
     }
-    // ...so cancel cannot tell where it is, but the request holds.
-    assert_eq!(client.cancel(cancelled).await.unwrap(), Cancelled::Unknown);
+    // A chosen id that names a waiting task is that task's again.
+    let again = client
+        .enqueue_with(
+            &UnqueuedJob::new(2),
+            natask_runtime::EnqueueOptions::new().id(ran),
+        )
+        .await
+        .unwrap();
+    assert!(!again.created);
+    // Cancelled while waiting: its message is deleted and its state kept.
+    assert_eq!(client.cancel(cancelled).await.unwrap(), Cancelled::Removed);
+    assert_eq!(
+        kept_entry(&client, cancelled).await,
+        Some(TaskState::Cancelled)
+    );
+    assert_eq!(queued(&client, queue).await, 3);
 
     let (probe, mut started, _dropped, _release) = Probe::new();
     let running = Running::start(builder(&client, &["it_life_unqueued"]).state(probe)).await;
@@ -384,7 +440,6 @@ async fn without_the_queued_state_a_task_is_known_from_its_start_and_cancellatio
         assert_eq!(done.result, Some(serde_json::json!(n * 10)));
         assert_eq!(done.attempts, 1);
     }
-    // The worker that received the cancelled task dropped it and said so.
     let dropped = client.wait(cancelled, EVENT_DEADLINE).await.unwrap();
     assert_eq!(dropped.state, TaskState::Cancelled);
     assert_eq!(dropped.attempts, 0);
@@ -463,22 +518,47 @@ async fn a_short_task_skips_its_running_state_and_a_long_one_records_it() {
             .unwrap();
         let done = client.wait(id, EVENT_DEADLINE).await.unwrap();
         assert_eq!(done.state, TaskState::Succeeded);
-        // the producer's `queued` and the worker's writes come from two
-        // connections: their order is not fixed
+        // the producer writes nothing (a waiting task is read from its
+        // subject); the worker's writes come from one connection, in order
         let mut seen = Vec::new();
-        while !(seen.contains(&TaskState::Queued) && seen.contains(&TaskState::Succeeded)) {
+        while !seen.contains(&TaskState::Succeeded) {
             let write = crate::within(writes.next()).await.unwrap();
             let info: serde_json::Value = serde_json::from_slice(&write.payload).unwrap();
             seen.push(serde_json::from_value(info["state"].clone()).unwrap());
         }
-        seen.sort_by_key(|s| s.to_string());
         states.push(seen);
     }
-    use TaskState::{Queued, Running as Runs, Succeeded};
+    use TaskState::{Running as Runs, Succeeded};
     assert_eq!(
         states,
-        [vec![Queued, Succeeded], vec![Queued, Runs, Succeeded]],
-        "a task shorter than 250 ms is written twice, a longer one three times"
+        [vec![Succeeded], vec![Runs, Succeeded]],
+        "a task shorter than 250 ms is written once, a longer one twice"
     );
     running.stop().await;
+}
+
+#[tokio::test]
+async fn with_the_queued_state_written_a_task_is_known_from_its_enqueue() {
+    let server = natask_testing::NatsServer::start();
+    let client = connect(&server)
+        .await
+        .with_queue(QueuePolicy::new("it_life_queued").track_queued(true))
+        .unwrap();
+    let one = QueuedStateJob::new(1).enqueue(&client).await.unwrap().id;
+    let batch = client.enqueue_many([QueuedStateJob::new(2)]).await;
+    let two = batch[0].as_ref().unwrap().id;
+    for id in [one, two] {
+        // The client reads what it enqueued: the entry's write is awaited.
+        assert_eq!(
+            client.task_info(id).await.unwrap().unwrap().state,
+            TaskState::Queued
+        );
+        assert_eq!(
+            kept_entry(&client, id).await,
+            Some(TaskState::Queued),
+            "{id}"
+        );
+    }
+    assert_eq!(client.cancel(one).await.unwrap(), Cancelled::Removed);
+    assert_eq!(kept_entry(&client, one).await, Some(TaskState::Cancelled));
 }

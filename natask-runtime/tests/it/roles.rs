@@ -117,6 +117,17 @@ async fn jobs(server: &NatsServer, provisioning: Provisioning) {
         .expect("untracked enqueue");
     let info = producer.task_info(later).await.expect("task_info");
     assert_eq!(info.map(|i| i.state), Some(TaskState::Delayed));
+    // A waiting task is read from its queue's stream.
+    let info = producer.task_info(ok).await.expect("task_info");
+    assert_eq!(info.map(|i| i.state), Some(TaskState::Queued));
+    let again = producer
+        .enqueue_with(
+            &RoleJob { n: 1, fail: false },
+            natask_runtime::EnqueueOptions::new().id(ok),
+        )
+        .await
+        .expect("enqueue with a chosen id");
+    assert!(!again.created, "the id names a waiting task");
 
     // Worker: runs them all, dead-letters the failing one.
     let running = Running::start(builder(&worker, &["it_roles_emails", "it_roles_audit"])).await;
@@ -208,11 +219,13 @@ async fn jobs(server: &NatsServer, provisioning: Provisioning) {
         &err,
         "$JS.API.CONSUMER.INFO.NATASK_Q_it_roles_emails.workers",
     );
-    let err = RoleJob { n: 5, fail: false }
-        .enqueue(&worker)
+    let refused = RoleJob { n: 5, fail: false };
+    let id = TaskId::new();
+    let err = worker
+        .enqueue_with(&refused, natask_runtime::EnqueueOptions::new().id(id))
         .await
         .unwrap_err();
-    denied(&err, "natask.q.it_roles_emails.role_job");
+    denied(&err, &format!("natask.q.it_roles_emails.role_job.{id}"));
     let err = worker.queue("it_roles_emails").pause().await.unwrap_err();
     denied(
         &err,

@@ -153,7 +153,7 @@ impl Client {
         lock: Option<Lock>,
         delay: Option<&Delay>,
     ) -> Result<bool, EnqueueError> {
-        let target = self.subject_of::<T>().await?;
+        let target = waiting_subject(&self.subject_of::<T>().await?, id);
         let (headers, payload) = self.prepare(task, id, |headers| {
             Lock::mark(lock.as_ref(), headers);
             if let Some(delay) = delay {
@@ -252,15 +252,20 @@ impl Client {
         }
     }
 
-    /// Whether a chosen id already names a task of a tracked queue whose
-    /// state is kept. Only ids the caller chose are looked up (a new id
-    /// names nothing); a failed read counts as no.
+    /// Whether a chosen id already names a task of a tracked queue: one
+    /// whose state is kept, or that waits in `T`'s queue. Only ids the
+    /// caller chose are looked up (a new id names nothing); a failed read
+    /// counts as no.
     async fn names_a_task<T: Task>(&self, id: TaskId) -> bool {
         if !self.tracks(T::QUEUE) {
             return false;
         }
-        match self.tasks().get(id).await {
-            Ok(kept) => kept.is_some(),
+        let found = match self.tasks().get(id).await {
+            Ok(None) => self.waiting_in(T::QUEUE, id).await,
+            kept => kept,
+        };
+        match found {
+            Ok(found) => found.is_some(),
             Err(error) => {
                 tracing::debug!(%id, %error, "could not read the state of a chosen task id; enqueueing");
                 false
@@ -453,6 +458,14 @@ impl Client {
             .insert(key, subject.clone());
         Ok(subject)
     }
+}
+
+/// The subject of waiting task `id`, from its task's subject (as
+/// [`Names::waiting_subject`](natask_core::wire::Names::waiting_subject)).
+pub(crate) fn waiting_subject(task_subject: &Subject, id: TaskId) -> Subject {
+    let mut buffer = uuid::Uuid::encode_buffer();
+    let id = id.as_uuid().hyphenated().encode_lower(&mut buffer);
+    Subject::from(format!("{task_subject}.{id}"))
 }
 
 /// What taking a unique lock found.

@@ -119,11 +119,12 @@ impl Provisioner {
         self.policies.get(queue).is_none_or(|p| p.tracking)
     }
 
-    /// Whether `enqueue` records the `queued` state of `queue`'s tasks.
+    /// Whether `enqueue` records the `queued` state of `queue`'s tasks
+    /// (off by default: it is read from the queue's stream).
     pub(crate) fn tracks_queued(&self, queue: &str) -> bool {
         self.policies
             .get(queue)
-            .is_none_or(|p| p.tracking && p.track_queued)
+            .is_some_and(|p| p.tracking && p.track_queued)
     }
 
     /// A failed request about `stream`: refused by the server's

@@ -242,9 +242,11 @@ fn identify(at: Delivery<'_>, delivered: u64) -> Result<(&str, TaskId), Parked<'
 /// The message, if it reuses the id of another task: a tracked task's
 /// kept state names the message that carries it (its stream sequence, or
 /// for a delayed task its schedule), and a message it does not name must
-/// not run as that task nor replace its state. A state that names no
-/// message (written by an older natask) cannot tell, and an unreadable
-/// one must not stop a task: the message then runs.
+/// not run as that task nor replace its state. A task no worker has taken
+/// yet has no kept state: the first message on its own subject is its
+/// message. A state that names no message (written by an older natask)
+/// cannot tell, and an unreadable one must not stop a task: the message
+/// then runs.
 async fn reused<'a>(
     at: Delivery<'a>,
     lookup: Lookup,
@@ -255,7 +257,17 @@ async fn reused<'a>(
     if !at.worker.tracking || !may_reuse(at.msg, id) {
         return None;
     }
+    let client = &at.shared.client;
     let kept = match lookup.kept(at, id).await {
+        Ok(None) => match client.waiting_in(at.worker.queue, id).await {
+            // Taken and finished since the first read: a worker writes a
+            // task's final state before it removes the task's message.
+            Ok(None) => client.tasks().get(id).await,
+            waiting => waiting,
+        },
+        kept => kept,
+    };
+    let kept = match kept {
         Ok(kept) => kept?,
         Err(e) => {
             tracing::warn!(%id, error = %e, "could not read the task's state to check its id; running it");
