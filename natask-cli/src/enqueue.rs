@@ -94,7 +94,7 @@ pub(crate) async fn run(client: &Client, command: Enqueue) -> Outcome {
     let names = client.names();
     let id = TaskId::new();
     let now = SystemTime::now();
-    let target = names.task_subject(queue, &command.task);
+    let target = names.waiting_subject(queue, &command.task, &id.to_string());
     let mut headers = HeaderMap::new();
     headers.insert(wire::HEADER_TASK, command.task.as_str());
     headers.insert(wire::HEADER_ID, id.to_string().as_str());

@@ -207,15 +207,36 @@ async fn pause_and_resume_reach_every_worker() {
         "indefinite: {queues}"
     );
 
-    // Enqueued while paused: it waits.
+    // Enqueued while paused: it waits, and is shown so (read from its
+    // queue), enqueued by a program or by the CLI.
     let id = PausedJob::new().enqueue(&client).await.unwrap().id;
     let info = json(&server, &["queue", "info", "cli_pause", "--json"]).await;
     assert_eq!(info["depth"], 1, "{info}");
+    let by_cli = ok(
+        &server,
+        &[
+            "enqueue",
+            "paused_job",
+            "--queue",
+            "cli_pause",
+            "--json",
+            "null",
+        ],
+    )
+    .await;
+    for waiting in [id.to_string().as_str(), by_cli.trim()] {
+        let shown = json(&server, &["tasks", "show", waiting, "--json"]).await;
+        assert_eq!(shown["state"], "queued", "{shown}");
+        assert_eq!(shown["task"], "paused_job", "{shown}");
+    }
+    let by_cli: natask_runtime::TaskId = by_cli.trim().parse().unwrap();
 
     ok(&server, &["queue", "resume", "cli_pause"]).await;
     assert!(!client.queue("cli_pause").info().await.unwrap().is_paused());
-    let done = client.wait(id, EVENT_DEADLINE).await.unwrap();
-    assert_eq!(done.state, TaskState::Succeeded, "runs once resumed");
+    for id in [id, by_cli] {
+        let done = client.wait(id, EVENT_DEADLINE).await.unwrap();
+        assert_eq!(done.state, TaskState::Succeeded, "runs once resumed");
+    }
 
     let missing = natask(&server, &["queue", "pause", "no_such_queue"]).await;
     assert_eq!(missing.status.code(), Some(1));
