@@ -11,7 +11,7 @@ use tracing::Instrument;
 
 use natask_core::{Task, TaskId};
 
-use super::enqueue::{initial_state, publish_error, waiting_subject, EnqueueError, Stored};
+use super::enqueue::{initial_state, publish_error, EnqueueError, Stored};
 use super::options::Enqueued;
 use super::Client;
 use crate::jetstream::publish::{ack_wait, is_transient, maybe_stored};
@@ -121,7 +121,7 @@ impl Client {
             }
             let deadline = Instant::now() + timeout;
             let payload = Bytes::from(payload);
-            let subject = waiting_subject(&subject, id);
+            let subject = self.task_subject::<T>(&subject, id);
             let publish = self.jetstream().publish_with_headers(
                 subject.clone(),
                 headers.clone(),

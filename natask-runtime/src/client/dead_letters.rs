@@ -329,10 +329,11 @@ impl DeadLetters {
             wire::HEADER_MSG_ID,
             format!("{}:replay:{}", letter.id, letter.sequence).as_str(),
         );
-        let subject =
-            self.client
-                .names()
-                .waiting_subject(&letter.queue, task, &letter.id.to_string());
+        let names = self.client.names();
+        let subject = match self.client.tracks(&letter.queue) {
+            true => names.waiting_subject(&letter.queue, task, &letter.id.to_string()),
+            false => names.task_subject(&letter.queue, task),
+        };
         self.client
             .jetstream()
             .publish_with_headers(subject, clean, letter.payload.clone())

@@ -35,14 +35,14 @@ pub enum Cancelled {
 
 impl Client {
     /// The state of task `id`, or `None` if none is kept: its queue does not
-    /// track tasks ([`QueuePolicy::tracking`](crate::QueuePolicy::tracking))
-    /// and it is not waiting in it, its retention passed, or there is no
-    /// such task.
+    /// track tasks ([`QueuePolicy::tracking`](crate::QueuePolicy::tracking)),
+    /// its retention passed, or there is no such task.
     ///
-    /// A task that no worker has taken yet has no entry in the task bucket
-    /// (unless [`QueuePolicy::track_queued`](crate::QueuePolicy::track_queued)):
-    /// it is found on its own subject in its queue's stream, and answered
-    /// as `queued`. Looking for an id that is neither kept nor waiting
+    /// A task of a tracked queue that no worker has taken yet has no entry
+    /// in the task bucket (unless
+    /// [`QueuePolicy::track_queued`](crate::QueuePolicy::track_queued)): it
+    /// is found on its own subject in its queue's stream, and answered as
+    /// `queued`. Looking for an id that is neither kept nor waiting
     /// costs one request per queue.
     ///
     /// An id names one task: the state is that of the first task enqueued

@@ -153,7 +153,7 @@ impl Client {
         lock: Option<Lock>,
         delay: Option<&Delay>,
     ) -> Result<bool, EnqueueError> {
-        let target = waiting_subject(&self.subject_of::<T>().await?, id);
+        let target = self.task_subject::<T>(&self.subject_of::<T>().await?, id);
         let (headers, payload) = self.prepare(task, id, |headers| {
             Lock::mark(lock.as_ref(), headers);
             if let Some(delay) = delay {
@@ -460,12 +460,21 @@ impl Client {
     }
 }
 
-/// The subject of waiting task `id`, from its task's subject (as
-/// [`Names::waiting_subject`](natask_core::wire::Names::waiting_subject)).
-pub(crate) fn waiting_subject(task_subject: &Subject, id: TaskId) -> Subject {
-    let mut buffer = uuid::Uuid::encode_buffer();
-    let id = id.as_uuid().hyphenated().encode_lower(&mut buffer);
-    Subject::from(format!("{task_subject}.{id}"))
+impl Client {
+    /// The subject task `id` of type `T` is published to, from its task
+    /// type's subject: on a tracked queue, its own (as
+    /// [`Names::waiting_subject`](natask_core::wire::Names::waiting_subject)),
+    /// where `task_info` and `cancel` find it while it waits; on an
+    /// untracked one, the task type's, which costs the server less (a
+    /// subject per message is an entry in the stream's subject index).
+    pub(crate) fn task_subject<T: Task>(&self, of_type: &Subject, id: TaskId) -> Subject {
+        if !self.tracks(T::QUEUE) {
+            return of_type.clone();
+        }
+        let mut buffer = uuid::Uuid::encode_buffer();
+        let id = id.as_uuid().hyphenated().encode_lower(&mut buffer);
+        Subject::from(format!("{of_type}.{id}"))
+    }
 }
 
 /// What taking a unique lock found.
