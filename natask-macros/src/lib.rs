@@ -289,20 +289,202 @@ mod valid;
 /// ```
 #[proc_macro_attribute]
 pub fn task(args: TokenStream, input: TokenStream) -> TokenStream {
-    let item: syn::Item = match syn::parse(input.clone()) {
-        Ok(syn::Item::Fn(item)) => {
-            return task_fn(args.into(), item).into();
+    on_item(input, |item| match item {
+        syn::Item::Fn(item) => task_fn(args.into(), item),
+        other => not_for(&other, attr::Macro::Task),
+    })
+}
+
+// The docs of `#[event]` and `#[subscribe]` live in `docs/events.md` too.
+/// Declares an integration event on a struct: every service that
+/// subscribes to it (`#[subscribe]`) handles each event once.
+///
+/// ```no_run
+/// use natask_runtime::{event, Client};
+///
+/// /// An order was placed.
+/// #[event(retention = "30d")]
+/// pub struct OrderPlaced {
+///     pub order: u64,
+///     pub total_cents: u64,
+/// }
+///
+/// # async fn demo(client: Client) -> Result<(), natask_runtime::PublishError> {
+/// let published = OrderPlaced { order: 7, total_cents: 1250 }.publish(&client).await?;
+/// println!("event {}", published.id);
+/// # Ok(()) }
+/// ```
+///
+/// The struct gets `Serialize`, `Deserialize`, `Debug` and `Clone` (do not
+/// derive them yourself; `#[serde(..)]` attributes on the struct and its
+/// fields apply), an `Event` impl with its name and retention, and
+/// `publish(&client)`, which stores it in the event's stream
+/// `<PREFIX>_EV_<name>` (created on first publish) under the subject
+/// `<prefix>.ev.<name>`. See `docs/events.md`.
+///
+/// # Arguments
+///
+/// ## `name = "order_placed"`
+/// The event's wire name: its stream, subject and `Natask-Event` header.
+/// Default: the struct's name in snake_case. 1 to 64 ASCII letters,
+/// digits, `_` or `-`, checked at compile time. Two events of one name in
+/// a crate are a compile error.
+///
+/// ## `retention = "7d"`
+/// How long the stream keeps an event (its `max_age`): a subscription
+/// created later with `start = "all"` sees the events still kept, and a
+/// subscription that falls further behind loses the oldest. A whole
+/// number followed by `ms`, `s`, `m`, `h` or `d`, at least `1s`. Default
+/// 7 days. Applied when the stream is created.
+///
+/// ## `crate = ::my::natask`
+/// Where `natask_runtime` is, for crates that re-export it.
+///
+/// # Equivalent code without the macro
+///
+/// ```text
+/// #[derive(Serialize, Deserialize, Debug, Clone)]
+/// pub struct OrderPlaced { pub order: u64, pub total_cents: u64 }
+///
+/// impl natask_runtime::Event for OrderPlaced {
+///     const NAME: &'static str = "order_placed";
+///     const RETENTION_MS: u64 = 30 * 24 * 3600 * 1000;
+/// }
+///
+/// impl OrderPlaced {
+///     pub async fn publish(&self, client: &Client) -> Result<Published, PublishError> {
+///         client.publish(self).await
+///     }
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn event(args: TokenStream, input: TokenStream) -> TokenStream {
+    on_item(input, |item| match item {
+        syn::Item::Struct(item) => {
+            let mut cx = ctxt::Ctxt::default();
+            let args = attr::TaskArgs::parse_for(&mut cx, args.into(), attr::Macro::Event);
+            match valid::event(&mut cx, &args, &item) {
+                Some(event) => expand::expand_event(&event),
+                None => with_errors(cx, &item),
+            }
         }
-        Ok(other) => other,
+        other => not_for(&other, attr::Macro::Event),
+    })
+}
+
+/// Subscribes a service to an event: an `async fn` whose one payload
+/// parameter is an `#[event]` type. Every service gets every event; the
+/// instances of one service share them (one durable consumer per service
+/// and handler).
+///
+/// ```no_run
+/// use natask_runtime::{event, subscribe, State, TaskError};
+///
+/// #[event]
+/// pub struct OrderPlaced { pub order: u64 }
+///
+/// struct Ledger;
+///
+/// #[subscribe(service = "billing", retries = 5, start = "all")]
+/// async fn charge(order: OrderPlaced, ledger: State<Ledger>) -> Result<(), TaskError> {
+///     let _ = (order.order, &*ledger);
+///     Ok(())
+/// }
+/// ```
+///
+/// A `Runtime` serves every `#[subscribe]` linked into the binary
+/// (`RuntimeBuilder::services` restricts them), through the same attempt
+/// pipeline as tasks: retries with backoff, timeouts, panics as failed
+/// attempts, dead letters, tracing spans and metrics. `State<T>` and
+/// `&TaskContext` parameters are injected as for `#[task]`. In dead
+/// letters, logs and metrics the subscription `<service>__<handler>`
+/// stands where a task's queue stands, and the event's name where its
+/// task name stands. See `docs/events.md`.
+///
+/// # Arguments
+///
+/// ## `service = "billing"`
+/// Required. The service the handler belongs to. Every instance of a
+/// service shares one durable consumer per handler, so each event is
+/// handled once per service; services differ by this name. 1 to 64 ASCII
+/// letters, digits, `_` or `-`.
+///
+/// ## `name = "charge"`
+/// The handler's name, default the function's: with the service it names
+/// the durable consumer `<service>__<handler>`. Renaming it starts a new
+/// subscription.
+///
+/// ## `start = "new"`
+/// Where a new subscription starts reading: `"new"` (default), the events
+/// published after its consumer is created; `"all"`, every event the
+/// stream still holds (see `#[event(retention)]`). Applied only when the
+/// consumer is created.
+///
+/// ## `retries = 3`
+/// Retries after the first attempt (default: the runtime's, 3).
+///
+/// ## `timeout = "30s"`
+/// Per-attempt timeout (default: the runtime's, 5 minutes).
+///
+/// ## `backoff = "exponential(1s, x2, max 5m)"`
+/// Delay before each retry, as for `#[task]`.
+///
+/// ## `crate = ::my::natask`
+/// Where `natask_runtime` is, for crates that re-export it.
+///
+/// # Equivalent code without the macro
+///
+/// There is none in public API: the subscriber's entry is collected at
+/// link time (`natask_runtime::registry::subscribers`).
+#[proc_macro_attribute]
+pub fn subscribe(args: TokenStream, input: TokenStream) -> TokenStream {
+    on_item(input, |item| match item {
+        syn::Item::Fn(item) => {
+            let mut cx = ctxt::Ctxt::default();
+            let args = attr::TaskArgs::parse_for(&mut cx, args.into(), attr::Macro::Subscribe);
+            let f = ast::TaskFn::from_item(item);
+            match valid::subscriber(&mut cx, &args, &f) {
+                Some(sub) => expand::expand_subscriber(&sub),
+                None => with_errors(cx, &f.item),
+            }
+        }
+        other => not_for(&other, attr::Macro::Subscribe),
+    })
+}
+
+/// Parses the annotated item and expands it, or reports why it does not
+/// parse (with the input kept, so nothing else breaks).
+fn on_item(
+    input: TokenStream,
+    expand: impl FnOnce(syn::Item) -> proc_macro2::TokenStream,
+) -> TokenStream {
+    match syn::parse::<syn::Item>(input.clone()) {
+        Ok(item) => expand(item).into(),
         Err(e) => {
             let mut out = e.to_compile_error();
             out.extend(proc_macro2::TokenStream::from(input));
-            return out.into();
+            out.into()
         }
-    };
-    let mut out = valid::not_a_fn(&item).to_compile_error();
+    }
+}
+
+/// The error for `kind` on an item it does not go on, and the item.
+fn not_for(item: &syn::Item, kind: attr::Macro) -> proc_macro2::TokenStream {
+    let mut out = valid::not_a_fn(item, kind).to_compile_error();
     out.extend(quote::quote!(#item));
-    out.into()
+    out
+}
+
+/// Every mistake `cx` holds, and the item as written: emitted anyway so
+/// that one mistake does not cascade into "cannot find" errors at every
+/// use.
+fn with_errors(cx: ctxt::Ctxt, item: &impl quote::ToTokens) -> proc_macro2::TokenStream {
+    let mut out = cx
+        .check()
+        .err()
+        .map_or_else(proc_macro2::TokenStream::new, |e| e.to_compile_error());
+    out.extend(quote::quote!(#item));
+    out
 }
 
 fn task_fn(args: proc_macro2::TokenStream, item: syn::ItemFn) -> proc_macro2::TokenStream {
@@ -311,17 +493,7 @@ fn task_fn(args: proc_macro2::TokenStream, item: syn::ItemFn) -> proc_macro2::To
     let f = ast::TaskFn::from_item(item);
     match valid::validate(&mut cx, &args, &f) {
         Some(task) => expand::expand(&task),
-        None => {
-            // Emit the function anyway so one mistake does not cascade into
-            // "cannot find function" errors at every call site.
-            let mut out = cx
-                .check()
-                .err()
-                .map_or_else(proc_macro2::TokenStream::new, |e| e.to_compile_error());
-            let item = &f.item;
-            out.extend(quote::quote!(#item));
-            out
-        }
+        None => with_errors(cx, &f.item),
     }
 }
 

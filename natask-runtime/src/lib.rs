@@ -246,6 +246,7 @@ mod worker;
 pub use client::context::ContextError;
 pub use client::dead_letters::{DeadLetter, DeadLetterError, DeadLetters};
 pub use client::enqueue::{EnqueueError, QueueLimit};
+pub use client::events::{PublishError, Published};
 pub use client::options::{EnqueueOptions, Enqueued, Unique};
 pub use client::queue::{Queue, QueueError, QueueInfo};
 pub use client::recurring::{Cron, Recurring, RecurringError, RecurringTask};
@@ -255,10 +256,10 @@ pub use jetstream::permissions::{NatsOperation, PermissionViolation, PermissionW
 pub use jetstream::provision::ProvisionError;
 pub use natask_core::task::assert_payload_field;
 pub use natask_core::{
-    name, wire, Backoff, HandlerFuture, Headers, IntoTaskResult, PayloadField, State, Task,
-    TaskContext, TaskError, TaskErrorKind, TaskId, UniquePolicy, Until,
+    event::Start, name, wire, Backoff, Event, HandlerFuture, Headers, IntoTaskResult, PayloadField,
+    State, Task, TaskContext, TaskError, TaskErrorKind, TaskId, UniquePolicy, Until,
 };
-pub use natask_macros::task;
+pub use natask_macros::{event, subscribe, task};
 pub use policy::{
     Drift, InvalidPolicy, InvalidReplicas, Provisioning, QueuePolicy, Storage, WhenFull,
     DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_IN_FLIGHT, DEFAULT_PREFETCH,
@@ -278,6 +279,7 @@ pub use worker::{RunError, Runtime};
 
 /// The link-time task registry.
 pub mod registry {
+    pub use natask_core::event::{subscribers, SubscriberEntry};
     pub use natask_core::registry::{tasks, validate, RegistryError, TaskEntry};
 }
 

@@ -2,7 +2,7 @@
 //! ([`Client::dead_letters`](crate::Client::dead_letters)): list, read,
 //! replay and purge. Workers park tasks there (`worker::dead_letter`).
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::{self, stream};
 
@@ -42,7 +42,8 @@ pub struct DeadLetter {
     /// `<stream>-<sequence>`) reads with an id made of its dead-letter
     /// sequence, which [`DeadLetters::get`] does not find; purge it.
     pub id: TaskId,
-    /// The task name, if the message had one.
+    /// The task name, if the message had one; for an event's letter, the
+    /// event name (and [`queue`](Self::queue) is the subscription).
     pub task: Option<String>,
     /// The queue the task was taken from.
     pub queue: String,
@@ -77,7 +78,7 @@ impl DeadLetter {
             .and_then(|id| id.parse().ok())
             .unwrap_or_else(|| TaskId::from(uuid::Uuid::from_u128(u128::from(m.sequence))));
         DeadLetter {
-            task: h(wire::HEADER_TASK),
+            task: h(wire::HEADER_TASK).or_else(|| h(wire::HEADER_EVENT)),
             queue: h(wire::HEADER_QUEUE).unwrap_or_default(),
             reason: h(wire::HEADER_REASON).unwrap_or_default(),
             error: h(wire::HEADER_ERROR).unwrap_or_default(),
@@ -309,11 +310,17 @@ impl DeadLetters {
                  enqueue the task again from its source",
             ));
         }
-        self.client
-            .provisioner()
-            .ensure_queue(&letter.queue)
-            .await
-            .map_err(|e| self.failed("replayed")(e.into()))?;
+        // An event's letter goes back to the subscription that parked it
+        // (`queue` is its consumer's name), not to every service.
+        let event = letter.headers.get(wire::HEADER_EVENT).is_some();
+        let provisioner = self.client.provisioner();
+        let ensured = if event {
+            let retention = Duration::from_millis(natask_core::event::DEFAULT_RETENTION_MS);
+            provisioner.ensure_event(task, retention).await
+        } else {
+            provisioner.ensure_queue(&letter.queue).await
+        };
+        ensured.map_err(|e| self.failed("replayed")(e.into()))?;
         let mut clean = async_nats::HeaderMap::new();
         for (name, values) in letter.headers.iter() {
             let name: &str = name.as_ref();
@@ -329,7 +336,12 @@ impl DeadLetters {
             wire::HEADER_MSG_ID,
             format!("{}:replay:{}", letter.id, letter.sequence).as_str(),
         );
-        let subject = self.client.names().task_subject(&letter.queue, task);
+        let names = self.client.names();
+        let subject = if event {
+            names.event_replay_subject(task, &letter.queue)
+        } else {
+            names.task_subject(&letter.queue, task)
+        };
         self.client
             .jetstream()
             .publish_with_headers(subject, clean, letter.payload.clone())

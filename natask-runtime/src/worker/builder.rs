@@ -8,15 +8,15 @@ use std::time::Duration;
 use tokio_util::task::TaskTracker;
 
 use natask_core::registry::{self, RegistryError};
-use natask_core::{Backoff, StateMap, Task, TaskEntry};
+use natask_core::{event, Backoff, StateMap, SubscriberEntry, Task, TaskEntry};
 
-use super::fetch::QueueWorker;
+use super::fetch::{QueueWorker, Source};
 use super::{Runtime, Shared};
 use crate::client::Client;
 use crate::jetstream::assets::{Bucket, ConsumerSettings};
 use crate::jetstream::provision::ProvisionError;
 use crate::middleware::{self, Middleware};
-use crate::policy::InvalidPolicy;
+use crate::policy::{InvalidPolicy, QueuePolicy};
 use crate::signing::PublicKey;
 use crate::store::fleet::DEFAULT_HEARTBEAT;
 use crate::store::handbacks::Handbacks;
@@ -79,6 +79,7 @@ pub struct RuntimeBuilder {
     client: Client,
     states: StateMap,
     queues: Option<Vec<String>>,
+    services: Option<Vec<String>>,
     explicit: Vec<TaskEntry>,
     use_linked: bool,
     concurrency: usize,
@@ -104,6 +105,28 @@ pub enum BuildError {
         queue: String,
         /// The queues that do have tasks.
         known: String,
+    },
+    /// A service passed to [`RuntimeBuilder::services`] has no `#[subscribe]`
+    /// handler in this binary.
+    #[error("service `{service}` was asked for, but no linked `#[subscribe]` handler belongs to it (linked services: {known}); {LINK_HINT}")]
+    UnknownService {
+        /// The service asked for.
+        service: String,
+        /// The services that do have handlers.
+        known: String,
+    },
+    /// Two `#[subscribe]` handlers of one service share a handler name for
+    /// one event, and so would share one consumer.
+    #[error("subscription `{subscription}` to event `{event}` is defined twice: by {first} and by {second}; give one of them another name with `#[subscribe(name = \"...\")]`")]
+    DuplicateSubscription {
+        /// The subscription (its consumer's name).
+        subscription: &'static str,
+        /// The event.
+        event: &'static str,
+        /// Where the first is defined.
+        first: String,
+        /// Where the second is defined.
+        second: String,
     },
     /// A task needs shared state that was not registered.
     #[error("task `{task}` needs `State<{type_name}>`, but no value of that type was registered; add `.state(value)` with a `{type_name}` to the runtime builder")]
@@ -159,6 +182,7 @@ impl RuntimeBuilder {
             client,
             states: StateMap::new(),
             queues: None,
+            services: None,
             explicit: Vec::new(),
             use_linked: true,
             concurrency: DEFAULT_CONCURRENCY,
@@ -204,6 +228,18 @@ impl RuntimeBuilder {
         S: Into<String>,
     {
         self.queues = Some(queues.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Serves only the `#[subscribe]` handlers of these services (default:
+    /// every service linked into the binary). Tasks are served as
+    /// [`queues`](Self::queues) says, whatever this says.
+    pub fn services<I, S>(mut self, services: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.services = Some(services.into_iter().map(Into::into).collect());
         self
     }
 
@@ -314,9 +350,13 @@ impl RuntimeBuilder {
     pub async fn build(self) -> Result<Runtime, BuildError> {
         self.check_settings()?;
         let by_queue = self.collect()?;
+        let subscriptions = self.subscriptions()?;
         let mut workers = Vec::new();
         for (queue, handlers) in by_queue {
             workers.push(Arc::new(self.serve(queue, handlers).await?));
+        }
+        for sub in subscriptions {
+            workers.push(Arc::new(self.subscribe(sub).await?));
         }
         let provisioner = self.client.provisioner();
         let handbacks = Handbacks::open(Arc::clone(provisioner)).await?;
@@ -389,7 +429,8 @@ impl RuntimeBuilder {
             &[]
         };
         let entries = registry::dedup(linked.iter().copied().chain(self.explicit.iter().copied()))?;
-        if entries.is_empty() {
+        let subscribes = self.use_linked && !event::subscribers().is_empty();
+        if entries.is_empty() && !subscribes {
             return Err(BuildError::NoTasks);
         }
         let mut by_queue: BTreeMap<&'static str, HashMap<&'static str, TaskEntry>> =
@@ -415,14 +456,7 @@ impl RuntimeBuilder {
         }
         let mut served: Vec<&TaskEntry> = by_queue.values().flat_map(HashMap::values).collect();
         served.sort_by_key(|e| (e.queue, e.name));
-        for entry in served {
-            if let Some(missing) = entry.states.iter().find(|k| !self.states.contains(k)) {
-                return Err(BuildError::MissingState {
-                    task: entry.name,
-                    type_name: missing.type_name(),
-                });
-            }
-        }
+        self.check_states(served)?;
         Ok(by_queue)
     }
 
@@ -436,11 +470,59 @@ impl RuntimeBuilder {
         let client = &self.client;
         let policy = client.provisioner().policy(queue);
         policy.validate()?;
-        let mut settings = ConsumerSettings::of(&policy, self.config.ack_wait);
+        let settings = ConsumerSettings::of(&policy, self.config.ack_wait);
         let consumer = client
             .provisioner()
             .queue_consumer(queue, &settings)
             .await?;
+        super::cron::sync(client, queue, &handlers).await?;
+        let mut tasks: Vec<_> = handlers.keys().copied().collect();
+        tasks.sort_unstable();
+        let tracking = client.tracks(queue);
+        let worker = self.worker(queue, Source::Queue, consumer, handlers, &policy, settings);
+        tracing::info!(queue, tasks = ?tasks, concurrency = worker.concurrency, max_in_flight = policy.max_in_flight, "serving queue");
+        Ok(QueueWorker { tracking, ..worker })
+    }
+
+    /// Provisions the consumer of subscription `sub` (and its event's
+    /// stream); the worker loop that will serve it, through the same
+    /// attempt pipeline as a queue. Its policy is the one registered under
+    /// the subscription's name, if any. Events are not tracked.
+    async fn subscribe(&self, sub: SubscriberEntry) -> Result<QueueWorker, BuildError> {
+        let subscription = sub.task.queue;
+        let policy = self.client.provisioner().policy(subscription);
+        policy.validate()?;
+        let settings = ConsumerSettings::of(&policy, self.config.ack_wait);
+        let retention = Duration::from_millis(sub.retention_ms);
+        let consumer = self
+            .client
+            .provisioner()
+            .subscription_consumer(sub.event, retention, subscription, sub.start, &settings)
+            .await?;
+        let handlers = HashMap::from([(sub.event, sub.task)]);
+        let source = Source::Subscription(sub);
+        let worker = self.worker(subscription, source, consumer, handlers, &policy, settings);
+        tracing::info!(
+            service = sub.service,
+            event = sub.event,
+            subscription,
+            concurrency = worker.concurrency,
+            "serving subscription"
+        );
+        Ok(worker)
+    }
+
+    /// The worker loop of `queue` (a queue or a subscription), reading
+    /// `consumer` as `policy` says; it tracks no task states.
+    fn worker(
+        &self,
+        queue: &'static str,
+        source: Source,
+        consumer: async_nats::jetstream::consumer::PullConsumer,
+        handlers: HashMap<&'static str, TaskEntry>,
+        policy: &QueuePolicy,
+        mut settings: ConsumerSettings,
+    ) -> QueueWorker {
         // An attached consumer keeps its own lease; renew within the
         // shorter of the two so a task is never lost to a short lease.
         settings.ack_wait = settings
@@ -451,24 +533,79 @@ impl RuntimeBuilder {
             .cluster
             .as_ref()
             .is_some_and(|cluster| !cluster.replicas.is_empty());
-        super::cron::sync(client, queue, &handlers).await?;
-        let mut tasks: Vec<_> = handlers.keys().copied().collect();
-        tasks.sort_unstable();
-        let concurrency = policy.concurrency.unwrap_or(self.concurrency);
-        tracing::info!(queue, tasks = ?tasks, concurrency, max_in_flight = policy.max_in_flight, "serving queue");
-        Ok(QueueWorker {
+        QueueWorker {
             queue,
+            source,
             consumer,
             handlers,
-            concurrency,
+            concurrency: policy.concurrency.unwrap_or(self.concurrency),
             settings,
             default_retries: policy.retries.unwrap_or(self.config.default_retries),
-            tracking: client.tracks(queue),
+            tracking: false,
             validity: policy.validity,
             replicated,
             prefetch: policy.prefetch,
             running: Arc::default(),
             finished: Arc::default(),
-        })
+        }
+    }
+
+    /// The subscriptions to serve: linked (unless
+    /// [`only_registered`](Self::only_registered)), one per definition,
+    /// only the services asked for, each with its state.
+    fn subscriptions(&self) -> Result<Vec<SubscriberEntry>, BuildError> {
+        let linked = if self.use_linked {
+            event::subscribers()
+        } else {
+            &[]
+        };
+        let mut out: Vec<SubscriberEntry> = Vec::new();
+        for sub in linked {
+            let same =
+                |o: &&SubscriberEntry| o.event == sub.event && o.task.queue == sub.task.queue;
+            match out.iter().find(same) {
+                Some(seen) if seen.task.location() == sub.task.location() => {}
+                Some(seen) => {
+                    return Err(BuildError::DuplicateSubscription {
+                        subscription: sub.task.queue,
+                        event: sub.event,
+                        first: seen.task.location(),
+                        second: sub.task.location(),
+                    })
+                }
+                None => out.push(*sub),
+            }
+        }
+        if let Some(wanted) = &self.services {
+            if let Some(service) = wanted.iter().find(|w| !out.iter().any(|s| s.service == *w)) {
+                let mut known: Vec<_> = out.iter().map(|s| format!("`{}`", s.service)).collect();
+                known.sort();
+                known.dedup();
+                return Err(BuildError::UnknownService {
+                    service: service.clone(),
+                    known: known.join(", "),
+                });
+            }
+            out.retain(|s| wanted.iter().any(|w| w == s.service));
+        }
+        out.sort_by_key(|s| (s.event, s.task.queue));
+        self.check_states(out.iter().map(|s| &s.task))?;
+        Ok(out)
+    }
+
+    /// Fails if one of `entries` needs a state that was not registered.
+    fn check_states<'a>(
+        &self,
+        entries: impl IntoIterator<Item = &'a TaskEntry>,
+    ) -> Result<(), BuildError> {
+        for entry in entries {
+            if let Some(missing) = entry.states.iter().find(|k| !self.states.contains(k)) {
+                return Err(BuildError::MissingState {
+                    task: entry.name,
+                    type_name: missing.type_name(),
+                });
+            }
+        }
+        Ok(())
     }
 }
