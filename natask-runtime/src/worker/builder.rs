@@ -221,7 +221,9 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Serves only these queues (default: every queue a registered task uses).
+    /// Serves only these queues (default: every queue a registered task
+    /// uses). Picking queues and no [`services`](Self::services) serves no
+    /// `#[subscribe]` handler: a runtime serves what was picked.
     pub fn queues<I, S>(mut self, queues: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -232,8 +234,9 @@ impl RuntimeBuilder {
     }
 
     /// Serves only the `#[subscribe]` handlers of these services (default:
-    /// every service linked into the binary). Tasks are served as
-    /// [`queues`](Self::queues) says, whatever this says.
+    /// every service linked into the binary). Picking services and no
+    /// [`queues`](Self::queues) serves no task: a runtime serves what was
+    /// picked, so `.services(["billing"])` is a billing instance only.
     pub fn services<I, S>(mut self, services: I) -> Self
     where
         I: IntoIterator<Item = S>,
@@ -441,7 +444,14 @@ impl RuntimeBuilder {
                 .or_default()
                 .insert(entry.name, *entry);
         }
-        if let Some(wanted) = &self.queues {
+        // Services picked and no queues: the selection has no queues.
+        let none_picked = Vec::new();
+        let wanted = match (&self.queues, &self.services) {
+            (Some(queues), _) => Some(queues),
+            (None, Some(_)) => Some(&none_picked),
+            (None, None) => None,
+        };
+        if let Some(wanted) = wanted {
             if let Some(queue) = wanted.iter().find(|q| !by_queue.contains_key(q.as_str())) {
                 return Err(BuildError::UnknownQueue {
                     queue: queue.clone(),
@@ -554,7 +564,9 @@ impl RuntimeBuilder {
     /// [`only_registered`](Self::only_registered)), one per definition,
     /// only the services asked for, each with its state.
     fn subscriptions(&self) -> Result<Vec<SubscriberEntry>, BuildError> {
-        let linked = if self.use_linked {
+        // Queues picked and no services: the selection has no services.
+        let picked = self.queues.is_none() || self.services.is_some();
+        let linked = if self.use_linked && picked {
             event::subscribers()
         } else {
             &[]

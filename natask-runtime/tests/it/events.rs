@@ -1,0 +1,383 @@
+//! Events: every service gets every event, the instances of one service
+//! share them, and a subscription runs through the task attempt pipeline
+//! (retries, dead letters, replays to that subscription only).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use natask_runtime::{event, subscribe, Client, Runtime, State, TaskContext, TaskError, TaskId};
+use natask_testing::NatsServer;
+use tokio::sync::{mpsc, Barrier};
+
+use crate::{connect, header, publish_raw, recv_n, within, Running, EVENT_DEADLINE};
+
+/// What a handler saw: the instance, the event's `n` and the attempt.
+type Seen = (&'static str, u64, u32);
+
+/// Where an instance's handlers report.
+pub(crate) struct Sink {
+    instance: &'static str,
+    tx: mpsc::UnboundedSender<Seen>,
+}
+
+impl Sink {
+    fn send(&self, n: u64, ctx: &TaskContext) {
+        let _ = self.tx.send((self.instance, n, ctx.attempt()));
+    }
+}
+
+/// A runtime serving only `service`, with `state`, on its own client.
+async fn instance<T: Send + Sync + 'static>(
+    server: &NatsServer,
+    service: &str,
+    state: T,
+) -> Running {
+    let client = Client::connect(&server.url()).await.unwrap();
+    Running::start(
+        Runtime::builder(client)
+            .services([service])
+            .concurrency(1)
+            .state(state),
+    )
+    .await
+}
+
+// --- two services × two instances -------------------------------------
+
+#[event]
+pub(crate) struct ItFanout {
+    n: u64,
+}
+
+/// An instance of a fan-out service: its first event waits until the
+/// other instance of the service holds one too.
+pub(crate) struct Fan {
+    sink: Sink,
+    barrier: Arc<Barrier>,
+    waited: AtomicBool,
+    /// Set if the other instance never came.
+    alone: Arc<AtomicBool>,
+}
+
+impl Fan {
+    async fn handle(&self, ev: ItFanout, ctx: &TaskContext) {
+        if !self.waited.swap(true, Ordering::SeqCst)
+            && tokio::time::timeout(EVENT_DEADLINE, self.barrier.wait())
+                .await
+                .is_err()
+        {
+            self.alone.store(true, Ordering::SeqCst);
+        }
+        self.sink.send(ev.n, ctx);
+    }
+}
+
+#[subscribe(service = "it_fan_a")]
+async fn fan_a(ev: ItFanout, fan: State<Fan>, ctx: &TaskContext) {
+    fan.handle(ev, ctx).await;
+}
+
+#[subscribe(service = "it_fan_b")]
+async fn fan_b(ev: ItFanout, fan: State<Fan>, ctx: &TaskContext) {
+    fan.handle(ev, ctx).await;
+}
+
+#[tokio::test]
+async fn every_service_handles_every_event_once_shared_by_its_instances() {
+    const N: u64 = 20;
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    let alone = Arc::new(AtomicBool::new(false));
+    let mut running = Vec::new();
+    let mut receivers = Vec::new();
+    for service in ["it_fan_a", "it_fan_b"] {
+        let (tx, rx) = mpsc::unbounded_channel();
+        receivers.push(rx);
+        let barrier = Arc::new(Barrier::new(2));
+        for label in ["one", "two"] {
+            let fan = Fan {
+                sink: Sink {
+                    instance: label,
+                    tx: tx.clone(),
+                },
+                barrier: Arc::clone(&barrier),
+                waited: AtomicBool::new(false),
+                alone: Arc::clone(&alone),
+            };
+            running.push(instance(&server, service, fan).await);
+        }
+    }
+    for n in 0..N {
+        ItFanout { n }.publish(&client).await.unwrap();
+    }
+    let mut per_service = Vec::new();
+    for rx in &mut receivers {
+        per_service.push(recv_n(rx, N as usize).await);
+    }
+    for r in running {
+        r.stop().await;
+    }
+    assert!(
+        !alone.load(Ordering::SeqCst),
+        "an instance held an event while the other instance of its service never did"
+    );
+    for (seen, rx) in per_service.iter().zip(&mut receivers) {
+        let mut ns: Vec<u64> = seen.iter().map(|s| s.1).collect();
+        ns.sort_unstable();
+        assert_eq!(ns, (0..N).collect::<Vec<_>>(), "each event once");
+        assert!(rx.try_recv().is_err(), "no event was handled twice");
+        for instance in ["one", "two"] {
+            assert!(
+                seen.iter().any(|s| s.0 == instance),
+                "instance {instance} took part: {seen:?}"
+            );
+        }
+    }
+}
+
+// --- retries, dead letter and replay ------------------------------------
+
+#[event]
+pub(crate) struct ItFlaky {
+    n: u64,
+}
+
+/// Whether the `it_dl_bad` handler fails.
+pub(crate) struct Failing(AtomicBool);
+
+#[subscribe(service = "it_dl_ok")]
+async fn steady(ev: ItFlaky, sink: State<Sink>, ctx: &TaskContext) {
+    sink.send(ev.n, ctx);
+}
+
+#[subscribe(service = "it_dl_bad", retries = 1, backoff = "fixed(100ms)")]
+async fn flaky(
+    ev: ItFlaky,
+    sink: State<Sink>,
+    failing: State<Failing>,
+    ctx: &TaskContext,
+) -> Result<(), TaskError> {
+    sink.send(ev.n, ctx);
+    if failing.0.load(Ordering::SeqCst) {
+        return Err(TaskError::retry("the ledger is down"));
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failing_service_dead_letters_alone_and_its_replay_reaches_only_it() {
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    let (ok_tx, mut ok_rx) = mpsc::unbounded_channel();
+    let (bad_tx, mut bad_rx) = mpsc::unbounded_channel();
+    let ok = instance(
+        &server,
+        "it_dl_ok",
+        Sink {
+            instance: "ok",
+            tx: ok_tx,
+        },
+    )
+    .await;
+    let failing = Arc::new(Failing(AtomicBool::new(true)));
+    let bad = Running::start(
+        Runtime::builder(client.clone())
+            .services(["it_dl_bad"])
+            .state(Sink {
+                instance: "bad",
+                tx: bad_tx,
+            })
+            .state_arc(Arc::clone(&failing)),
+    )
+    .await;
+    let mut dead = client.nats().subscribe("natask.dlq.>").await.unwrap();
+
+    let published = ItFlaky { n: 7 }.publish(&client).await.unwrap();
+    assert_eq!(recv_n(&mut ok_rx, 1).await, [("ok", 7, 1)]);
+    assert_eq!(recv_n(&mut bad_rx, 2).await, [("bad", 7, 1), ("bad", 7, 2)]);
+    let letter = within(dead.next()).await.unwrap();
+    assert_eq!(
+        letter.subject.as_str(),
+        format!("natask.dlq.it_dl_bad__flaky.it_flaky.{}", published.id)
+    );
+    assert_eq!(header(&letter, "Natask-Queue"), "it_dl_bad__flaky");
+    assert_eq!(header(&letter, "Natask-Event"), "it_flaky");
+    assert_eq!(header(&letter, "Natask-Reason"), "exhausted");
+    assert_eq!(header(&letter, "Natask-Attempts"), "2");
+    assert_eq!(header(&letter, "Natask-Error"), "the ledger is down");
+    let stored = client.dead_letters().get(published.id).await.unwrap();
+    assert_eq!(stored.queue, "it_dl_bad__flaky");
+    assert_eq!(stored.task.as_deref(), Some("it_flaky"));
+    assert_eq!(&stored.payload[..], br#"{"n":7}"#);
+
+    failing.0.store(false, Ordering::SeqCst);
+    client.dead_letters().replay(published.id).await.unwrap();
+    assert_eq!(
+        recv_n(&mut bad_rx, 1).await,
+        [("bad", 7, 1)],
+        "the replay runs again with its attempts reset"
+    );
+    let stream = client
+        .jetstream()
+        .get_stream(client.names().event_stream("it_flaky"))
+        .await
+        .unwrap();
+    let mut steady = stream
+        .get_consumer::<async_nats::jetstream::consumer::pull::Config>("it_dl_ok__steady")
+        .await
+        .unwrap();
+    let info = steady.info().await.unwrap();
+    assert_eq!(
+        (info.delivered.consumer_sequence, info.num_pending),
+        (1, 0),
+        "the healthy service never saw the replay"
+    );
+    assert_eq!(stream.get_info().await.unwrap().state.messages, 2);
+    ok.stop().await;
+    bad.stop().await;
+    assert!(ok_rx.try_recv().is_err(), "the healthy service ran once");
+    assert!(client.dead_letters().get(published.id).await.is_err());
+}
+
+// --- start = "all" vs "new", retention ------------------------------------
+
+#[event]
+pub(crate) struct ItHistory {
+    n: u64,
+}
+
+#[subscribe(service = "it_hist_all", start = "all")]
+async fn replayer(ev: ItHistory, sink: State<Sink>, ctx: &TaskContext) {
+    sink.send(ev.n, ctx);
+}
+
+#[subscribe(service = "it_hist_new", start = "new")]
+async fn newcomer(ev: ItHistory, sink: State<Sink>, ctx: &TaskContext) {
+    sink.send(ev.n, ctx);
+}
+
+#[tokio::test]
+async fn a_new_service_starts_from_the_beginning_or_from_now() {
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    for n in 0..3 {
+        ItHistory { n }.publish(&client).await.unwrap();
+    }
+    let (all_tx, mut all_rx) = mpsc::unbounded_channel();
+    let (new_tx, mut new_rx) = mpsc::unbounded_channel();
+    let sink = |instance, tx| Sink { instance, tx };
+    let all = instance(&server, "it_hist_all", sink("all", all_tx)).await;
+    let new = instance(&server, "it_hist_new", sink("new", new_tx)).await;
+    ItHistory { n: 100 }.publish(&client).await.unwrap();
+
+    let ns = |seen: Vec<Seen>| seen.into_iter().map(|s| s.1).collect::<Vec<_>>();
+    assert_eq!(ns(recv_n(&mut all_rx, 4).await), [0, 1, 2, 100]);
+    assert_eq!(ns(recv_n(&mut new_rx, 1).await), [100]);
+    let stream = client
+        .jetstream()
+        .get_stream(client.names().event_stream("it_history"))
+        .await
+        .unwrap();
+    let mut consumer = stream
+        .get_consumer::<async_nats::jetstream::consumer::pull::Config>("it_hist_new__newcomer")
+        .await
+        .unwrap();
+    let info = consumer.info().await.unwrap();
+    assert_eq!(
+        (info.delivered.consumer_sequence, info.num_pending),
+        (1, 0),
+        "the `new` subscription never saw the events before it"
+    );
+    // the default retention
+    let config = stream.get_info().await.unwrap().config;
+    assert_eq!(config.max_age, Duration::from_secs(7 * 24 * 3600));
+    assert_eq!(
+        config.retention,
+        async_nats::jetstream::stream::RetentionPolicy::Limits
+    );
+    all.stop().await;
+    new.stop().await;
+}
+
+#[event(retention = "90m", name = "it-retained")]
+pub(crate) struct ItRetained {}
+
+#[tokio::test]
+async fn the_stream_keeps_events_as_long_as_the_event_says() {
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    let published = ItRetained {}.publish(&client).await.unwrap();
+    assert_eq!(published.sequence, 1);
+    let stream = client
+        .jetstream()
+        .get_stream("NATASK_EV_it-retained")
+        .await
+        .unwrap();
+    let info = stream.get_info().await.unwrap();
+    assert_eq!(info.config.max_age, Duration::from_secs(90 * 60));
+    assert_eq!(
+        info.config.subjects,
+        ["natask.ev.it-retained", "natask.ev.it-retained.*"]
+    );
+    assert_eq!(info.state.messages, 1, "stored with no subscriber");
+}
+
+// --- malformed payloads -----------------------------------------------------
+
+#[event]
+pub(crate) struct ItShape {
+    n: u64,
+}
+
+#[subscribe(service = "it_shape")]
+async fn shaped(ev: ItShape, sink: State<Sink>, ctx: &TaskContext) {
+    sink.send(ev.n, ctx);
+}
+
+#[tokio::test]
+async fn a_malformed_event_is_dead_lettered_and_the_events_around_it_are_handled() {
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let running = instance(&server, "it_shape", Sink { instance: "x", tx }).await;
+    let mut dead = client.nats().subscribe("natask.dlq.>").await.unwrap();
+    ItShape { n: 1 }.publish(&client).await.unwrap();
+    let bad = TaskId::new().to_string();
+    publish_raw(
+        &client,
+        "natask.ev.it_shape",
+        &[("Natask-Event", "it_shape"), ("Natask-Id", &bad)],
+        &b"{\"n\":\"seven\"}"[..],
+    )
+    .await;
+    ItShape { n: 2 }.publish(&client).await.unwrap();
+    let ns: Vec<u64> = recv_n(&mut rx, 2).await.into_iter().map(|s| s.1).collect();
+    assert_eq!(ns, [1, 2]);
+    let letter = within(dead.next()).await.unwrap();
+    running.stop().await;
+    assert_eq!(header(&letter, "Natask-Id"), bad);
+    assert_eq!(header(&letter, "Natask-Reason"), "decode");
+    assert_eq!(header(&letter, "Natask-Queue"), "it_shape__shaped");
+    let error = header(&letter, "Natask-Error");
+    assert!(error.starts_with("payload does not decode: "), "{error}");
+    assert!(error.contains("invalid type"), "{error}");
+}
+
+#[tokio::test]
+async fn an_unknown_service_is_refused_at_build() {
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    let err = Runtime::builder(client)
+        .services(["it_nobody"])
+        .build()
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with("service `it_nobody` was asked for, but no linked `#[subscribe]` handler belongs to it (linked services: "),
+        "{text}"
+    );
+    assert!(text.contains("`it_fan_a`"), "{text}");
+}
