@@ -44,6 +44,32 @@ async fn instance<T: Send + Sync + 'static>(
     .await
 }
 
+/// Asserts that subscription `consumer` of `event` was delivered exactly
+/// one message and has none pending (it never saw the others its stream
+/// holds); the stream's info.
+async fn delivered_once(
+    client: &Client,
+    event: &str,
+    consumer: &str,
+) -> async_nats::jetstream::stream::Info {
+    let mut stream = client
+        .jetstream()
+        .get_stream(client.names().event_stream(event))
+        .await
+        .unwrap();
+    let mut subscription = stream
+        .get_consumer::<async_nats::jetstream::consumer::pull::Config>(consumer)
+        .await
+        .unwrap();
+    let info = subscription.info().await.unwrap();
+    assert_eq!(
+        (info.delivered.consumer_sequence, info.num_pending),
+        (1, 0),
+        "subscription `{consumer}` saw only the one event meant for it"
+    );
+    stream.info().await.unwrap().clone()
+}
+
 // --- two services × two instances -------------------------------------
 
 #[event]
@@ -219,22 +245,8 @@ async fn a_failing_service_dead_letters_alone_and_its_replay_reaches_only_it() {
         [("bad", 7, 1)],
         "the replay runs again with its attempts reset"
     );
-    let stream = client
-        .jetstream()
-        .get_stream(client.names().event_stream("it_flaky"))
-        .await
-        .unwrap();
-    let mut steady = stream
-        .get_consumer::<async_nats::jetstream::consumer::pull::Config>("it_dl_ok__steady")
-        .await
-        .unwrap();
-    let info = steady.info().await.unwrap();
-    assert_eq!(
-        (info.delivered.consumer_sequence, info.num_pending),
-        (1, 0),
-        "the healthy service never saw the replay"
-    );
-    assert_eq!(stream.get_info().await.unwrap().state.messages, 2);
+    let stream = delivered_once(&client, "it_flaky", "it_dl_ok__steady").await;
+    assert_eq!(stream.state.messages, 2, "the event and its replay");
     ok.stop().await;
     bad.stop().await;
     assert!(ok_rx.try_recv().is_err(), "the healthy service ran once");
@@ -275,23 +287,9 @@ async fn a_new_service_starts_from_the_beginning_or_from_now() {
     let ns = |seen: Vec<Seen>| seen.into_iter().map(|s| s.1).collect::<Vec<_>>();
     assert_eq!(ns(recv_n(&mut all_rx, 4).await), [0, 1, 2, 100]);
     assert_eq!(ns(recv_n(&mut new_rx, 1).await), [100]);
-    let stream = client
-        .jetstream()
-        .get_stream(client.names().event_stream("it_history"))
-        .await
-        .unwrap();
-    let mut consumer = stream
-        .get_consumer::<async_nats::jetstream::consumer::pull::Config>("it_hist_new__newcomer")
-        .await
-        .unwrap();
-    let info = consumer.info().await.unwrap();
-    assert_eq!(
-        (info.delivered.consumer_sequence, info.num_pending),
-        (1, 0),
-        "the `new` subscription never saw the events before it"
-    );
+    let stream = delivered_once(&client, "it_history", "it_hist_new__newcomer").await;
     // the default retention
-    let config = stream.get_info().await.unwrap().config;
+    let config = stream.config;
     assert_eq!(config.max_age, Duration::from_secs(7 * 24 * 3600));
     assert_eq!(
         config.retention,
