@@ -32,6 +32,40 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Events
+//!
+//! A task goes to one worker; an event goes to every service that
+//! subscribes to it, and to one instance of each. [`#[event]`](macro@event)
+//! on a struct makes it an [`Event`] with `publish(&client)`
+//! ([`Client::publish`]), stored in the event's own stream (limits
+//! retention, kept `retention`); [`#[subscribe(service = "..")]`](macro@subscribe)
+//! on an `async fn` taking the event declares a service's handler. Each
+//! (service, handler) has its own durable consumer, shared by the
+//! service's instances; a [`Runtime`] serves every linked subscriber
+//! through the same attempt pipeline as tasks (retries, dead letters,
+//! spans, metrics), [`RuntimeBuilder::services`] picks services.
+//!
+//! ```no_run
+//! use natask_runtime::{event, subscribe, Client, Runtime, TaskError};
+//!
+//! #[event(retention = "7d")]
+//! pub struct OrderPlaced { pub order: u64 }
+//!
+//! #[subscribe(service = "billing", retries = 3, start = "new")]
+//! async fn charge(order: OrderPlaced) -> Result<(), TaskError> {
+//!     println!("charging order {}", order.order);
+//!     Ok(())
+//! }
+//!
+//! # async fn demo(client: Client) -> Result<(), Box<dyn std::error::Error>> {
+//! OrderPlaced { order: 7 }.publish(&client).await?;
+//! Runtime::builder(client).services(["billing"]).build().await?.run().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! `docs/events.md` in the repository has the layout, the guarantees and
+//! why this shape.
+//!
 //! # Delayed tasks
 //!
 //! `SendEmail { .. }.enqueue_in(&client, delay)` and `.enqueue_at(&client,
