@@ -498,7 +498,7 @@ impl RuntimeBuilder {
     /// stream); the worker loop that will serve it, through the same
     /// attempt pipeline as a queue. Its policy is the one registered under
     /// the subscription's name, if any. Events are not tracked.
-    async fn subscribe(&self, sub: SubscriberEntry) -> Result<QueueWorker, BuildError> {
+    async fn subscribe(&self, sub: &'static SubscriberEntry) -> Result<QueueWorker, BuildError> {
         let subscription = sub.task.queue;
         let policy = self.client.provisioner().policy(subscription);
         policy.validate()?;
@@ -563,7 +563,7 @@ impl RuntimeBuilder {
     /// The subscriptions to serve: linked (unless
     /// [`only_registered`](Self::only_registered)), one per definition,
     /// only the services asked for, each with its state.
-    fn subscriptions(&self) -> Result<Vec<SubscriberEntry>, BuildError> {
+    fn subscriptions(&self) -> Result<Vec<&'static SubscriberEntry>, BuildError> {
         // Queues picked and no services: the selection has no services.
         let picked = self.queues.is_none() || self.services.is_some();
         let linked = if self.use_linked && picked {
@@ -571,11 +571,12 @@ impl RuntimeBuilder {
         } else {
             &[]
         };
-        let mut out: Vec<SubscriberEntry> = Vec::new();
+        let mut out: Vec<&'static SubscriberEntry> = Vec::new();
         for sub in linked {
-            let same =
-                |o: &&SubscriberEntry| o.event == sub.event && o.task.queue == sub.task.queue;
-            match out.iter().find(same) {
+            let same = out
+                .iter()
+                .find(|o| o.event == sub.event && o.task.queue == sub.task.queue);
+            match same {
                 Some(seen) if seen.task.location() == sub.task.location() => {}
                 Some(seen) => {
                     return Err(BuildError::DuplicateSubscription {
@@ -585,7 +586,7 @@ impl RuntimeBuilder {
                         second: sub.task.location(),
                     })
                 }
-                None => out.push(*sub),
+                None => out.push(sub),
             }
         }
         if let Some(wanted) = &self.services {

@@ -132,7 +132,7 @@ pub(crate) enum Source {
     Queue,
     /// A service's subscription to an event: its durable consumer on the
     /// event's stream. The loop's `queue` is the consumer's name.
-    Subscription(natask_core::SubscriberEntry),
+    Subscription(&'static natask_core::SubscriberEntry),
 }
 
 pub(crate) struct QueueWorker {
