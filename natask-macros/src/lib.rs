@@ -360,14 +360,7 @@ pub fn task(args: TokenStream, input: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn event(args: TokenStream, input: TokenStream) -> TokenStream {
     on_item(input, |item| match item {
-        syn::Item::Struct(item) => {
-            let mut cx = ctxt::Ctxt::default();
-            let args = attr::TaskArgs::parse_for(&mut cx, args.into(), attr::Macro::Event);
-            match valid::event(&mut cx, &args, &item) {
-                Some(event) => expand::expand_event(&event),
-                None => with_errors(cx, &item),
-            }
-        }
+        syn::Item::Struct(item) => event_struct(args.into(), item),
         other => not_for(&other, attr::Macro::Event),
     })
 }
@@ -439,15 +432,7 @@ pub fn event(args: TokenStream, input: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn subscribe(args: TokenStream, input: TokenStream) -> TokenStream {
     on_item(input, |item| match item {
-        syn::Item::Fn(item) => {
-            let mut cx = ctxt::Ctxt::default();
-            let args = attr::TaskArgs::parse_for(&mut cx, args.into(), attr::Macro::Subscribe);
-            let f = ast::TaskFn::from_item(item);
-            match valid::subscriber(&mut cx, &args, &f) {
-                Some(sub) => expand::expand_subscriber(&sub),
-                None => with_errors(cx, &f.item),
-            }
-        }
+        syn::Item::Fn(item) => subscribe_fn(args.into(), item),
         other => not_for(&other, attr::Macro::Subscribe),
     })
 }
@@ -485,6 +470,25 @@ fn with_errors(cx: ctxt::Ctxt, item: &impl quote::ToTokens) -> proc_macro2::Toke
         .map_or_else(proc_macro2::TokenStream::new, |e| e.to_compile_error());
     out.extend(quote::quote!(#item));
     out
+}
+
+fn event_struct(args: proc_macro2::TokenStream, item: syn::ItemStruct) -> proc_macro2::TokenStream {
+    let mut cx = ctxt::Ctxt::default();
+    let args = attr::TaskArgs::parse_for(&mut cx, args, attr::Macro::Event);
+    match valid::event(&mut cx, &args, &item) {
+        Some(event) => expand::expand_event(&event),
+        None => with_errors(cx, &item),
+    }
+}
+
+fn subscribe_fn(args: proc_macro2::TokenStream, item: syn::ItemFn) -> proc_macro2::TokenStream {
+    let mut cx = ctxt::Ctxt::default();
+    let args = attr::TaskArgs::parse_for(&mut cx, args, attr::Macro::Subscribe);
+    let f = ast::TaskFn::from_item(item);
+    match valid::subscriber(&mut cx, &args, &f) {
+        Some(sub) => expand::expand_subscriber(&sub),
+        None => with_errors(cx, &f.item),
+    }
 }
 
 fn task_fn(args: proc_macro2::TokenStream, item: syn::ItemFn) -> proc_macro2::TokenStream {
@@ -532,7 +536,7 @@ mod tests {
                 }
             },
         );
-        check_snapshot("send_email", &got);
+        check_snapshot("send_email", "`#[task]` on `send_email`", &got);
     }
 
     /// The expansion of a unique task, checked in at
@@ -550,14 +554,88 @@ mod tests {
                 async fn build_report(tenant: String, month: u32) {}
             },
         );
-        check_snapshot("build_report", &got);
+        check_snapshot("build_report", "`#[task]` on `build_report`", &got);
     }
 
-    fn check_snapshot(task: &str, got: &str) {
+    /// The expansion of an event and of a subscriber to it, checked in at
+    /// `tests/snapshots/order_placed.rs`.
+    #[test]
+    fn snapshot_order_placed() {
+        let event = super::event_struct(
+            quote!(retention = "30d"),
+            syn::parse2(quote! {
+                /// An order was placed.
+                pub struct OrderPlaced {
+                    pub order: u64,
+                    pub total_cents: u64,
+                }
+            })
+            .unwrap(),
+        );
+        let subscriber = super::subscribe_fn(
+            quote!(service = "billing", retries = 3, start = "all"),
+            syn::parse2(quote! {
+                async fn charge(
+                    order: OrderPlaced,
+                    ledger: State<Ledger>,
+                    ctx: &TaskContext,
+                ) -> Result<(), TaskError> {
+                    ledger.charge(order.order).await?;
+                    Ok(())
+                }
+            })
+            .unwrap(),
+        );
+        let got = prettyplease::unparse(&syn::parse2(quote!(#event #subscriber)).unwrap());
+        check_snapshot(
+            "order_placed",
+            "`#[event]` on `OrderPlaced` and `#[subscribe]` on `charge`",
+            &got,
+        );
+    }
+
+    #[test]
+    fn events_and_subscribers_report_their_mistakes() {
+        let out = super::subscribe_fn(
+            quote!(start = "first", retries = "3"),
+            syn::parse2(quote!(
+                async fn f(a: A, b: B) {}
+            ))
+            .unwrap(),
+        )
+        .to_string();
+        for message in [
+            "a `#[subscribe]` function takes exactly one event",
+            "`retries` takes an integer, not a string",
+            "`#[subscribe]` needs the service",
+            "is not where a subscription starts",
+        ] {
+            assert!(out.contains(message), "{message}: {out}");
+        }
+        assert!(out.contains("async fn f"), "the function is kept: {out}");
+        let out = super::event_struct(
+            quote!(name = "a.b", retention = "0s", queue = "q"),
+            syn::parse2(quote!(
+                struct E;
+            ))
+            .unwrap(),
+        )
+        .to_string();
+        for message in [
+            "unknown `#[event]` argument `queue`",
+            "`retention` must be at least 1s",
+            "the event name `a.b` contains `.`",
+        ] {
+            assert!(out.contains(message), "{message}: {out}");
+        }
+    }
+
+    /// `what`: the macro and item, for the file's header.
+    fn check_snapshot(task: &str, what: &str, got: &str) {
         let path = format!("{}/tests/snapshots/{task}.rs", env!("CARGO_MANIFEST_DIR"));
         let header = format!(
             "// Generated by `snapshot_{task}` in natask-macros/src/lib.rs: the\n\
-             // expansion of `#[task]` on `{task}`. Do not edit by hand.\n\n"
+             // expansion of {what}. Do not edit by hand.\n\n"
         );
         let got = format!("{header}{got}");
         if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {

@@ -7,7 +7,7 @@ use proc_macro2::{Literal, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::spanned::Spanned;
 
-use super::{assertions, handler, registry};
+use super::{assertions, handler, registry, schema};
 use crate::model::{Event, Subscriber};
 
 /// The struct with its derives, its `Event` impl and `publish`.
@@ -67,7 +67,8 @@ pub(crate) fn expand_subscriber(sub: &Subscriber) -> TokenStream {
     let retention = quote_spanned! {event.span()=> <#event as #p::Event>::RETENTION_MS};
     let handler = handler::handler_fn(task, &p);
     let assertions = assertions::assertions_fn(task, &p);
-    let entry = registry::entry_named(task, &p, &event_name);
+    let schema = schema::event_schema(&task.name, event);
+    let entry = registry::entry_named(task, &p, &event_name, &schema);
     let service = &sub.service;
     let handler_name = &task.name;
     let start = match sub.start {

@@ -41,12 +41,19 @@ pub(super) fn registration(task: &Task, p: &TokenStream) -> TokenStream {
 /// `__NATASK_ENTRY`, the task's `TaskEntry`.
 fn entry(task: &Task, p: &TokenStream) -> TokenStream {
     let name = &task.name;
-    entry_named(task, p, &quote!(#name))
+    let schema = super::schema::payload_schema(task);
+    entry_named(task, p, &quote!(#name), &schema)
 }
 
 /// `__NATASK_ENTRY`, named by the constant expression `name` (a
-/// subscriber's entry is named by its event).
-pub(super) fn entry_named(task: &Task, p: &TokenStream, name: &TokenStream) -> TokenStream {
+/// subscriber's entry is named by its event), with the payload's JSON
+/// Schema `schema`.
+pub(super) fn entry_named(
+    task: &Task,
+    p: &TokenStream,
+    name: &TokenStream,
+    schema: &str,
+) -> TokenStream {
     let queue = &task.queue;
     let retries = option(task.retries.map(Literal::u32_suffixed).map(|n| quote!(#n)));
     let timeout = option(
@@ -58,7 +65,6 @@ pub(super) fn entry_named(task: &Task, p: &TokenStream, name: &TokenStream) -> T
     let cron = option(task.cron.as_ref().map(|c| quote!(#c)));
     let time_zone = option(task.time_zone.as_ref().map(|z| quote!(#z)));
     let states = task.states().map(|ty| quote!(#p::StateKey::of::<#ty>()));
-    let schema = super::schema::payload_schema(task);
     let unique = option(task.unique.as_ref().map(|u| unique_policy(u, p)));
     let version = Literal::u32_suffixed(task.version);
     quote! {

@@ -9,6 +9,7 @@ use crate::ctxt::Ctxt;
 /// function, at its keyword.
 pub(crate) fn not_a_fn(item: &syn::Item, kind: Macro) -> syn::Error {
     let (what, span): (&str, Box<dyn ToTokens>) = match item {
+        syn::Item::Fn(i) => ("a function", Box::new(i.sig.fn_token)),
         syn::Item::Struct(i) => ("a struct", Box::new(i.struct_token)),
         syn::Item::Enum(i) => ("an enum", Box::new(i.enum_token)),
         syn::Item::Impl(i) => {
