@@ -1,5 +1,5 @@
-//! The `#[task]` attribute of natask. Use it through `natask_runtime::task`;
-//! see that crate for the full guide.
+//! The `#[task]`, `#[event]` and `#[subscribe]` attributes of natask. Use
+//! them through `natask_runtime`; see that crate for the full guide.
 //!
 //! The crate is a pipeline, one module per step, as in serde and thiserror:
 //! `attr` parses the arguments, `ast` splits the parameters into payload and
@@ -19,6 +19,18 @@
 //!
 //! ```text
 #![doc = include_str!("../tests/snapshots/send_email.rs")]
+//! ```
+//!
+//! # What `#[event]` and `#[subscribe]` generate
+//!
+//! The same pipeline (`attr` with each attribute's own keys, `valid::event`
+//! reusing the task's checks of names, durations, retries, backoff, the
+//! signature and the parameters). A subscriber is a task's handler and
+//! `TaskEntry` whose payload is the whole event, registered with its
+//! service in a second link-time slice (`tests/snapshots/order_placed.rs`):
+//!
+//! ```text
+#![doc = include_str!("../tests/snapshots/order_placed.rs")]
 //! ```
 
 use proc_macro::TokenStream;
