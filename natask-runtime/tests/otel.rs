@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use natask_runtime::{task, Client, Runtime, State, TaskError};
+use natask_runtime::{event, subscribe, task, Client, Runtime, State, TaskError};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
@@ -23,6 +23,17 @@ struct TraceTick(mpsc::UnboundedSender<()>);
 #[task(queue = "it_trace")]
 async fn traced(tick: State<TraceTick>, n: u32) -> Result<(), TaskError> {
     let _ = (n, tick.0.send(()));
+    Ok(())
+}
+
+#[event]
+struct TraceEvent {
+    n: u32,
+}
+
+#[subscribe(service = "it_trace_svc")]
+async fn traced_event(tick: State<TraceTick>, ev: TraceEvent) -> Result<(), TaskError> {
+    let _ = (ev.n, tick.0.send(()));
     Ok(())
 }
 
@@ -42,6 +53,7 @@ async fn the_handler_span_is_a_child_of_the_enqueue_span_across_processes() {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let runtime = Runtime::builder(client.clone())
         .queues(["it_trace"])
+        .services(["it_trace_svc"])
         .state(TraceTick(tx))
         .build()
         .await
@@ -51,10 +63,13 @@ async fn the_handler_span_is_a_child_of_the_enqueue_span_across_processes() {
         let _ = stopped.await;
     }));
     Traced::new(7).enqueue(&client).await.unwrap();
-    tokio::time::timeout(EVENT_DEADLINE, rx.recv())
-        .await
-        .expect("the task ran in time")
-        .unwrap();
+    TraceEvent { n: 8 }.publish(&client).await.unwrap();
+    for _ in 0..2 {
+        tokio::time::timeout(EVENT_DEADLINE, rx.recv())
+            .await
+            .expect("the task and the event ran in time")
+            .unwrap();
+    }
     let _ = stop.send(());
     tokio::time::timeout(EVENT_DEADLINE, done)
         .await
@@ -70,8 +85,8 @@ async fn the_handler_span_is_a_child_of_the_enqueue_span_across_processes() {
         .expect("an enqueue span");
     let handler = spans
         .iter()
-        .find(|s| s.name == "task")
-        .expect("a handler span");
+        .find(|s| s.name == "task" && s.parent_span_id == enqueue.span_context.span_id())
+        .expect("a handler span under the enqueue span");
     assert_eq!(
         handler.span_context.trace_id(),
         enqueue.span_context.trace_id(),
@@ -81,5 +96,19 @@ async fn the_handler_span_is_a_child_of_the_enqueue_span_across_processes() {
         handler.parent_span_id,
         enqueue.span_context.span_id(),
         "handler span is the enqueue span's child"
+    );
+
+    let publish = spans
+        .iter()
+        .find(|s| s.name == "publish")
+        .expect("a publish span");
+    let subscriber = spans
+        .iter()
+        .find(|s| s.name == "task" && s.parent_span_id == publish.span_context.span_id())
+        .expect("the subscriber's span is the publish span's child");
+    assert_eq!(
+        subscriber.span_context.trace_id(),
+        publish.span_context.trace_id(),
+        "one trace from publish to subscriber"
     );
 }

@@ -4,6 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use async_nats::Subject;
+use tracing::Instrument;
 
 use natask_core::{wire, Event, TaskId};
 
@@ -72,6 +73,14 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn publish<E: Event>(&self, event: &E) -> Result<Published, PublishError> {
+        let id = TaskId::new();
+        let span = tracing::info_span!("publish", event = E::NAME, %id);
+        self.publish_as(event, id).instrument(span).await
+    }
+
+    /// Publishes `event` as event `id`, in the `publish` span (whose trace
+    /// context the message carries).
+    async fn publish_as<E: Event>(&self, event: &E, id: TaskId) -> Result<Published, PublishError> {
         let payload = serde_json::to_vec(event).map_err(|source| PublishError::Encode {
             event: E::NAME,
             source,
@@ -83,7 +92,6 @@ impl Client {
                 event: E::NAME,
                 source,
             })?;
-        let id = TaskId::new();
         let mut headers = async_nats::HeaderMap::new();
         headers.insert(EVENT, E::NAME);
         headers.insert(FORMAT, wire::FORMAT_VERSION);
@@ -104,7 +112,7 @@ impl Client {
                     event: E::NAME,
                     source: e.into(),
                 })?;
-        tracing::debug!(event = E::NAME, %id, "event published");
+        tracing::debug!("event published");
         Ok(Published {
             id,
             sequence: answered.ack.sequence,

@@ -379,3 +379,61 @@ async fn an_unknown_service_is_refused_at_build() {
     );
     assert!(text.contains("`it_fan_a`"), "{text}");
 }
+
+// --- what a handler sees, and what is counted ----------------------------
+
+#[event]
+pub(crate) struct ItContext {}
+
+/// What a handler's context said: its id, task name and queue.
+pub(crate) struct Contexts(mpsc::UnboundedSender<(TaskId, String, String)>);
+
+#[subscribe(service = "it_ctx", name = "look")]
+async fn look_at_the_context(_ev: ItContext, seen: State<Contexts>, ctx: &TaskContext) {
+    let _ = seen
+        .0
+        .send((ctx.id(), ctx.task_name().to_owned(), ctx.queue().to_owned()));
+}
+
+#[tokio::test]
+async fn a_handler_sees_the_event_id_and_name_and_its_subscription() {
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let builder = Runtime::builder(client.clone()).services(["it_ctx"]);
+    #[cfg(feature = "metrics")]
+    let builder = builder.http("127.0.0.1:0".parse().unwrap());
+    let runtime = builder.state(Contexts(tx)).build().await.unwrap();
+    assert_eq!(
+        runtime.queues().into_iter().collect::<Vec<_>>(),
+        [("it_ctx__look", vec!["it_context"])],
+        "a runtime given only services serves no task queue"
+    );
+    #[cfg(feature = "metrics")]
+    let addr = runtime.http_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let done = tokio::spawn(runtime.run_until(async {
+        let _ = stopped.await;
+    }));
+    let published = ItContext {}.publish(&client).await.unwrap();
+    let (id, task, queue) = within(rx.recv()).await.unwrap();
+    assert_eq!(id, published.id);
+    assert_eq!(task, "it_context");
+    assert_eq!(queue, "it_ctx__look");
+    #[cfg(feature = "metrics")]
+    {
+        let labels = r#"queue="it_ctx__look",task="it_context""#;
+        let line = format!("natask_tasks_succeeded_total{{{labels}}} 1");
+        crate::eventually("the event being counted", || async {
+            let (_, body) = crate::observe::http_get(addr, "/metrics").await;
+            if body.lines().any(|l| l == line) {
+                Ok(())
+            } else {
+                Err(body)
+            }
+        })
+        .await;
+    }
+    let _ = stop.send(());
+    within(done).await.unwrap().unwrap();
+}
