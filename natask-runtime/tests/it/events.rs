@@ -420,6 +420,26 @@ async fn a_handler_sees_the_event_id_and_name_and_its_subscription() {
     assert_eq!(id, published.id);
     assert_eq!(task, "it_context");
     assert_eq!(queue, "it_ctx__look");
+    // The worker registry lists the subscription; the catalog of tasks
+    // (written before the registry entry) does not.
+    let me = crate::eventually("the registry showing the runtime", || async {
+        let workers = client.workers().await.map_err(|e| e.to_string())?;
+        match workers.as_slice() {
+            [w] => Ok(w.clone()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let served: Vec<_> = me
+        .queues
+        .iter()
+        .map(|q| (q.queue.as_str(), q.tasks.clone()))
+        .collect();
+    assert_eq!(served, [("it_ctx__look", vec!["it_context".to_owned()])]);
+    assert!(
+        client.catalog().await.unwrap().is_empty(),
+        "an event is not a task"
+    );
     #[cfg(feature = "metrics")]
     {
         let labels = r#"queue="it_ctx__look",task="it_context""#;
