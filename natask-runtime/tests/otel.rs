@@ -79,36 +79,23 @@ async fn the_handler_span_is_a_child_of_the_enqueue_span_across_processes() {
     provider.force_flush().unwrap();
 
     let spans = exporter.get_finished_spans().unwrap();
-    let enqueue = spans
-        .iter()
-        .find(|s| s.name == "enqueue")
-        .expect("an enqueue span");
-    let handler = spans
-        .iter()
-        .find(|s| s.name == "task" && s.parent_span_id == enqueue.span_context.span_id())
-        .expect("a handler span under the enqueue span");
-    assert_eq!(
-        handler.span_context.trace_id(),
-        enqueue.span_context.trace_id(),
-        "one trace"
-    );
-    assert_eq!(
-        handler.parent_span_id,
-        enqueue.span_context.span_id(),
-        "handler span is the enqueue span's child"
-    );
-
-    let publish = spans
-        .iter()
-        .find(|s| s.name == "publish")
-        .expect("a publish span");
-    let subscriber = spans
-        .iter()
-        .find(|s| s.name == "task" && s.parent_span_id == publish.span_context.span_id())
-        .expect("the subscriber's span is the publish span's child");
-    assert_eq!(
-        subscriber.span_context.trace_id(),
-        publish.span_context.trace_id(),
-        "one trace from publish to subscriber"
-    );
+    // The handler's span of the message a `producer` span sent: its child,
+    // in its trace.
+    let child_of = |producer: &str| {
+        let parent = spans
+            .iter()
+            .find(|s| s.name == producer)
+            .unwrap_or_else(|| panic!("a `{producer}` span"));
+        let handler = spans
+            .iter()
+            .find(|s| s.name == "task" && s.parent_span_id == parent.span_context.span_id())
+            .unwrap_or_else(|| panic!("no handler span is the `{producer}` span's child"));
+        assert_eq!(
+            handler.span_context.trace_id(),
+            parent.span_context.trace_id(),
+            "one trace from `{producer}` to the handler"
+        );
+    };
+    child_of("enqueue");
+    child_of("publish");
 }
