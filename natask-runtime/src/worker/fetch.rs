@@ -537,11 +537,11 @@ impl Fetch {
 pub(crate) async fn hand_back_unstarted(shared: &Shared, msg: &jetstream::Message) {
     if let Some(id) = message::task_id(msg) {
         let known = if message::delivered(msg) > 1 {
-            shared.handbacks.count(id).await
+            shared.handbacks.count(id, msg).await
         } else {
             0
         };
-        shared.handbacks.record(id, known).await;
+        shared.handbacks.record(id, msg, known).await;
     }
     let _ = msg.ack_with(AckKind::Nak(None)).await;
 }

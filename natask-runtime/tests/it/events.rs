@@ -457,3 +457,67 @@ async fn a_handler_sees_the_event_id_and_name_and_its_subscription() {
     let _ = stop.send(());
     within(done).await.unwrap().unwrap();
 }
+
+// --- attempts are counted per subscription --------------------------------
+
+#[event]
+pub(crate) struct ItSnooze {}
+
+/// A sink whose handler fails its first delivery only.
+pub(crate) struct FailOnce {
+    sink: Sink,
+    failed: AtomicBool,
+}
+
+impl FailOnce {
+    /// Reports the delivery; whether it is the first.
+    fn first(&self, ctx: &TaskContext) -> bool {
+        self.sink.send(0, ctx);
+        !self.failed.swap(true, Ordering::SeqCst)
+    }
+}
+
+#[subscribe(service = "it_snoozer")]
+async fn snoozer(_ev: ItSnooze, once: State<FailOnce>, ctx: &TaskContext) -> Result<(), TaskError> {
+    if once.first(ctx) {
+        // long enough to be still recorded when the other service retries
+        return Err(TaskError::snooze(Duration::from_secs(1)));
+    }
+    Ok(())
+}
+
+#[subscribe(service = "it_retrier", backoff = "fixed(100ms)")]
+async fn retrier(_ev: ItSnooze, once: State<FailOnce>, ctx: &TaskContext) -> Result<(), TaskError> {
+    if once.first(ctx) {
+        return Err(TaskError::retry("once"));
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn one_service_snoozing_an_event_does_not_change_another_services_attempts() {
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    let (snooze_tx, mut snooze_rx) = mpsc::unbounded_channel();
+    let (retry_tx, mut retry_rx) = mpsc::unbounded_channel();
+    let once = |instance, tx| FailOnce {
+        sink: Sink { instance, tx },
+        failed: AtomicBool::new(false),
+    };
+    let snoozer = instance(&server, "it_snoozer", once("snoozer", snooze_tx)).await;
+    let retrier = instance(&server, "it_retrier", once("retrier", retry_tx)).await;
+    ItSnooze {}.publish(&client).await.unwrap();
+    let attempts = |seen: Vec<Seen>| seen.into_iter().map(|s| s.2).collect::<Vec<_>>();
+    assert_eq!(
+        attempts(recv_n(&mut retry_rx, 2).await),
+        [1, 2],
+        "the retry is the retrier's second attempt, whatever the snoozer recorded"
+    );
+    assert_eq!(
+        attempts(recv_n(&mut snooze_rx, 2).await),
+        [1, 1],
+        "a snooze spends no attempt"
+    );
+    snoozer.stop().await;
+    retrier.stop().await;
+}

@@ -115,7 +115,7 @@ pub(super) async fn classify(at: Delivery<'_>, lookup: Lookup) -> Verdict<'_> {
     }
     let handbacks = async {
         if delivered > 1 {
-            at.shared.handbacks.count(id).await
+            at.shared.handbacks.count(id, at.msg).await
         } else {
             0
         }
