@@ -232,10 +232,28 @@ impl DeadLetters {
         })
     }
 
-    /// The dead letter of task `id`.
+    /// The dead letter of task `id` (for an event that several
+    /// subscriptions parked, the newest; see [`get_in`](Self::get_in)).
     pub async fn get(&self, id: TaskId) -> Result<DeadLetter, DeadLetterError> {
-        let stream = self.stream().await?;
         let filter = self.client.names().dead_letter_id_filter(&id.to_string());
+        self.last(filter, id).await
+    }
+
+    /// The dead letter of task `id` from `queue`; for an event, the letter
+    /// of the subscription `queue` (`<service>__<handler>`), when several
+    /// services parked the same event.
+    pub async fn get_in(&self, queue: &str, id: TaskId) -> Result<DeadLetter, DeadLetterError> {
+        self.filter(Some(queue), None)?;
+        let filter = self
+            .client
+            .names()
+            .dead_letter_subject(queue, "*", &id.to_string());
+        self.last(filter, id).await
+    }
+
+    /// The newest dead letter on `filter`, the subjects of `id`'s.
+    async fn last(&self, filter: String, id: TaskId) -> Result<DeadLetter, DeadLetterError> {
+        let stream = self.stream().await?;
         match stream.direct_get_last_for_subject(filter).await {
             Ok(m) => Ok(DeadLetter::from_stored(m)),
             Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => {
@@ -249,6 +267,13 @@ impl DeadLetters {
     /// same payload and headers), then removes the dead letter.
     pub async fn replay(&self, id: TaskId) -> Result<(), DeadLetterError> {
         let letter = self.get(id).await?;
+        self.replay_letter(letter).await
+    }
+
+    /// Replays the dead letter [`get_in`](Self::get_in) finds: for an
+    /// event, back to the subscription `queue` only.
+    pub async fn replay_in(&self, queue: &str, id: TaskId) -> Result<(), DeadLetterError> {
+        let letter = self.get_in(queue, id).await?;
         self.replay_letter(letter).await
     }
 

@@ -521,3 +521,109 @@ async fn one_service_snoozing_an_event_does_not_change_another_services_attempts
     snoozer.stop().await;
     retrier.stop().await;
 }
+
+// --- two services dead-lettering one event --------------------------------
+
+#[event]
+pub(crate) struct ItDoubleFault {}
+
+/// A handler's sink, and whether it refuses its events.
+pub(crate) struct Refusing {
+    sink: Sink,
+    refuse: AtomicBool,
+}
+
+impl Refusing {
+    fn handle(&self, ctx: &TaskContext) -> Result<(), TaskError> {
+        self.sink.send(0, ctx);
+        if self.refuse.load(Ordering::SeqCst) {
+            return Err(TaskError::fatal("refused"));
+        }
+        Ok(())
+    }
+}
+
+#[subscribe(service = "it_fault_a")]
+async fn fault_a(
+    _ev: ItDoubleFault,
+    r: State<Refusing>,
+    ctx: &TaskContext,
+) -> Result<(), TaskError> {
+    r.handle(ctx)
+}
+
+#[subscribe(service = "it_fault_b")]
+async fn fault_b(
+    _ev: ItDoubleFault,
+    r: State<Refusing>,
+    ctx: &TaskContext,
+) -> Result<(), TaskError> {
+    r.handle(ctx)
+}
+
+#[tokio::test]
+async fn each_service_parks_its_own_letter_of_one_event_and_replays_it_alone() {
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    let mut dead = client.nats().subscribe("natask.dlq.>").await.unwrap();
+    let mut running = Vec::new();
+    let mut handlers = Vec::new();
+    for service in ["it_fault_a", "it_fault_b"] {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let refusing = Arc::new(Refusing {
+            sink: Sink {
+                instance: service,
+                tx,
+            },
+            refuse: AtomicBool::new(true),
+        });
+        let builder = Runtime::builder(client.clone())
+            .services([service])
+            .state_arc(Arc::clone(&refusing));
+        running.push(Running::start(builder).await);
+        handlers.push((refusing, rx));
+    }
+    let published = ItDoubleFault {}.publish(&client).await.unwrap();
+    let mut queues: Vec<String> = Vec::new();
+    for _ in 0..2 {
+        let letter = within(dead.next()).await.unwrap();
+        assert_eq!(header(&letter, "Natask-Reason"), "fatal");
+        queues.push(header(&letter, "Natask-Queue"));
+    }
+    queues.sort();
+    assert_eq!(
+        queues,
+        ["it_fault_a__fault_a", "it_fault_b__fault_b"],
+        "one letter per service, neither taken for a duplicate of the other"
+    );
+    let letters = client.dead_letters();
+    for queue in &queues {
+        let letter = letters.get_in(queue, published.id).await.unwrap();
+        assert_eq!((&letter.queue, letter.id), (queue, published.id));
+    }
+
+    let (a, a_rx) = &mut handlers[0];
+    a.refuse.store(false, Ordering::SeqCst);
+    letters
+        .replay_in("it_fault_a__fault_a", published.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        recv_n(a_rx, 2).await,
+        [("it_fault_a", 0, 1), ("it_fault_a", 0, 1)],
+        "refused, then replayed with its attempts reset"
+    );
+    delivered_once(&client, "it_double_fault", "it_fault_b__fault_b").await;
+    assert!(letters
+        .get_in("it_fault_a__fault_a", published.id)
+        .await
+        .is_err());
+    let b = letters
+        .get_in("it_fault_b__fault_b", published.id)
+        .await
+        .unwrap();
+    assert_eq!(b.reason, "fatal", "the other service's letter stays");
+    for r in running {
+        r.stop().await;
+    }
+}
