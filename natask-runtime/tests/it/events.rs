@@ -627,3 +627,51 @@ async fn each_service_parks_its_own_letter_of_one_event_and_replays_it_alone() {
         r.stop().await;
     }
 }
+
+// --- a queue policy under the subscription's name --------------------------
+
+#[event]
+pub(crate) struct ItPolicy {}
+
+#[subscribe(service = "it_pol", name = "h")]
+async fn policed(_ev: ItPolicy, sink: State<Sink>, ctx: &TaskContext) -> Result<(), TaskError> {
+    sink.send(0, ctx);
+    Err(TaskError::retry("always"))
+}
+
+#[tokio::test]
+async fn a_queue_policy_named_after_the_subscription_applies_to_it() {
+    let server = NatsServer::start();
+    let client = connect(&server)
+        .await
+        .with_queue(
+            natask_runtime::QueuePolicy::new("it_pol__h")
+                .retries(0)
+                .max_in_flight(7),
+        )
+        .unwrap();
+    let mut dead = client.nats().subscribe("natask.dlq.>").await.unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let running = Running::start(
+        Runtime::builder(client.clone())
+            .services(["it_pol"])
+            .state(Sink { instance: "p", tx }),
+    )
+    .await;
+    ItPolicy {}.publish(&client).await.unwrap();
+    let letter = within(dead.next()).await.unwrap();
+    assert_eq!(recv_n(&mut rx, 1).await, [("p", 0, 1)]);
+    assert_eq!(header(&letter, "Natask-Reason"), "exhausted");
+    assert_eq!(header(&letter, "Natask-Attempts"), "1", "retries(0)");
+    let mut consumer = client
+        .jetstream()
+        .get_stream(client.names().event_stream("it_policy"))
+        .await
+        .unwrap()
+        .get_consumer::<async_nats::jetstream::consumer::pull::Config>("it_pol__h")
+        .await
+        .unwrap();
+    assert_eq!(consumer.info().await.unwrap().config.max_ack_pending, 7);
+    running.stop().await;
+    assert!(rx.try_recv().is_err(), "no second attempt");
+}
