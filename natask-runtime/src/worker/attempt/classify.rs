@@ -211,16 +211,16 @@ pub(super) async fn classify(at: Delivery<'_>, lookup: Lookup) -> Verdict<'_> {
 /// The message's task name and id, or why it is not a task.
 fn identify(at: Delivery<'_>, delivered: u64) -> Result<(&str, TaskId), Parked<'_>> {
     // A subscription's handler is chosen by the event's name.
-    let (name_header, name_wire) = match at.worker.source {
-        Source::Queue => (TASK, wire::HEADER_TASK),
-        Source::Subscription(_) => (EVENT, wire::HEADER_EVENT),
+    let (name_header, name_wire, what, doc) = match at.worker.source {
+        Source::Queue => (TASK, wire::HEADER_TASK, "tasks", "docs/wire-format.md"),
+        Source::Subscription(_) => (EVENT, wire::HEADER_EVENT, "events", "docs/events.md"),
     };
     let Some(name) = header(at.msg, name_header) else {
         return Err(Parked {
             task: "",
             reason: Reason::NotATask,
             error: format!(
-                "the message has no `{name_wire}` header, so no handler can be chosen; publish with natask's headers (docs/wire-format.md)",
+                "the message has no `{name_wire}` header, so no handler can be chosen; publish {what} with natask's headers ({doc})",
             ),
             attempts: delivered,
             id: None,
