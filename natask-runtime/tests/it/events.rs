@@ -354,15 +354,13 @@ async fn a_malformed_event_is_dead_lettered_and_the_events_around_it_are_handled
     ItShape { n: 2 }.publish(&client).await.unwrap();
     let ns: Vec<u64> = recv_n(&mut rx, 2).await.into_iter().map(|s| s.1).collect();
     assert_eq!(ns, [1, 2]);
-    let mut letters = vec![
+    let mut letters = [
         within(dead.next()).await.unwrap(),
         within(dead.next()).await.unwrap(),
     ];
     running.stop().await;
     letters.sort_by_key(|l| header(l, "Natask-Reason"));
-    let [letter, headerless] = &letters[..] else {
-        unreachable!()
-    };
+    let [letter, headerless] = &letters;
     assert_eq!(header(headerless, "Natask-Reason"), "not_a_task");
     assert_eq!(
         header(headerless, "Natask-Error"),
