@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio_util::task::TaskTracker;
 
 use natask_core::registry::{self, RegistryError};
-use natask_core::{event, Backoff, StateMap, SubscriberEntry, Task, TaskEntry};
+use natask_core::{event, Backoff, StateMap, Task, TaskEntry};
 
 use super::fetch::{QueueWorker, Source};
 use super::{Runtime, Shared};
@@ -36,6 +36,8 @@ pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
 const LINK_HINT: &str = "if the tasks live in a library crate, add `use your_tasks_crate as _;` \
     to the worker's main.rs (a crate the binary never mentions is not linked, so its tasks are \
     missing), or register them explicitly with `.register::<YourTask>()`";
+
+mod subscriptions;
 
 /// The runtime's settings that apply to every queue.
 #[derive(Debug, Clone)]
@@ -494,34 +496,6 @@ impl RuntimeBuilder {
         Ok(QueueWorker { tracking, ..worker })
     }
 
-    /// Provisions the consumer of subscription `sub` (and its event's
-    /// stream); the worker loop that will serve it, through the same
-    /// attempt pipeline as a queue. Its policy is the one registered under
-    /// the subscription's name, if any. Events are not tracked.
-    async fn subscribe(&self, sub: &'static SubscriberEntry) -> Result<QueueWorker, BuildError> {
-        let subscription = sub.task.queue;
-        let policy = self.client.provisioner().policy(subscription);
-        policy.validate()?;
-        let settings = ConsumerSettings::of(&policy, self.config.ack_wait);
-        let retention = Duration::from_millis(sub.retention_ms);
-        let consumer = self
-            .client
-            .provisioner()
-            .subscription_consumer(sub.event, retention, subscription, sub.start, &settings)
-            .await?;
-        let handlers = HashMap::from([(sub.event, sub.task)]);
-        let source = Source::Subscription(sub);
-        let worker = self.worker(subscription, source, consumer, handlers, &policy, settings);
-        tracing::info!(
-            service = sub.service,
-            event = sub.event,
-            subscription,
-            concurrency = worker.concurrency,
-            "serving subscription"
-        );
-        Ok(worker)
-    }
-
     /// The worker loop of `queue` (a queue or a subscription), reading
     /// `consumer` as `policy` says; it tracks no task states.
     fn worker(
@@ -558,52 +532,6 @@ impl RuntimeBuilder {
             running: Arc::default(),
             finished: Arc::default(),
         }
-    }
-
-    /// The subscriptions to serve: linked (unless
-    /// [`only_registered`](Self::only_registered)), one per definition,
-    /// only the services asked for, each with its state.
-    fn subscriptions(&self) -> Result<Vec<&'static SubscriberEntry>, BuildError> {
-        // Queues picked and no services: the selection has no services.
-        let picked = self.queues.is_none() || self.services.is_some();
-        let linked = if self.use_linked && picked {
-            event::subscribers()
-        } else {
-            &[]
-        };
-        let mut out: Vec<&'static SubscriberEntry> = Vec::new();
-        for sub in linked {
-            let same = out
-                .iter()
-                .find(|o| o.event == sub.event && o.task.queue == sub.task.queue);
-            match same {
-                Some(seen) if seen.task.location() == sub.task.location() => {}
-                Some(seen) => {
-                    return Err(BuildError::DuplicateSubscription {
-                        subscription: sub.task.queue,
-                        event: sub.event,
-                        first: seen.task.location(),
-                        second: sub.task.location(),
-                    })
-                }
-                None => out.push(sub),
-            }
-        }
-        if let Some(wanted) = &self.services {
-            if let Some(service) = wanted.iter().find(|w| !out.iter().any(|s| s.service == *w)) {
-                let mut known: Vec<_> = out.iter().map(|s| format!("`{}`", s.service)).collect();
-                known.sort();
-                known.dedup();
-                return Err(BuildError::UnknownService {
-                    service: service.clone(),
-                    known: known.join(", "),
-                });
-            }
-            out.retain(|s| wanted.iter().any(|w| w == s.service));
-        }
-        out.sort_by_key(|s| (s.event, s.task.queue));
-        self.check_states(out.iter().map(|s| &s.task))?;
-        Ok(out)
     }
 
     /// Fails if one of `entries` needs a state that was not registered.
