@@ -687,3 +687,40 @@ async fn a_queue_policy_named_after_the_subscription_applies_to_it() {
     running.stop().await;
     assert!(rx.try_recv().is_err(), "no second attempt");
 }
+
+// --- two handlers that would share one consumer ----------------------------
+
+#[event]
+pub(crate) struct ItDup {}
+
+mod dup_one {
+    #[natask_runtime::subscribe(service = "it_dup", name = "same")]
+    async fn first(_ev: super::ItDup) {}
+}
+
+mod dup_two {
+    #[natask_runtime::subscribe(service = "it_dup", name = "same")]
+    async fn second(_ev: super::ItDup) {}
+}
+
+#[tokio::test]
+async fn two_handlers_sharing_a_consumer_are_refused_naming_both() {
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    let err = Runtime::builder(client)
+        .services(["it_dup"])
+        .build()
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with("subscription `it_dup__same` to event `it_dup` is defined twice: by `"),
+        "{text}"
+    );
+    assert!(text.contains("events::dup_one"), "{text}");
+    assert!(text.contains("events::dup_two"), "{text}");
+    assert!(
+        text.ends_with("give one of them another name with `#[subscribe(name = \"...\")]`"),
+        "{text}"
+    );
+}

@@ -18,11 +18,28 @@ impl RuntimeBuilder {
     pub(super) fn subscriptions(&self) -> Result<Vec<&'static SubscriberEntry>, BuildError> {
         // Queues picked and no services: the selection has no services.
         let picked = self.queues.is_none() || self.services.is_some();
-        let linked = if self.use_linked && picked {
-            event::subscribers()
+        let mut linked: Vec<&'static SubscriberEntry> = if self.use_linked && picked {
+            event::subscribers().iter().collect()
         } else {
-            &[]
+            Vec::new()
         };
+        // Only the services picked: another service's mistake is not
+        // this runtime's.
+        if let Some(wanted) = &self.services {
+            if let Some(service) = wanted
+                .iter()
+                .find(|w| !linked.iter().any(|s| s.service == *w))
+            {
+                let mut known: Vec<_> = linked.iter().map(|s| format!("`{}`", s.service)).collect();
+                known.sort();
+                known.dedup();
+                return Err(BuildError::UnknownService {
+                    service: service.clone(),
+                    known: known.join(", "),
+                });
+            }
+            linked.retain(|s| wanted.iter().any(|w| w == s.service));
+        }
         let mut out: Vec<&'static SubscriberEntry> = Vec::new();
         for sub in linked {
             let same = out
@@ -40,18 +57,6 @@ impl RuntimeBuilder {
                 }
                 None => out.push(sub),
             }
-        }
-        if let Some(wanted) = &self.services {
-            if let Some(service) = wanted.iter().find(|w| !out.iter().any(|s| s.service == *w)) {
-                let mut known: Vec<_> = out.iter().map(|s| format!("`{}`", s.service)).collect();
-                known.sort();
-                known.dedup();
-                return Err(BuildError::UnknownService {
-                    service: service.clone(),
-                    known: known.join(", "),
-                });
-            }
-            out.retain(|s| wanted.iter().any(|w| w == s.service));
         }
         out.sort_by_key(|s| (s.event, s.task.queue));
         self.check_states(out.iter().map(|s| &s.task))?;
