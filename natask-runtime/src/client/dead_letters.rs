@@ -277,6 +277,16 @@ impl DeadLetters {
         self.replay_letter(letter).await
     }
 
+    /// Replays `letter`, as [`list`](Self::list) returned it: that letter
+    /// (by its queue and id), even when several subscriptions parked one
+    /// event under one id.
+    pub async fn replay_listed(&self, letter: &DeadLetter) -> Result<(), DeadLetterError> {
+        match natask_core::name::check(&letter.queue) {
+            Ok(()) => self.replay_in(&letter.queue, letter.id).await,
+            Err(_) => self.replay(letter.id).await,
+        }
+    }
+
     /// Replays every dead letter of `queue`; returns how many went back.
     pub async fn replay_all(&self, queue: &str) -> Result<usize, DeadLetterError> {
         let mut replayed = 0;

@@ -616,10 +616,10 @@ async fn each_service_parks_its_own_letter_of_one_event_and_replays_it_alone() {
 
     let (a, a_rx) = &mut handlers[0];
     a.refuse.store(false, Ordering::SeqCst);
-    letters
-        .replay_in("it_fault_a__fault_a", published.id)
-        .await
-        .unwrap();
+    // as `natask dlq replay --all --queue it_fault_a__fault_a` does
+    let listed = letters.list("it_fault_a__fault_a", 0, 10).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    letters.replay_listed(&listed[0]).await.unwrap();
     assert_eq!(
         recv_n(a_rx, 2).await,
         [("it_fault_a", 0, 1), ("it_fault_a", 0, 1)],
