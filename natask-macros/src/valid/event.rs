@@ -92,12 +92,15 @@ pub(crate) fn subscriber(cx: &mut Ctxt, args: &TaskArgs, f: &TaskFn) -> Option<S
     }
     let (service, service_span) = service?;
     let subscription = natask_core::wire::Names::subscription(&service, &handler);
-    if let Err(e) = natask_core::name::check(&subscription) {
+    // Service and handler are valid names, so only the length can fail.
+    if natask_core::name::check(&subscription).is_err() {
         cx.error_at(
             service_span,
             format!(
-                "the subscription `{subscription}` (service `__` handler) names a consumer and a dead-letter subject, and {e}; \
-                 shorten the service or the handler name (`name = \"...\"`)"
+                "the subscription `{subscription}` (`<service>__<handler>`, the name of its consumer) is {} bytes long; \
+                 at most {} are allowed, so shorten the service or the handler name (`name = \"...\"`)",
+                subscription.len(),
+                natask_core::name::MAX_LEN
             ),
         );
         return None;
