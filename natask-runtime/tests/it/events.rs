@@ -377,19 +377,20 @@ async fn a_malformed_event_is_dead_lettered_and_the_events_around_it_are_handled
 
 #[tokio::test]
 async fn an_unknown_service_is_refused_at_build() {
-    let server = NatsServer::start();
-    let client = connect(&server).await;
-    let err = Runtime::builder(client)
-        .services(["it_nobody"])
-        .build()
-        .await
-        .unwrap_err();
-    let text = err.to_string();
+    let text = refused("it_nobody").await;
     assert!(
         text.starts_with("service `it_nobody` was asked for, but no linked `#[subscribe]` handler belongs to it (linked services: "),
         "{text}"
     );
     assert!(text.contains("`it_fan_a`"), "{text}");
+}
+
+/// Why a runtime serving only `service` does not build.
+async fn refused(service: &str) -> String {
+    let server = NatsServer::start();
+    let client = connect(&server).await;
+    let built = Runtime::builder(client).services([service]).build().await;
+    built.unwrap_err().to_string()
 }
 
 // --- what a handler sees, and what is counted ----------------------------
@@ -705,14 +706,7 @@ mod dup_two {
 
 #[tokio::test]
 async fn two_handlers_sharing_a_consumer_are_refused_naming_both() {
-    let server = NatsServer::start();
-    let client = connect(&server).await;
-    let err = Runtime::builder(client)
-        .services(["it_dup"])
-        .build()
-        .await
-        .unwrap_err();
-    let text = err.to_string();
+    let text = refused("it_dup").await;
     assert!(
         text.starts_with("subscription `it_dup__same` to event `it_dup` is defined twice: by `"),
         "{text}"
