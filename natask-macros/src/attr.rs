@@ -562,6 +562,48 @@ mod tests {
     }
 
     #[test]
+    fn each_attribute_takes_its_own_keys() {
+        let mut cx = Ctxt::default();
+        let tokens = quote!(
+            service = "billing",
+            name = "charge",
+            start = "all",
+            retries = 2,
+            timeout = "1m",
+            backoff = "fixed(5s)",
+            crate = ::my::natask
+        );
+        let args = TaskArgs::parse_for(&mut cx, tokens, Macro::Subscribe);
+        cx.check().unwrap();
+        assert_eq!(args.service.unwrap().value, "billing");
+        assert_eq!(args.start.unwrap().value(), "all");
+        assert_eq!(args.retries.unwrap().value, 2);
+        let mut cx = Ctxt::default();
+        let args = TaskArgs::parse_for(&mut cx, quote!(retention = "2h"), Macro::Event);
+        cx.check().unwrap();
+        assert_eq!(args.retention_ms.unwrap().value, 7_200_000);
+        // and none of the others'
+        let mut cx = Ctxt::default();
+        TaskArgs::parse_for(&mut cx, quote!(service = "a"), Macro::Event);
+        TaskArgs::parse_for(&mut cx, quote!(retention = "1d"), Macro::Subscribe);
+        TaskArgs::parse_for(&mut cx, quote!(start = "new"), Macro::Task);
+        let errors: Vec<String> = cx
+            .check()
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                "unknown `#[event]` argument `service`; expected one of `name`, `retention`, `crate`",
+                "unknown `#[subscribe]` argument `retention`; expected one of `service`, `name`, `start`, `retries`, `timeout`, `backoff`, `crate`",
+                "unknown `#[task]` argument `start`; expected one of `queue`, `name`, `retries`, `timeout`, `backoff`, `cron`, `time_zone`, `unique`, `unique_by`, `unique_until`, `version`, `upgrade`, `payload`, `crate`",
+            ]
+        );
+    }
+
+    #[test]
     fn reports_every_mistake_together() {
         let (_, errors) = parse(quote!(
             qeue = "x",
