@@ -235,7 +235,7 @@ async fn replay_all(client: &Client, select: &Select) -> Outcome {
     let mut replayed = 0;
     let mut failed = 0;
     for letter in &letters {
-        match dead.replay(letter.id).await {
+        match dead.replay_listed(letter).await {
             Ok(()) => replayed += 1,
             Err(e) => {
                 failed += 1;

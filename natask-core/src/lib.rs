@@ -22,6 +22,7 @@ pub mod context;
 pub mod cron;
 pub mod duration;
 pub mod error;
+pub mod event;
 pub mod handler;
 pub mod name;
 pub mod registry;
@@ -33,6 +34,7 @@ pub mod wire;
 
 pub use context::{Headers, Invocation, State, StateKey, StateMap, TaskContext};
 pub use error::{TaskError, TaskErrorKind};
+pub use event::{Event, Start, SubscriberEntry};
 pub use handler::{HandlerFn, HandlerFuture, IntoTaskResult, TaskOutput};
 pub use registry::{RegistryError, TaskEntry};
 pub use retry::Backoff;

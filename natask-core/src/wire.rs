@@ -20,9 +20,12 @@ pub const FORMATS_READ: [&str; 2] = ["1", FORMAT_VERSION];
 
 /// Header carrying the task name (the routing key inside a queue).
 pub const HEADER_TASK: &str = "Natask-Task";
+/// Header carrying an event's name (events carry it instead of
+/// [`HEADER_TASK`]).
+pub const HEADER_EVENT: &str = "Natask-Event";
 /// Header carrying the task id; without it, the id is the message's
 /// [`HEADER_MSG_ID`] (format 2). natask's producers send it only on delayed
-/// tasks, and a dead letter always has it.
+/// tasks and events, and a dead letter always has it.
 pub const HEADER_ID: &str = "Natask-Id";
 /// Header carrying the enqueue time, in milliseconds since the Unix epoch;
 /// without it, the time the stream stored the message. natask's producers
@@ -197,6 +200,39 @@ impl Names {
         format!("{}.dlq.*.*.{id}", self.prefix)
     }
 
+    /// The stream of event `event`: `<PREFIX>_EV_<event>`.
+    pub fn event_stream(&self, event: &str) -> String {
+        format!("{}_EV_{event}", self.stream_prefix)
+    }
+
+    /// The subject events `event` are published to: `<prefix>.ev.<event>`.
+    pub fn event_subject(&self, event: &str) -> String {
+        format!("{}.ev.{event}", self.prefix)
+    }
+
+    /// The subjects of the stream of `event`: its published events, and
+    /// the replays addressed to one subscription.
+    pub fn event_filters(&self, event: &str) -> Vec<String> {
+        vec![
+            self.event_subject(event),
+            format!("{}.ev.{event}.*", self.prefix),
+        ]
+    }
+
+    /// The subject a dead letter of `event` is replayed to, so that only
+    /// the subscription `subscription` (its consumer's name) reads it again:
+    /// `<prefix>.ev.<event>.<subscription>`.
+    pub fn event_replay_subject(&self, event: &str, subscription: &str) -> String {
+        format!("{}.ev.{event}.{subscription}", self.prefix)
+    }
+
+    /// The durable consumer of handler `handler` of service `service`:
+    /// `<service>__<handler>`. It stands where a queue name stands for a
+    /// task (dead letters, logs and metrics).
+    pub fn subscription(service: &str, handler: &str) -> String {
+        format!("{service}__{handler}")
+    }
+
     /// The key-value bucket counting deliveries that did not spend an
     /// attempt (snoozes, shutdown hand-backs), keyed by task id.
     pub fn handback_bucket(&self) -> String {
@@ -340,5 +376,12 @@ mod tests {
         assert_eq!(n.keyed_schedule_filter("q", "t"), "app1.s.q.t.cron.*");
         assert_eq!(n.schedule_filter("q"), "app1.s.q.>");
         assert_eq!(n.schedule_subject("q", "t", "x"), "app1.s.q.t.x");
+        assert_eq!(n.event_stream("order_placed"), "APP1_EV_order_placed");
+        assert_eq!(n.event_subject("order_placed"), "app1.ev.order_placed");
+        assert_eq!(n.event_filters("e"), ["app1.ev.e", "app1.ev.e.*"]);
+        assert_eq!(
+            n.event_replay_subject("e", &Names::subscription("billing", "charge")),
+            "app1.ev.e.billing__charge"
+        );
     }
 }

@@ -18,7 +18,74 @@ use crate::suggest;
 /// Most retries a task may ask for (checked in `valid`).
 pub(crate) const MAX_RETRIES: u32 = 1_000;
 
-/// A key `#[task]` accepts.
+/// The attribute whose arguments are parsed: each accepts its own keys,
+/// and its messages name it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Macro {
+    Task,
+    Event,
+    Subscribe,
+}
+
+impl Macro {
+    /// The keys it accepts, in the order its docs list them.
+    fn keys(self) -> &'static [Key] {
+        match self {
+            Macro::Task => &[
+                Key::Queue,
+                Key::Name,
+                Key::Retries,
+                Key::Timeout,
+                Key::Backoff,
+                Key::Cron,
+                Key::TimeZone,
+                Key::Unique,
+                Key::UniqueBy,
+                Key::UniqueUntil,
+                Key::Version,
+                Key::Upgrade,
+                Key::Payload,
+                Key::Crate,
+            ],
+            Macro::Event => &[Key::Name, Key::Retention, Key::Crate],
+            Macro::Subscribe => &[
+                Key::Service,
+                Key::Name,
+                Key::Start,
+                Key::Retries,
+                Key::Timeout,
+                Key::Backoff,
+                Key::Crate,
+            ],
+        }
+    }
+
+    /// Every key's spelling, for messages.
+    fn key_names(self) -> Vec<&'static str> {
+        self.keys().iter().map(|k| k.as_str()).collect()
+    }
+
+    /// Its arguments as one would write them, for messages.
+    fn example(self) -> &'static str {
+        match self {
+            Macro::Task => "#[task(queue = \"emails\", retries = 3)]",
+            Macro::Event => "#[event(retention = \"7d\")]",
+            Macro::Subscribe => "#[subscribe(service = \"billing\", retries = 3)]",
+        }
+    }
+}
+
+impl fmt::Display for Macro {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Macro::Task => "`#[task]`",
+            Macro::Event => "`#[event]`",
+            Macro::Subscribe => "`#[subscribe]`",
+        })
+    }
+}
+
+/// A key of `#[task]`, `#[event]` or `#[subscribe]`.
 #[derive(Clone, Copy, PartialEq)]
 enum Key {
     Queue,
@@ -35,27 +102,12 @@ enum Key {
     Upgrade,
     Payload,
     Crate,
+    Service,
+    Start,
+    Retention,
 }
 
 impl Key {
-    /// Every key, in the order the docs list them.
-    const ALL: [Key; 14] = [
-        Key::Queue,
-        Key::Name,
-        Key::Retries,
-        Key::Timeout,
-        Key::Backoff,
-        Key::Cron,
-        Key::TimeZone,
-        Key::Unique,
-        Key::UniqueBy,
-        Key::UniqueUntil,
-        Key::Version,
-        Key::Upgrade,
-        Key::Payload,
-        Key::Crate,
-    ];
-
     fn as_str(self) -> &'static str {
         match self {
             Key::Queue => "queue",
@@ -72,12 +124,10 @@ impl Key {
             Key::Upgrade => "upgrade",
             Key::Payload => "payload",
             Key::Crate => "crate",
+            Key::Service => "service",
+            Key::Start => "start",
+            Key::Retention => "retention",
         }
-    }
-
-    /// Every key's spelling, for messages.
-    fn names() -> [&'static str; 14] {
-        Key::ALL.map(Key::as_str)
     }
 
     /// A value to show in a message that says how to write the key.
@@ -97,6 +147,9 @@ impl Key {
             Key::Upgrade => "upgrade_send_email",
             Key::Payload => "SendEmail",
             Key::Crate => "::my_crate::natask",
+            Key::Service => "\"billing\"",
+            Key::Start => "\"new\"",
+            Key::Retention => "\"7d\"",
         }
     }
 }
@@ -138,29 +191,53 @@ pub(crate) struct TaskArgs {
     pub(crate) upgrade: Option<syn::Path>,
     pub(crate) payload: Option<syn::Ident>,
     pub(crate) crate_path: Option<syn::Path>,
+    /// `#[subscribe(service = "billing")]`.
+    pub(crate) service: Option<Spanned<String>>,
+    /// `#[subscribe(start = "all")]`, kept whole: `valid` checks the value.
+    pub(crate) start: Option<LitStr>,
+    /// `#[event(retention = "7d")]`, in milliseconds.
+    pub(crate) retention_ms: Option<Spanned<u64>>,
 }
 
 impl TaskArgs {
+    /// The arguments of `#[task(..)]`.
     pub(crate) fn parse(cx: &mut Ctxt, tokens: proc_macro2::TokenStream) -> TaskArgs {
+        TaskArgs::parse_for(cx, tokens, Macro::Task)
+    }
+
+    /// The arguments of `kind`'s attribute; the keys the others take are
+    /// unknown here.
+    pub(crate) fn parse_for(
+        cx: &mut Ctxt,
+        tokens: proc_macro2::TokenStream,
+        kind: Macro,
+    ) -> TaskArgs {
         let mut args = TaskArgs::default();
         let mut seen: Vec<Key> = Vec::new();
         let parser = syn::meta::parser(|meta| {
-            args.parse_one(cx, &mut seen, meta);
+            args.parse_one(cx, &mut seen, meta, kind);
             Ok(())
         });
         if let Err(e) = syn::parse::Parser::parse2(parser, tokens) {
             cx.push(syn::Error::new(
                 e.span(),
                 format!(
-                    "expected `key = value` arguments separated by commas, e.g. `#[task(queue = \"emails\", retries = 3)]`; {e}"
+                    "expected `key = value` arguments separated by commas, e.g. `{}`; {e}",
+                    kind.example()
                 ),
             ));
         }
         args
     }
 
-    fn parse_one(&mut self, cx: &mut Ctxt, seen: &mut Vec<Key>, meta: ParseNestedMeta<'_>) {
-        let Some((key, key_span)) = known_key(cx, &meta) else {
+    fn parse_one(
+        &mut self,
+        cx: &mut Ctxt,
+        seen: &mut Vec<Key>,
+        meta: ParseNestedMeta<'_>,
+        kind: Macro,
+    ) {
+        let Some((key, key_span)) = known_key(cx, &meta, kind) else {
             skip_value(&meta);
             return;
         };
@@ -211,31 +288,37 @@ impl TaskArgs {
             Key::Upgrade => self.upgrade = value.path(cx, key),
             Key::Payload => self.payload = value.path(cx, key).and_then(|p| plain_name(cx, p)),
             Key::Crate => self.crate_path = value.path(cx, key),
+            Key::Service => self.service = value.lit_str(cx, key).map(spanned_string),
+            Key::Start => self.start = value.lit_str(cx, key),
+            Key::Retention => {
+                self.retention_ms = value.lit_str(cx, key).and_then(|s| parsed(cx, s, parse_ms))
+            }
         }
     }
 }
 
-/// The key of one argument; an error, and `None`, for a key `#[task]` does
+/// The key of one argument; an error, and `None`, for a key `kind` does
 /// not know.
-fn known_key(cx: &mut Ctxt, meta: &ParseNestedMeta<'_>) -> Option<(Key, Span)> {
+fn known_key(cx: &mut Ctxt, meta: &ParseNestedMeta<'_>, kind: Macro) -> Option<(Key, Span)> {
+    let names = kind.key_names();
     let Some(ident) = meta.path.get_ident() else {
         cx.error_spanned_by(
             &meta.path,
             format!(
-                "unknown `#[task]` argument; expected one of {}",
-                suggest::list(&Key::names())
+                "unknown {kind} argument; expected one of {}",
+                suggest::list(&names)
             ),
         );
         return None;
     };
     let name = ident.unraw().to_string();
-    let key = Key::ALL.into_iter().find(|k| k.as_str() == name);
+    let key = kind.keys().iter().copied().find(|k| k.as_str() == name);
     if key.is_none() {
         cx.error_at(
             ident.span(),
             format!(
-                "unknown `#[task]` argument `{name}`; {}",
-                suggest::expected_one_of(&name, &Key::names())
+                "unknown {kind} argument `{name}`; {}",
+                suggest::expected_one_of(&name, &names)
             ),
         );
     }
@@ -476,6 +559,48 @@ mod tests {
         assert_eq!(args.payload.unwrap().to_string(), "Mail");
         let path = args.crate_path.unwrap();
         assert_eq!(quote!(#path).to_string(), ":: my :: natask");
+    }
+
+    #[test]
+    fn each_attribute_takes_its_own_keys() {
+        let mut cx = Ctxt::default();
+        let tokens = quote!(
+            service = "billing",
+            name = "charge",
+            start = "all",
+            retries = 2,
+            timeout = "1m",
+            backoff = "fixed(5s)",
+            crate = ::my::natask
+        );
+        let args = TaskArgs::parse_for(&mut cx, tokens, Macro::Subscribe);
+        cx.check().unwrap();
+        assert_eq!(args.service.unwrap().value, "billing");
+        assert_eq!(args.start.unwrap().value(), "all");
+        assert_eq!(args.retries.unwrap().value, 2);
+        let mut cx = Ctxt::default();
+        let args = TaskArgs::parse_for(&mut cx, quote!(retention = "2h"), Macro::Event);
+        cx.check().unwrap();
+        assert_eq!(args.retention_ms.unwrap().value, 7_200_000);
+        // and none of the others'
+        let mut cx = Ctxt::default();
+        TaskArgs::parse_for(&mut cx, quote!(service = "a"), Macro::Event);
+        TaskArgs::parse_for(&mut cx, quote!(retention = "1d"), Macro::Subscribe);
+        TaskArgs::parse_for(&mut cx, quote!(start = "new"), Macro::Task);
+        let errors: Vec<String> = cx
+            .check()
+            .unwrap_err()
+            .into_iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(
+            errors,
+            [
+                "unknown `#[event]` argument `service`; expected one of `name`, `retention`, `crate`",
+                "unknown `#[subscribe]` argument `retention`; expected one of `service`, `name`, `start`, `retries`, `timeout`, `backoff`, `crate`",
+                "unknown `#[task]` argument `start`; expected one of `queue`, `name`, `retries`, `timeout`, `backoff`, `cron`, `time_zone`, `unique`, `unique_by`, `unique_until`, `version`, `upgrade`, `payload`, `crate`",
+            ]
+        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! The `#[task]` attribute of natask. Use it through `natask_runtime::task`;
-//! see that crate for the full guide.
+//! The `#[task]`, `#[event]` and `#[subscribe]` attributes of natask. Use
+//! them through `natask_runtime`; see that crate for the full guide.
 //!
 //! The crate is a pipeline, one module per step, as in serde and thiserror:
 //! `attr` parses the arguments, `ast` splits the parameters into payload and
@@ -19,6 +19,18 @@
 //!
 //! ```text
 #![doc = include_str!("../tests/snapshots/send_email.rs")]
+//! ```
+//!
+//! # What `#[event]` and `#[subscribe]` generate
+//!
+//! The same pipeline (`attr` with each attribute's own keys, `valid::event`
+//! reusing the task's checks of names, durations, retries, backoff, the
+//! signature and the parameters). A subscriber is a task's handler and
+//! `TaskEntry` whose payload is the whole event, registered with its
+//! service in a second link-time slice (`tests/snapshots/order_placed.rs`):
+//!
+//! ```text
+#![doc = include_str!("../tests/snapshots/order_placed.rs")]
 //! ```
 
 use proc_macro::TokenStream;
@@ -289,20 +301,206 @@ mod valid;
 /// ```
 #[proc_macro_attribute]
 pub fn task(args: TokenStream, input: TokenStream) -> TokenStream {
-    let item: syn::Item = match syn::parse(input.clone()) {
-        Ok(syn::Item::Fn(item)) => {
-            return task_fn(args.into(), item).into();
-        }
-        Ok(other) => other,
+    on_item(input, |item| match item {
+        syn::Item::Fn(item) => task_fn(args.into(), item),
+        other => not_for(&other, attr::Macro::Task),
+    })
+}
+
+// The docs of `#[event]` and `#[subscribe]` live in `docs/events.md` too.
+/// Declares an integration event on a struct: every service that
+/// subscribes to it (`#[subscribe]`) handles each event once.
+///
+/// ```no_run
+/// use natask_runtime::{event, Client};
+///
+/// /// An order was placed.
+/// #[event(retention = "30d")]
+/// pub struct OrderPlaced {
+///     pub order: u64,
+///     pub total_cents: u64,
+/// }
+///
+/// # async fn demo(client: Client) -> Result<(), natask_runtime::PublishError> {
+/// let published = OrderPlaced { order: 7, total_cents: 1250 }.publish(&client).await?;
+/// println!("event {}", published.id);
+/// # Ok(()) }
+/// ```
+///
+/// The struct gets `Serialize`, `Deserialize`, `Debug` and `Clone` (do not
+/// derive them yourself; `#[serde(..)]` attributes on the struct and its
+/// fields apply), an `Event` impl with its name and retention, and
+/// `publish(&client)`, which stores it in the event's stream
+/// `<PREFIX>_EV_<name>` (created on first publish) under the subject
+/// `<prefix>.ev.<name>`. See `docs/events.md`.
+///
+/// # Arguments
+///
+/// ## `name = "order_placed"`
+/// The event's wire name: its stream, subject and `Natask-Event` header.
+/// Default: the struct's name in snake_case. 1 to 64 ASCII letters,
+/// digits, `_` or `-`, checked at compile time. Two events of one name in
+/// a crate are a compile error.
+///
+/// ## `retention = "7d"`
+/// How long the stream keeps an event (its `max_age`): a subscription
+/// created later with `start = "all"` sees the events still kept, and a
+/// subscription that falls further behind loses the oldest. A whole
+/// number followed by `ms`, `s`, `m`, `h` or `d`, at least `1s`. Default
+/// 7 days. Applied when the stream is created.
+///
+/// ## `crate = ::my::natask`
+/// Where `natask_runtime` is, for crates that re-export it.
+///
+/// # Equivalent code without the macro
+///
+/// ```text
+/// #[derive(Serialize, Deserialize, Debug, Clone)]
+/// pub struct OrderPlaced { pub order: u64, pub total_cents: u64 }
+///
+/// impl natask_runtime::Event for OrderPlaced {
+///     const NAME: &'static str = "order_placed";
+///     const RETENTION_MS: u64 = 30 * 24 * 3600 * 1000;
+/// }
+///
+/// impl OrderPlaced {
+///     pub async fn publish(&self, client: &Client) -> Result<Published, PublishError> {
+///         client.publish(self).await
+///     }
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn event(args: TokenStream, input: TokenStream) -> TokenStream {
+    on_item(input, |item| match item {
+        syn::Item::Struct(item) => event_struct(args.into(), item),
+        other => not_for(&other, attr::Macro::Event),
+    })
+}
+
+/// Subscribes a service to an event: an `async fn` whose one payload
+/// parameter is an `#[event]` type. Every service gets every event; the
+/// instances of one service share them (one durable consumer per service
+/// and handler).
+///
+/// ```no_run
+/// use natask_runtime::{event, subscribe, State, TaskError};
+///
+/// #[event]
+/// pub struct OrderPlaced { pub order: u64 }
+///
+/// struct Ledger;
+///
+/// #[subscribe(service = "billing", retries = 5, start = "all")]
+/// async fn charge(order: OrderPlaced, ledger: State<Ledger>) -> Result<(), TaskError> {
+///     let _ = (order.order, &*ledger);
+///     Ok(())
+/// }
+/// ```
+///
+/// A `Runtime` serves every `#[subscribe]` linked into the binary
+/// (`RuntimeBuilder::services` restricts them), through the same attempt
+/// pipeline as tasks: retries with backoff, timeouts, panics as failed
+/// attempts, dead letters, tracing spans and metrics. `State<T>` and
+/// `&TaskContext` parameters are injected as for `#[task]`. In dead
+/// letters, logs and metrics the subscription `<service>__<handler>`
+/// stands where a task's queue stands, and the event's name where its
+/// task name stands. See `docs/events.md`.
+///
+/// # Arguments
+///
+/// ## `service = "billing"`
+/// Required. The service the handler belongs to. Every instance of a
+/// service shares one durable consumer per handler, so each event is
+/// handled once per service; services differ by this name. 1 to 64 ASCII
+/// letters, digits, `_` or `-`.
+///
+/// ## `name = "charge"`
+/// The handler's name, default the function's: with the service it names
+/// the durable consumer `<service>__<handler>`. Renaming it starts a new
+/// subscription.
+///
+/// ## `start = "new"`
+/// Where a new subscription starts reading: `"new"` (default), the events
+/// published after its consumer is created; `"all"`, every event the
+/// stream still holds (see `#[event(retention)]`). Applied only when the
+/// consumer is created.
+///
+/// ## `retries = 3`
+/// Retries after the first attempt (default: the runtime's, 3).
+///
+/// ## `timeout = "30s"`
+/// Per-attempt timeout (default: the runtime's, 5 minutes).
+///
+/// ## `backoff = "exponential(1s, x2, max 5m)"`
+/// Delay before each retry, as for `#[task]`.
+///
+/// ## `crate = ::my::natask`
+/// Where `natask_runtime` is, for crates that re-export it.
+///
+/// # Equivalent code without the macro
+///
+/// There is none in public API: the subscriber's entry is collected at
+/// link time (`natask_runtime::registry::subscribers`).
+#[proc_macro_attribute]
+pub fn subscribe(args: TokenStream, input: TokenStream) -> TokenStream {
+    on_item(input, |item| match item {
+        syn::Item::Fn(item) => subscribe_fn(args.into(), item),
+        other => not_for(&other, attr::Macro::Subscribe),
+    })
+}
+
+/// Parses the annotated item and expands it, or reports why it does not
+/// parse (with the input kept, so nothing else breaks).
+fn on_item(
+    input: TokenStream,
+    expand: impl FnOnce(syn::Item) -> proc_macro2::TokenStream,
+) -> TokenStream {
+    match syn::parse::<syn::Item>(input.clone()) {
+        Ok(item) => expand(item).into(),
         Err(e) => {
             let mut out = e.to_compile_error();
             out.extend(proc_macro2::TokenStream::from(input));
-            return out.into();
+            out.into()
         }
-    };
-    let mut out = valid::not_a_fn(&item).to_compile_error();
+    }
+}
+
+/// The error for `kind` on an item it does not go on, and the item.
+fn not_for(item: &syn::Item, kind: attr::Macro) -> proc_macro2::TokenStream {
+    let mut out = valid::not_a_fn(item, kind).to_compile_error();
     out.extend(quote::quote!(#item));
-    out.into()
+    out
+}
+
+/// Every mistake `cx` holds, and the item as written: emitted anyway so
+/// that one mistake does not cascade into "cannot find" errors at every
+/// use.
+fn with_errors(cx: ctxt::Ctxt, item: &impl quote::ToTokens) -> proc_macro2::TokenStream {
+    let mut out = cx
+        .check()
+        .err()
+        .map_or_else(proc_macro2::TokenStream::new, |e| e.to_compile_error());
+    out.extend(quote::quote!(#item));
+    out
+}
+
+fn event_struct(args: proc_macro2::TokenStream, item: syn::ItemStruct) -> proc_macro2::TokenStream {
+    let mut cx = ctxt::Ctxt::default();
+    let args = attr::TaskArgs::parse_for(&mut cx, args, attr::Macro::Event);
+    match valid::event(&mut cx, &args, &item) {
+        Some(event) => expand::expand_event(&event),
+        None => with_errors(cx, &item),
+    }
+}
+
+fn subscribe_fn(args: proc_macro2::TokenStream, item: syn::ItemFn) -> proc_macro2::TokenStream {
+    let mut cx = ctxt::Ctxt::default();
+    let args = attr::TaskArgs::parse_for(&mut cx, args, attr::Macro::Subscribe);
+    let f = ast::TaskFn::from_item(item);
+    match valid::subscriber(&mut cx, &args, &f) {
+        Some(sub) => expand::expand_subscriber(&sub),
+        None => with_errors(cx, &f.item),
+    }
 }
 
 fn task_fn(args: proc_macro2::TokenStream, item: syn::ItemFn) -> proc_macro2::TokenStream {
@@ -311,17 +509,7 @@ fn task_fn(args: proc_macro2::TokenStream, item: syn::ItemFn) -> proc_macro2::To
     let f = ast::TaskFn::from_item(item);
     match valid::validate(&mut cx, &args, &f) {
         Some(task) => expand::expand(&task),
-        None => {
-            // Emit the function anyway so one mistake does not cascade into
-            // "cannot find function" errors at every call site.
-            let mut out = cx
-                .check()
-                .err()
-                .map_or_else(proc_macro2::TokenStream::new, |e| e.to_compile_error());
-            let item = &f.item;
-            out.extend(quote::quote!(#item));
-            out
-        }
+        None => with_errors(cx, &f.item),
     }
 }
 
@@ -360,7 +548,7 @@ mod tests {
                 }
             },
         );
-        check_snapshot("send_email", &got);
+        check_snapshot("send_email", "`#[task]` on `send_email`", &got);
     }
 
     /// The expansion of a unique task, checked in at
@@ -378,14 +566,88 @@ mod tests {
                 async fn build_report(tenant: String, month: u32) {}
             },
         );
-        check_snapshot("build_report", &got);
+        check_snapshot("build_report", "`#[task]` on `build_report`", &got);
     }
 
-    fn check_snapshot(task: &str, got: &str) {
+    /// The expansion of an event and of a subscriber to it, checked in at
+    /// `tests/snapshots/order_placed.rs`.
+    #[test]
+    fn snapshot_order_placed() {
+        let event = super::event_struct(
+            quote!(retention = "30d"),
+            syn::parse2(quote! {
+                /// An order was placed.
+                pub struct OrderPlaced {
+                    pub order: u64,
+                    pub total_cents: u64,
+                }
+            })
+            .unwrap(),
+        );
+        let subscriber = super::subscribe_fn(
+            quote!(service = "billing", retries = 3, start = "all"),
+            syn::parse2(quote! {
+                async fn charge(
+                    order: OrderPlaced,
+                    ledger: State<Ledger>,
+                    ctx: &TaskContext,
+                ) -> Result<(), TaskError> {
+                    ledger.charge(order.order).await?;
+                    Ok(())
+                }
+            })
+            .unwrap(),
+        );
+        let got = prettyplease::unparse(&syn::parse2(quote!(#event #subscriber)).unwrap());
+        check_snapshot(
+            "order_placed",
+            "`#[event]` on `OrderPlaced` and `#[subscribe]` on `charge`",
+            &got,
+        );
+    }
+
+    #[test]
+    fn events_and_subscribers_report_their_mistakes() {
+        let out = super::subscribe_fn(
+            quote!(start = "first", retries = "3"),
+            syn::parse2(quote!(
+                async fn f(a: A, b: B) {}
+            ))
+            .unwrap(),
+        )
+        .to_string();
+        for message in [
+            "a `#[subscribe]` function takes exactly one event",
+            "`retries` takes an integer, not a string",
+            "`#[subscribe]` needs the service",
+            "is not where a subscription starts",
+        ] {
+            assert!(out.contains(message), "{message}: {out}");
+        }
+        assert!(out.contains("async fn f"), "the function is kept: {out}");
+        let out = super::event_struct(
+            quote!(name = "a.b", retention = "0s", queue = "q"),
+            syn::parse2(quote!(
+                struct E;
+            ))
+            .unwrap(),
+        )
+        .to_string();
+        for message in [
+            "unknown `#[event]` argument `queue`",
+            "`retention` must be at least 1s",
+            "the event name `a.b` contains `.`",
+        ] {
+            assert!(out.contains(message), "{message}: {out}");
+        }
+    }
+
+    /// `what`: the macro and item, for the file's header.
+    fn check_snapshot(task: &str, what: &str, got: &str) {
         let path = format!("{}/tests/snapshots/{task}.rs", env!("CARGO_MANIFEST_DIR"));
         let header = format!(
             "// Generated by `snapshot_{task}` in natask-macros/src/lib.rs: the\n\
-             // expansion of `#[task]` on `{task}`. Do not edit by hand.\n\n"
+             // expansion of {what}. Do not edit by hand.\n\n"
         );
         let got = format!("{header}{got}");
         if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {

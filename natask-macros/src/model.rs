@@ -63,6 +63,8 @@ pub(crate) enum Arg {
     State(Type),
     /// The attempt's `&TaskContext`.
     Context,
+    /// The whole decoded payload: a subscriber's event.
+    Event,
 }
 
 /// A valid `unique` declaration.
@@ -81,4 +83,27 @@ impl Task {
             _ => None,
         })
     }
+}
+
+/// An event type as `#[event]` resolved it.
+pub(crate) struct Event {
+    /// The struct, emitted as written after the derives.
+    pub(crate) item: syn::ItemStruct,
+    /// The wire name.
+    pub(crate) name: String,
+    pub(crate) name_span: Span,
+    /// `retention = ..` in milliseconds (the default when not given).
+    pub(crate) retention_ms: u64,
+    pub(crate) crate_path: Path,
+}
+
+/// A subscriber as `#[subscribe]` resolved it: the handler is a task whose
+/// payload is the whole event (`Arg::Event`), whose `name` is the handler's
+/// and whose `queue` is the subscription's consumer.
+pub(crate) struct Subscriber {
+    pub(crate) task: Task,
+    /// The event type, as written on the parameter.
+    pub(crate) event: Type,
+    pub(crate) service: String,
+    pub(crate) start: natask_core::Start,
 }

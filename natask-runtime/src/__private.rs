@@ -1,7 +1,10 @@
 //! Not public API: used by code `#[task]` generates.
 
-pub use crate::{Client, EnqueueError, EnqueueOptions, Enqueued, UniquePolicy, Until};
+pub use crate::{
+    Client, EnqueueError, EnqueueOptions, Enqueued, PublishError, Published, UniquePolicy, Until,
+};
 pub use linkme;
+pub use natask_core::event::{Event, Start, SubscriberEntry, SUBSCRIBERS};
 pub use natask_core::handler::{decode, upgrade};
 pub use natask_core::registry::TASKS;
 pub use natask_core::task::{

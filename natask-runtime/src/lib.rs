@@ -32,6 +32,40 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Events
+//!
+//! A task goes to one worker; an event goes to every service that
+//! subscribes to it, and to one instance of each. [`#[event]`](macro@event)
+//! on a struct makes it an [`Event`] with `publish(&client)`
+//! ([`Client::publish`]), stored in the event's own stream (limits
+//! retention, kept `retention`); [`#[subscribe(service = "..")]`](macro@subscribe)
+//! on an `async fn` taking the event declares a service's handler. Each
+//! (service, handler) has its own durable consumer, shared by the
+//! service's instances; a [`Runtime`] serves every linked subscriber
+//! through the same attempt pipeline as tasks (retries, dead letters,
+//! spans, metrics), [`RuntimeBuilder::services`] picks services.
+//!
+//! ```no_run
+//! use natask_runtime::{event, subscribe, Client, Runtime, TaskError};
+//!
+//! #[event(retention = "7d")]
+//! pub struct OrderPlaced { pub order: u64 }
+//!
+//! #[subscribe(service = "billing", retries = 3, start = "new")]
+//! async fn charge(order: OrderPlaced) -> Result<(), TaskError> {
+//!     println!("charging order {}", order.order);
+//!     Ok(())
+//! }
+//!
+//! # async fn demo(client: Client) -> Result<(), Box<dyn std::error::Error>> {
+//! OrderPlaced { order: 7 }.publish(&client).await?;
+//! Runtime::builder(client).services(["billing"]).build().await?.run().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! `docs/events.md` in the repository has the layout, the guarantees and
+//! why this shape.
+//!
 //! # Delayed tasks
 //!
 //! `SendEmail { .. }.enqueue_in(&client, delay)` and `.enqueue_at(&client,
@@ -246,6 +280,7 @@ mod worker;
 pub use client::context::ContextError;
 pub use client::dead_letters::{DeadLetter, DeadLetterError, DeadLetters};
 pub use client::enqueue::{EnqueueError, QueueLimit};
+pub use client::events::{PublishError, Published};
 pub use client::options::{EnqueueOptions, Enqueued, Unique};
 pub use client::queue::{Queue, QueueError, QueueInfo};
 pub use client::recurring::{Cron, Recurring, RecurringError, RecurringTask};
@@ -255,10 +290,10 @@ pub use jetstream::permissions::{NatsOperation, PermissionViolation, PermissionW
 pub use jetstream::provision::ProvisionError;
 pub use natask_core::task::assert_payload_field;
 pub use natask_core::{
-    name, wire, Backoff, HandlerFuture, Headers, IntoTaskResult, PayloadField, State, Task,
-    TaskContext, TaskError, TaskErrorKind, TaskId, UniquePolicy, Until,
+    event::Start, name, wire, Backoff, Event, HandlerFuture, Headers, IntoTaskResult, PayloadField,
+    State, Task, TaskContext, TaskError, TaskErrorKind, TaskId, UniquePolicy, Until,
 };
-pub use natask_macros::task;
+pub use natask_macros::{event, subscribe, task};
 pub use policy::{
     Drift, InvalidPolicy, InvalidReplicas, Provisioning, QueuePolicy, Storage, WhenFull,
     DEFAULT_DEDUP_WINDOW, DEFAULT_MAX_IN_FLIGHT, DEFAULT_PREFETCH,
@@ -278,6 +313,7 @@ pub use worker::{RunError, Runtime};
 
 /// The link-time task registry.
 pub mod registry {
+    pub use natask_core::event::{subscribers, SubscriberEntry};
     pub use natask_core::registry::{tasks, validate, RegistryError, TaskEntry};
 }
 

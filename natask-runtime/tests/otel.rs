@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use natask_runtime::{task, Client, Runtime, State, TaskError};
+use natask_runtime::{event, subscribe, task, Client, Runtime, State, TaskError};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
@@ -23,6 +23,17 @@ struct TraceTick(mpsc::UnboundedSender<()>);
 #[task(queue = "it_trace")]
 async fn traced(tick: State<TraceTick>, n: u32) -> Result<(), TaskError> {
     let _ = (n, tick.0.send(()));
+    Ok(())
+}
+
+#[event]
+struct TraceEvent {
+    n: u32,
+}
+
+#[subscribe(service = "it_trace_svc")]
+async fn traced_event(tick: State<TraceTick>, ev: TraceEvent) -> Result<(), TaskError> {
+    let _ = (ev.n, tick.0.send(()));
     Ok(())
 }
 
@@ -42,6 +53,7 @@ async fn the_handler_span_is_a_child_of_the_enqueue_span_across_processes() {
     let (tx, mut rx) = mpsc::unbounded_channel();
     let runtime = Runtime::builder(client.clone())
         .queues(["it_trace"])
+        .services(["it_trace_svc"])
         .state(TraceTick(tx))
         .build()
         .await
@@ -51,10 +63,13 @@ async fn the_handler_span_is_a_child_of_the_enqueue_span_across_processes() {
         let _ = stopped.await;
     }));
     Traced::new(7).enqueue(&client).await.unwrap();
-    tokio::time::timeout(EVENT_DEADLINE, rx.recv())
-        .await
-        .expect("the task ran in time")
-        .unwrap();
+    TraceEvent { n: 8 }.publish(&client).await.unwrap();
+    for _ in 0..2 {
+        tokio::time::timeout(EVENT_DEADLINE, rx.recv())
+            .await
+            .expect("the task and the event ran in time")
+            .unwrap();
+    }
     let _ = stop.send(());
     tokio::time::timeout(EVENT_DEADLINE, done)
         .await
@@ -64,22 +79,23 @@ async fn the_handler_span_is_a_child_of_the_enqueue_span_across_processes() {
     provider.force_flush().unwrap();
 
     let spans = exporter.get_finished_spans().unwrap();
-    let enqueue = spans
-        .iter()
-        .find(|s| s.name == "enqueue")
-        .expect("an enqueue span");
-    let handler = spans
-        .iter()
-        .find(|s| s.name == "task")
-        .expect("a handler span");
-    assert_eq!(
-        handler.span_context.trace_id(),
-        enqueue.span_context.trace_id(),
-        "one trace"
-    );
-    assert_eq!(
-        handler.parent_span_id,
-        enqueue.span_context.span_id(),
-        "handler span is the enqueue span's child"
-    );
+    // The handler's span of the message a `producer` span sent: its child,
+    // in its trace.
+    let child_of = |producer: &str| {
+        let parent = spans
+            .iter()
+            .find(|s| s.name == producer)
+            .unwrap_or_else(|| panic!("a `{producer}` span"));
+        let handler = spans
+            .iter()
+            .find(|s| s.name == "task" && s.parent_span_id == parent.span_context.span_id())
+            .unwrap_or_else(|| panic!("no handler span is the `{producer}` span's child"));
+        assert_eq!(
+            handler.span_context.trace_id(),
+            parent.span_context.trace_id(),
+            "one trace from `{producer}` to the handler"
+        );
+    };
+    child_of("enqueue");
+    child_of("publish");
 }

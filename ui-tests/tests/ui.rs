@@ -1,4 +1,4 @@
-//! Every `#[task]` diagnostic, pinned. Regenerate the `.stderr` files with
+//! Every `#[task]`, `#[event]` and `#[subscribe]` diagnostic, pinned. Regenerate the `.stderr` files with
 //! `TRYBUILD=overwrite cargo test -p natask-ui-tests` and review the diff.
 
 #[test]

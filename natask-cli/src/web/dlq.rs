@@ -254,7 +254,7 @@ pub(crate) async fn replay_all(
     let dead = app.client.dead_letters();
     let (mut replayed, mut failed) = (0, Vec::new());
     for letter in &letters {
-        match dead.replay(letter.id).await {
+        match dead.replay_listed(letter).await {
             Ok(()) => replayed += 1,
             Err(e) => failed.push(format!("{}: {e}", letter.id)),
         }

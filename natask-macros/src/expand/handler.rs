@@ -28,6 +28,7 @@ pub(super) fn handler_fn(task: &Task, p: &TokenStream) -> TokenStream {
                 call_args.push(quote!(#var));
             }
             Arg::Context => call_args.push(quote!(__natask_inv.context)),
+            Arg::Event => call_args.push(quote!(__natask_payload)),
         }
     }
     let plain = quote!((&#p::Probe::<#payload>::NEW).decode_payload(__natask_inv.payload));

@@ -11,6 +11,7 @@
 //! assertion per parameter, spanned at its type (`assertions`).
 
 mod assertions;
+mod event;
 mod handler;
 mod inherent;
 mod payload;
@@ -20,6 +21,8 @@ mod schema;
 use proc_macro2::TokenStream;
 use quote::quote;
 use syn::Type;
+
+pub(crate) use event::{expand_event, expand_subscriber};
 
 use crate::model::Task;
 

@@ -40,7 +40,21 @@ pub(super) fn registration(task: &Task, p: &TokenStream) -> TokenStream {
 
 /// `__NATASK_ENTRY`, the task's `TaskEntry`.
 fn entry(task: &Task, p: &TokenStream) -> TokenStream {
-    let Task { name, queue, .. } = task;
+    let name = &task.name;
+    let schema = super::schema::payload_schema(task);
+    entry_named(task, p, &quote!(#name), &schema)
+}
+
+/// `__NATASK_ENTRY`, named by the constant expression `name` (a
+/// subscriber's entry is named by its event), with the payload's JSON
+/// Schema `schema`.
+pub(super) fn entry_named(
+    task: &Task,
+    p: &TokenStream,
+    name: &TokenStream,
+    schema: &str,
+) -> TokenStream {
+    let queue = &task.queue;
     let retries = option(task.retries.map(Literal::u32_suffixed).map(|n| quote!(#n)));
     let timeout = option(
         task.timeout_ms
@@ -51,7 +65,6 @@ fn entry(task: &Task, p: &TokenStream) -> TokenStream {
     let cron = option(task.cron.as_ref().map(|c| quote!(#c)));
     let time_zone = option(task.time_zone.as_ref().map(|z| quote!(#z)));
     let states = task.states().map(|ty| quote!(#p::StateKey::of::<#ty>()));
-    let schema = super::schema::payload_schema(task);
     let unique = option(task.unique.as_ref().map(|u| unique_policy(u, p)));
     let version = Literal::u32_suffixed(task.version);
     quote! {
@@ -144,8 +157,12 @@ fn unique_policy(unique: &Unique, p: &TokenStream) -> TokenStream {
 /// times``) and always shows the macro's name, so the name is written to be
 /// read there: `task_named_send_email`, not `__natask_..`.
 pub(super) fn name_guard(task: &Task) -> TokenStream {
-    let span = task.name_span;
-    let ident = format_ident!("{}", guard_ident(&task.name), span = span);
+    kind_name_guard("task", &task.name, task.name_span)
+}
+
+/// [`name_guard`] for a `kind` (`task`, `event`) named `name`.
+pub(super) fn kind_name_guard(kind: &str, name: &str, span: proc_macro2::Span) -> TokenStream {
+    let ident = format_ident!("{}", guard_ident(kind, name), span = span);
     quote_spanned! {span=>
         #[doc(hidden)]
         #[macro_export]
@@ -160,16 +177,16 @@ pub(super) fn name_guard(task: &Task) -> TokenStream {
 /// (`task_with_dashes_at_4_named_send_email`). Never the bare task name: a
 /// task called `test` or `format` would then clash with the attribute or the
 /// std macro.
-fn guard_ident(task_name: &str) -> String {
+fn guard_ident(kind: &str, task_name: &str) -> String {
     if !task_name.contains('-') {
-        return format!("task_named_{task_name}");
+        return format!("{kind}_named_{task_name}");
     }
     let positions: Vec<String> = task_name
         .match_indices('-')
         .map(|(i, _)| i.to_string())
         .collect();
     format!(
-        "task_with_dashes_at_{}_named_{}",
+        "{kind}_with_dashes_at_{}_named_{}",
         positions.join("_and_"),
         task_name.replace('-', "_")
     )
@@ -181,13 +198,13 @@ mod tests {
 
     #[test]
     fn guard_idents_are_injective() {
-        assert_eq!(guard_ident("send_email"), "task_named_send_email");
+        assert_eq!(guard_ident("task", "send_email"), "task_named_send_email");
         assert_eq!(
-            guard_ident("send-email"),
+            guard_ident("task", "send-email"),
             "task_with_dashes_at_4_named_send_email"
         );
         assert_eq!(
-            guard_ident("a-b-c"),
+            guard_ident("task", "a-b-c"),
             "task_with_dashes_at_1_and_3_named_a_b_c"
         );
         let names = [
@@ -203,7 +220,8 @@ mod tests {
             "a-b_named_c",
             "a_b-named-c",
         ];
-        let idents: std::collections::HashSet<_> = names.iter().map(|n| guard_ident(n)).collect();
+        let idents: std::collections::HashSet<_> =
+            names.iter().map(|n| guard_ident("task", n)).collect();
         assert_eq!(idents.len(), names.len());
     }
 }

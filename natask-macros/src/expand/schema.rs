@@ -152,6 +152,21 @@ fn is_option(ty: &Type) -> bool {
     matches!(segment(ty), Some((name, args)) if name == "Option" && args.len() == 1)
 }
 
+/// The schema of a subscriber's payload, the event `ty`: the macro on the
+/// function cannot see the struct's fields, so any value, naming the type.
+pub(super) fn event_schema(title: &str, ty: &Type) -> String {
+    let mut schema = Map::new();
+    schema.insert(
+        "$schema".into(),
+        json!("https://json-schema.org/draft/2020-12/schema"),
+    );
+    schema.insert("title".into(), json!(title));
+    if let Value::Object(any) = any(ty) {
+        schema.extend(any);
+    }
+    Value::Object(schema).to_string()
+}
+
 /// Any value; names the Rust type.
 fn any(ty: &Type) -> Value {
     let written = quote::quote!(#ty).to_string().replace(' ', "");

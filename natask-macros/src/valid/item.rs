@@ -2,17 +2,20 @@
 
 use quote::ToTokens;
 
+use crate::attr::Macro;
 use crate::ctxt::Ctxt;
 
-/// The error for `#[task]` on anything but a function, at its keyword.
-pub(crate) fn not_a_fn(item: &syn::Item) -> syn::Error {
+/// The error for `kind` (`#[task]`, `#[subscribe]`) on anything but a
+/// function, at its keyword.
+pub(crate) fn not_a_fn(item: &syn::Item, kind: Macro) -> syn::Error {
     let (what, span): (&str, Box<dyn ToTokens>) = match item {
+        syn::Item::Fn(i) => ("a function", Box::new(i.sig.fn_token)),
         syn::Item::Struct(i) => ("a struct", Box::new(i.struct_token)),
         syn::Item::Enum(i) => ("an enum", Box::new(i.enum_token)),
         syn::Item::Impl(i) => {
             return syn::Error::new_spanned(
                 i.impl_token,
-                "`#[task]` cannot be used on an `impl` block; put it on a free `async fn` outside the block",
+                format!("{kind} cannot be used on an `impl` block; put it on a free `async fn` outside the block"),
             )
         }
         syn::Item::Trait(i) => ("a trait", Box::new(i.trait_token)),
@@ -22,50 +25,52 @@ pub(crate) fn not_a_fn(item: &syn::Item) -> syn::Error {
         syn::Item::Type(i) => ("a type alias", Box::new(i.type_token)),
         other => ("this item", Box::new(other.clone())),
     };
-    syn::Error::new_spanned(
-        span,
-        format!("`#[task]` cannot be used on {what}; put it on an `async fn`, whose parameters become the payload"),
-    )
+    let fix = match kind {
+        Macro::Event => "put it on a `struct`, whose fields are the event's payload",
+        Macro::Subscribe => "put it on an `async fn`, whose one payload parameter is the event",
+        Macro::Task => "put it on an `async fn`, whose parameters become the payload",
+    };
+    syn::Error::new_spanned(span, format!("{kind} cannot be used on {what}; {fix}"))
 }
 
 /// The function's qualifiers and generics; its parameters are checked in
 /// `params`.
-pub(super) fn check_signature(cx: &mut Ctxt, sig: &syn::Signature) {
+pub(super) fn check_signature(cx: &mut Ctxt, sig: &syn::Signature, kind: Macro) {
     if sig.asyncness.is_none() {
         cx.error_spanned_by(
             sig.fn_token,
-            "`#[task]` functions must be `async`; write `async fn`",
+            format!("{kind} functions must be `async`; write `async fn`"),
         );
     }
     if let Some(unsafety) = sig.unsafety {
         cx.error_spanned_by(
             unsafety,
-            "`#[task]` functions cannot be `unsafe`: the runtime calls them with no one to uphold their contract; \
-             remove `unsafe` and use an `unsafe` block inside",
+            format!("{kind} functions cannot be `unsafe`: the runtime calls them with no one to uphold their contract; \
+             remove `unsafe` and use an `unsafe` block inside"),
         );
     }
     if let Some(abi) = &sig.abi {
         cx.error_spanned_by(
             abi,
-            "`#[task]` functions cannot have an `extern` ABI; remove it",
+            format!("{kind} functions cannot have an `extern` ABI; remove it"),
         );
     }
     if !sig.generics.params.is_empty() {
         cx.error_spanned_by(
             &sig.generics,
-            "`#[task]` functions cannot be generic: the payload must be one concrete, serialisable type; \
-             replace the type parameters with concrete types",
+            format!("{kind} functions cannot be generic: the payload must be one concrete, serialisable type; \
+             replace the type parameters with concrete types"),
         );
     } else if let Some(where_clause) = &sig.generics.where_clause {
         cx.error_spanned_by(
             where_clause,
-            "`#[task]` functions cannot have a `where` clause; remove it",
+            format!("{kind} functions cannot have a `where` clause; remove it"),
         );
     }
     if let Some(variadic) = &sig.variadic {
         cx.error_spanned_by(
             variadic,
-            "`#[task]` functions cannot be variadic; take the values as a `Vec<T>` parameter",
+            format!("{kind} functions cannot be variadic; take the values as a `Vec<T>` parameter"),
         );
     }
 }

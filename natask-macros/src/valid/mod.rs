@@ -6,6 +6,7 @@
 //! their errors are listed, and returns the model only if nothing at all
 //! was reported, so no part resolved around a mistake is ever expanded.
 
+mod event;
 mod item;
 mod name;
 mod params;
@@ -13,10 +14,11 @@ mod policy;
 mod schedule;
 mod unique;
 
+pub(crate) use event::{event, subscriber};
 pub(crate) use item::not_a_fn;
 
 use crate::ast::TaskFn;
-use crate::attr::TaskArgs;
+use crate::attr::{Macro, TaskArgs};
 use crate::ctxt::Ctxt;
 use crate::model::Task;
 
@@ -24,7 +26,7 @@ use crate::model::Task;
 /// (parsed before) or in the function.
 pub(crate) fn validate(cx: &mut Ctxt, args: &TaskArgs, f: &TaskFn) -> Option<Task> {
     let sig = &f.item.sig;
-    item::check_signature(cx, sig);
+    item::check_signature(cx, sig, Macro::Task);
     let (fields, handler_args) = params::resolve(cx, f);
     let retries = policy::retries(cx, args.retries.as_ref());
     let timeout_ms = policy::timeout_ms(cx, args.timeout_ms.as_ref());
@@ -62,10 +64,7 @@ pub(crate) fn validate(cx: &mut Ctxt, args: &TaskArgs, f: &TaskFn) -> Option<Tas
         unique,
         version,
         upgrade,
-        crate_path: args
-            .crate_path
-            .clone()
-            .unwrap_or_else(|| syn::parse_quote!(::natask_runtime)),
+        crate_path: event::crate_path(args),
         output: match &sig.output {
             syn::ReturnType::Type(_, ty) => Some((**ty).clone()),
             syn::ReturnType::Default => None,

@@ -4,30 +4,62 @@
 use proc_macro2::Span;
 use syn::ext::IdentExt;
 
-use crate::attr::TaskArgs;
+use crate::attr::{Macro, TaskArgs};
 use crate::ctxt::Ctxt;
 
 /// The task's wire name and where it came from: `name = ".."`, or the
 /// function's name.
 pub(super) fn task_name(cx: &mut Ctxt, args: &TaskArgs, fn_ident: &syn::Ident) -> (String, Span) {
+    item_name(cx, "task name", args, fn_ident, Macro::Task)
+}
+
+/// The wire name of the item `kind` is on, and where it came from:
+/// `name = ".."`, or the item's name (in snake_case for an event's struct).
+pub(super) fn item_name(
+    cx: &mut Ctxt,
+    what: &str,
+    args: &TaskArgs,
+    ident: &syn::Ident,
+    kind: Macro,
+) -> (String, Span) {
     match &args.name {
         Some(n) => {
-            check_name(cx, "task name", &n.value, n.span, false);
+            check_name(cx, what, &n.value, n.span, None);
             (n.value.clone(), n.span)
         }
         None => {
-            let name = fn_ident.unraw().to_string();
-            check_name(cx, "task name", &name, fn_ident.span(), true);
-            (name, fn_ident.span())
+            let name = ident.unraw().to_string();
+            let name = match kind {
+                Macro::Event => snake_case(&name),
+                Macro::Task | Macro::Subscribe => name,
+            };
+            check_name(cx, what, &name, ident.span(), Some(kind));
+            (name, ident.span())
         }
     }
+}
+
+/// `OrderPlaced` → `order_placed`.
+fn snake_case(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.extend(c.to_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The queue: `queue = ".."`, or `default`.
 pub(super) fn queue(cx: &mut Ctxt, args: &TaskArgs) -> String {
     match &args.queue {
         Some(q) => {
-            check_name(cx, "queue name", &q.value, q.span, false);
+            check_name(cx, "queue name", &q.value, q.span, None);
             q.value.clone()
         }
         None => "default".to_owned(),
@@ -44,21 +76,34 @@ pub(super) fn payload(args: &TaskArgs, fn_ident: &syn::Ident) -> syn::Ident {
 /// Checks a name with `natask_core::name::check` (a literal, or the
 /// function's name when the task name derives from it) and reports its
 /// error in the macro's words.
-fn check_name(cx: &mut Ctxt, what: &str, name: &str, span: Span, derived: bool) {
+/// `derived`: the attribute whose item's name the name was taken from.
+pub(super) fn check_name(
+    cx: &mut Ctxt,
+    what: &str,
+    name: &str,
+    span: Span,
+    derived: Option<Macro>,
+) {
     use natask_core::name::{NameError, MAX_LEN};
     let Some(error) = name_error(name) else {
         return;
     };
-    let (subject, fix) = if derived {
-        (
-            format!(
-                "the {what} `{}`, taken from the function's name,",
-                name.escape_debug()
-            ),
-            "; or pin a valid one with `#[task(name = \"...\")]`",
-        )
-    } else {
-        (format!("the {what} `{}`", name.escape_debug()), "")
+    let (subject, fix) = match derived {
+        Some(kind) => {
+            let (from, attr) = match kind {
+                Macro::Event => ("the struct's name", "event"),
+                Macro::Subscribe => ("the function's name", "subscribe"),
+                Macro::Task => ("the function's name", "task"),
+            };
+            (
+                format!("the {what} `{}`, taken from {from},", name.escape_debug()),
+                format!("; or pin a valid one with `#[{attr}(name = \"...\")]`"),
+            )
+        }
+        None => (
+            format!("the {what} `{}`", name.escape_debug()),
+            String::new(),
+        ),
     };
     let message = match error {
         NameError::Empty => {

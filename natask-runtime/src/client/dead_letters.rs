@@ -2,7 +2,7 @@
 //! ([`Client::dead_letters`](crate::Client::dead_letters)): list, read,
 //! replay and purge. Workers park tasks there (`worker::dead_letter`).
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use async_nats::jetstream::{self, stream};
 
@@ -42,7 +42,8 @@ pub struct DeadLetter {
     /// `<stream>-<sequence>`) reads with an id made of its dead-letter
     /// sequence, which [`DeadLetters::get`] does not find; purge it.
     pub id: TaskId,
-    /// The task name, if the message had one.
+    /// The task name, if the message had one; for an event's letter, the
+    /// event name (and [`queue`](Self::queue) is the subscription).
     pub task: Option<String>,
     /// The queue the task was taken from.
     pub queue: String,
@@ -77,7 +78,7 @@ impl DeadLetter {
             .and_then(|id| id.parse().ok())
             .unwrap_or_else(|| TaskId::from(uuid::Uuid::from_u128(u128::from(m.sequence))));
         DeadLetter {
-            task: h(wire::HEADER_TASK),
+            task: h(wire::HEADER_TASK).or_else(|| h(wire::HEADER_EVENT)),
             queue: h(wire::HEADER_QUEUE).unwrap_or_default(),
             reason: h(wire::HEADER_REASON).unwrap_or_default(),
             error: h(wire::HEADER_ERROR).unwrap_or_default(),
@@ -231,10 +232,28 @@ impl DeadLetters {
         })
     }
 
-    /// The dead letter of task `id`.
+    /// The dead letter of task `id` (for an event that several
+    /// subscriptions parked, the newest; see [`get_in`](Self::get_in)).
     pub async fn get(&self, id: TaskId) -> Result<DeadLetter, DeadLetterError> {
-        let stream = self.stream().await?;
         let filter = self.client.names().dead_letter_id_filter(&id.to_string());
+        self.last(filter, id).await
+    }
+
+    /// The dead letter of task `id` from `queue`; for an event, the letter
+    /// of the subscription `queue` (`<service>__<handler>`), when several
+    /// services parked the same event.
+    pub async fn get_in(&self, queue: &str, id: TaskId) -> Result<DeadLetter, DeadLetterError> {
+        self.filter(Some(queue), None)?;
+        let filter = self
+            .client
+            .names()
+            .dead_letter_subject(queue, "*", &id.to_string());
+        self.last(filter, id).await
+    }
+
+    /// The newest dead letter on `filter`, the subjects of `id`'s.
+    async fn last(&self, filter: String, id: TaskId) -> Result<DeadLetter, DeadLetterError> {
+        let stream = self.stream().await?;
         match stream.direct_get_last_for_subject(filter).await {
             Ok(m) => Ok(DeadLetter::from_stored(m)),
             Err(e) if e.kind() == stream::DirectGetErrorKind::NotFound => {
@@ -249,6 +268,23 @@ impl DeadLetters {
     pub async fn replay(&self, id: TaskId) -> Result<(), DeadLetterError> {
         let letter = self.get(id).await?;
         self.replay_letter(letter).await
+    }
+
+    /// Replays the dead letter [`get_in`](Self::get_in) finds: for an
+    /// event, back to the subscription `queue` only.
+    pub async fn replay_in(&self, queue: &str, id: TaskId) -> Result<(), DeadLetterError> {
+        let letter = self.get_in(queue, id).await?;
+        self.replay_letter(letter).await
+    }
+
+    /// Replays `letter`, as [`list`](Self::list) returned it: that letter
+    /// (by its queue and id), even when several subscriptions parked one
+    /// event under one id.
+    pub async fn replay_listed(&self, letter: &DeadLetter) -> Result<(), DeadLetterError> {
+        match natask_core::name::check(&letter.queue) {
+            Ok(()) => self.replay_in(&letter.queue, letter.id).await,
+            Err(_) => self.replay(letter.id).await,
+        }
     }
 
     /// Replays every dead letter of `queue`; returns how many went back.
@@ -309,11 +345,17 @@ impl DeadLetters {
                  enqueue the task again from its source",
             ));
         }
-        self.client
-            .provisioner()
-            .ensure_queue(&letter.queue)
-            .await
-            .map_err(|e| self.failed("replayed")(e.into()))?;
+        // An event's letter goes back to the subscription that parked it
+        // (`queue` is its consumer's name), not to every service.
+        let event = letter.headers.get(wire::HEADER_EVENT).is_some();
+        let provisioner = self.client.provisioner();
+        let ensured = if event {
+            let retention = Duration::from_millis(natask_core::event::DEFAULT_RETENTION_MS);
+            provisioner.ensure_event(task, retention).await
+        } else {
+            provisioner.ensure_queue(&letter.queue).await
+        };
+        ensured.map_err(|e| self.failed("replayed")(e.into()))?;
         let mut clean = async_nats::HeaderMap::new();
         for (name, values) in letter.headers.iter() {
             let name: &str = name.as_ref();
@@ -330,9 +372,12 @@ impl DeadLetters {
             format!("{}:replay:{}", letter.id, letter.sequence).as_str(),
         );
         let names = self.client.names();
-        let subject = match self.client.tracks(&letter.queue) {
-            true => names.waiting_subject(&letter.queue, task, &letter.id.to_string()),
-            false => names.task_subject(&letter.queue, task),
+        let subject = if event {
+            names.event_replay_subject(task, &letter.queue)
+        } else if self.client.tracks(&letter.queue) {
+            names.waiting_subject(&letter.queue, task, &letter.id.to_string())
+        } else {
+            names.task_subject(&letter.queue, task)
         };
         self.client
             .jetstream()

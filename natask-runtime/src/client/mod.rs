@@ -29,6 +29,7 @@ pub(crate) mod context;
 pub(crate) mod dead_letters;
 mod delayed;
 pub(crate) mod enqueue;
+pub(crate) mod events;
 mod fleet;
 pub(crate) mod options;
 pub(crate) mod queue;

@@ -148,6 +148,59 @@ pub(crate) fn dead_letter_stream_config(names: &Names, replicas: usize) -> strea
     }
 }
 
+/// The stream of event `event`: limits retention (every subscription
+/// reads every event; none removes it), events kept `retention`.
+pub(crate) fn event_stream_config(
+    names: &Names,
+    event: &str,
+    retention: Duration,
+    replicas: usize,
+) -> stream::Config {
+    stream::Config {
+        name: names.event_stream(event),
+        description: Some(format!("natask events `{event}`")),
+        subjects: names.event_filters(event),
+        retention: stream::RetentionPolicy::Limits,
+        storage: stream::StorageType::File,
+        max_age: retention,
+        num_replicas: replicas,
+        duplicate_window: Duration::from_secs(120),
+        allow_direct: true,
+        ..Default::default()
+    }
+}
+
+/// The durable consumer of one subscription: the event's published
+/// subject and the replays addressed to it, from where `start` says
+/// (applied when it is created).
+pub(crate) fn subscription_consumer_config(
+    names: &Names,
+    event: &str,
+    subscription: &str,
+    start: natask_core::Start,
+    settings: &ConsumerSettings,
+) -> consumer::pull::Config {
+    consumer::pull::Config {
+        durable_name: Some(subscription.to_owned()),
+        description: Some(format!(
+            "natask subscription `{subscription}` to events `{event}`"
+        )),
+        filter_subjects: vec![
+            names.event_subject(event),
+            names.event_replay_subject(event, subscription),
+        ],
+        deliver_policy: match start {
+            natask_core::Start::New => consumer::DeliverPolicy::New,
+            natask_core::Start::All => consumer::DeliverPolicy::All,
+        },
+        ack_policy: consumer::AckPolicy::Explicit,
+        ack_wait: settings.ack_wait,
+        max_deliver: -1,
+        max_ack_pending: settings.max_ack_pending,
+        ..Default::default()
+    }
+}
+
 /// Settings of a queue's shared consumer.
 #[derive(Debug, Clone)]
 pub(crate) struct ConsumerSettings {

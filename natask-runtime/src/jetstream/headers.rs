@@ -18,6 +18,7 @@ pub(crate) use async_nats::header::{
 pub(crate) const MSG_ID: HeaderName = HeaderName::from_static(wire::HEADER_MSG_ID);
 pub(crate) const ID: HeaderName = HeaderName::from_static(wire::HEADER_ID);
 pub(crate) const TASK: HeaderName = HeaderName::from_static(wire::HEADER_TASK);
+pub(crate) const EVENT: HeaderName = HeaderName::from_static(wire::HEADER_EVENT);
 pub(crate) const FORMAT: HeaderName = HeaderName::from_static(wire::HEADER_FORMAT);
 pub(crate) const ENQUEUED_AT: HeaderName = HeaderName::from_static(wire::HEADER_ENQUEUED_AT);
 pub(crate) const DUE_AT: HeaderName = HeaderName::from_static(wire::HEADER_DUE_AT);

@@ -6,12 +6,16 @@
 //! hand-backs per task id in a key-value bucket and subtracts them:
 //! `attempt = delivered - handbacks`. The bucket is read only on
 //! redeliveries, so the common first delivery costs nothing.
+//!
+//! An event reaches every subscription with one id, and each subscription
+//! counts its own deliveries: its hand-backs are kept under the id and the
+//! subscription (`<id>.<consumer>`), a task's under its id alone.
 
 use std::sync::Arc;
 
-use async_nats::jetstream::kv;
+use async_nats::jetstream::{self, kv};
 
-use natask_core::TaskId;
+use natask_core::{wire, TaskId};
 
 use crate::jetstream::assets::Bucket;
 use crate::jetstream::provision::{ProvisionError, Provisioner};
@@ -33,10 +37,11 @@ impl Handbacks {
         self.provisioner.bucket(Bucket::Handbacks).await
     }
 
-    /// Hand-backs recorded for `id`; 0 when unknown or unreadable.
-    pub(crate) async fn count(&self, id: TaskId) -> u64 {
+    /// Hand-backs recorded for `id`, delivered as `msg`; 0 when unknown or
+    /// unreadable.
+    pub(crate) async fn count(&self, id: TaskId, msg: &jetstream::Message) -> u64 {
         let read = match self.store().await {
-            Ok(store) => store.get(id.to_string()).await.map_err(Into::into),
+            Ok(store) => store.get(key(id, msg)).await.map_err(Into::into),
             Err(e) => Err(async_nats::Error::from(e)),
         };
         match read {
@@ -52,12 +57,13 @@ impl Handbacks {
         }
     }
 
-    /// Records one more hand-back (`known` were recorded before).
-    pub(crate) async fn record(&self, id: TaskId, known: u64) {
+    /// Records one more hand-back of `id`, delivered as `msg` (`known`
+    /// were recorded before).
+    pub(crate) async fn record(&self, id: TaskId, msg: &jetstream::Message, known: u64) {
         let value = (known + 1).to_string();
         let written = match self.store().await {
             Ok(store) => store
-                .put(id.to_string(), value.into_bytes().into())
+                .put(key(id, msg), value.into_bytes().into())
                 .await
                 .map(drop)
                 .map_err(Into::into),
@@ -68,10 +74,20 @@ impl Handbacks {
         }
     }
 
-    /// Forgets `id` once it reached an outcome.
-    pub(crate) async fn clear(&self, id: TaskId) {
+    /// Forgets `id`, delivered as `msg`, once it reached an outcome.
+    pub(crate) async fn clear(&self, id: TaskId, msg: &jetstream::Message) {
         if let Ok(store) = self.store().await {
-            let _ = store.purge(id.to_string()).await;
+            let _ = store.purge(key(id, msg)).await;
         }
+    }
+}
+
+/// The key of the hand-backs of `id` delivered as `msg`: the id, and for a
+/// message a subscription's consumer delivered (not `workers`), that
+/// consumer's name too.
+fn key(id: TaskId, msg: &jetstream::Message) -> String {
+    match msg.info() {
+        Ok(info) if info.consumer != wire::CONSUMER => format!("{id}.{}", info.consumer),
+        _ => id.to_string(),
     }
 }

@@ -8,15 +8,15 @@ use std::time::Duration;
 use tokio_util::task::TaskTracker;
 
 use natask_core::registry::{self, RegistryError};
-use natask_core::{Backoff, StateMap, Task, TaskEntry};
+use natask_core::{event, Backoff, StateMap, Task, TaskEntry};
 
-use super::fetch::QueueWorker;
+use super::fetch::{QueueWorker, Source};
 use super::{Runtime, Shared};
 use crate::client::Client;
 use crate::jetstream::assets::{Bucket, ConsumerSettings};
 use crate::jetstream::provision::ProvisionError;
 use crate::middleware::{self, Middleware};
-use crate::policy::InvalidPolicy;
+use crate::policy::{InvalidPolicy, QueuePolicy};
 use crate::signing::PublicKey;
 use crate::store::fleet::DEFAULT_HEARTBEAT;
 use crate::store::handbacks::Handbacks;
@@ -36,6 +36,8 @@ pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
 const LINK_HINT: &str = "if the tasks live in a library crate, add `use your_tasks_crate as _;` \
     to the worker's main.rs (a crate the binary never mentions is not linked, so its tasks are \
     missing), or register them explicitly with `.register::<YourTask>()`";
+
+mod subscriptions;
 
 /// The runtime's settings that apply to every queue.
 #[derive(Debug, Clone)]
@@ -79,6 +81,7 @@ pub struct RuntimeBuilder {
     client: Client,
     states: StateMap,
     queues: Option<Vec<String>>,
+    services: Option<Vec<String>>,
     explicit: Vec<TaskEntry>,
     use_linked: bool,
     concurrency: usize,
@@ -104,6 +107,28 @@ pub enum BuildError {
         queue: String,
         /// The queues that do have tasks.
         known: String,
+    },
+    /// A service passed to [`RuntimeBuilder::services`] has no `#[subscribe]`
+    /// handler in this binary.
+    #[error("service `{service}` was asked for, but no linked `#[subscribe]` handler belongs to it (linked services: {known}); {LINK_HINT}")]
+    UnknownService {
+        /// The service asked for.
+        service: String,
+        /// The services that do have handlers.
+        known: String,
+    },
+    /// Two `#[subscribe]` handlers of one service share a handler name for
+    /// one event, and so would share one consumer.
+    #[error("subscription `{subscription}` to event `{event}` is defined twice: by {first} and by {second}; give one of them another name with `#[subscribe(name = \"...\")]`")]
+    DuplicateSubscription {
+        /// The subscription (its consumer's name).
+        subscription: &'static str,
+        /// The event.
+        event: &'static str,
+        /// Where the first is defined.
+        first: String,
+        /// Where the second is defined.
+        second: String,
     },
     /// A task needs shared state that was not registered.
     #[error("task `{task}` needs `State<{type_name}>`, but no value of that type was registered; add `.state(value)` with a `{type_name}` to the runtime builder")]
@@ -159,6 +184,7 @@ impl RuntimeBuilder {
             client,
             states: StateMap::new(),
             queues: None,
+            services: None,
             explicit: Vec::new(),
             use_linked: true,
             concurrency: DEFAULT_CONCURRENCY,
@@ -197,13 +223,28 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Serves only these queues (default: every queue a registered task uses).
+    /// Serves only these queues (default: every queue a registered task
+    /// uses). Picking queues and no [`services`](Self::services) serves no
+    /// `#[subscribe]` handler: a runtime serves what was picked.
     pub fn queues<I, S>(mut self, queues: I) -> Self
     where
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
         self.queues = Some(queues.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Serves only the `#[subscribe]` handlers of these services (default:
+    /// every service linked into the binary). Picking services and no
+    /// [`queues`](Self::queues) serves no task: a runtime serves what was
+    /// picked, so `.services(["billing"])` is a billing instance only.
+    pub fn services<I, S>(mut self, services: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.services = Some(services.into_iter().map(Into::into).collect());
         self
     }
 
@@ -314,9 +355,13 @@ impl RuntimeBuilder {
     pub async fn build(self) -> Result<Runtime, BuildError> {
         self.check_settings()?;
         let by_queue = self.collect()?;
+        let subscriptions = self.subscriptions()?;
         let mut workers = Vec::new();
         for (queue, handlers) in by_queue {
             workers.push(Arc::new(self.serve(queue, handlers).await?));
+        }
+        for sub in subscriptions {
+            workers.push(Arc::new(self.subscribe(sub).await?));
         }
         let provisioner = self.client.provisioner();
         let handbacks = Handbacks::open(Arc::clone(provisioner)).await?;
@@ -389,7 +434,8 @@ impl RuntimeBuilder {
             &[]
         };
         let entries = registry::dedup(linked.iter().copied().chain(self.explicit.iter().copied()))?;
-        if entries.is_empty() {
+        let subscribes = self.use_linked && !event::subscribers().is_empty();
+        if entries.is_empty() && !subscribes {
             return Err(BuildError::NoTasks);
         }
         let mut by_queue: BTreeMap<&'static str, HashMap<&'static str, TaskEntry>> =
@@ -400,7 +446,14 @@ impl RuntimeBuilder {
                 .or_default()
                 .insert(entry.name, *entry);
         }
-        if let Some(wanted) = &self.queues {
+        // Services picked and no queues: the selection has no queues.
+        let none_picked = Vec::new();
+        let wanted = match (&self.queues, &self.services) {
+            (Some(queues), _) => Some(queues),
+            (None, Some(_)) => Some(&none_picked),
+            (None, None) => None,
+        };
+        if let Some(wanted) = wanted {
             if let Some(queue) = wanted.iter().find(|q| !by_queue.contains_key(q.as_str())) {
                 return Err(BuildError::UnknownQueue {
                     queue: queue.clone(),
@@ -415,14 +468,7 @@ impl RuntimeBuilder {
         }
         let mut served: Vec<&TaskEntry> = by_queue.values().flat_map(HashMap::values).collect();
         served.sort_by_key(|e| (e.queue, e.name));
-        for entry in served {
-            if let Some(missing) = entry.states.iter().find(|k| !self.states.contains(k)) {
-                return Err(BuildError::MissingState {
-                    task: entry.name,
-                    type_name: missing.type_name(),
-                });
-            }
-        }
+        self.check_states(served)?;
         Ok(by_queue)
     }
 
@@ -436,11 +482,31 @@ impl RuntimeBuilder {
         let client = &self.client;
         let policy = client.provisioner().policy(queue);
         policy.validate()?;
-        let mut settings = ConsumerSettings::of(&policy, self.config.ack_wait);
+        let settings = ConsumerSettings::of(&policy, self.config.ack_wait);
         let consumer = client
             .provisioner()
             .queue_consumer(queue, &settings)
             .await?;
+        super::cron::sync(client, queue, &handlers).await?;
+        let mut tasks: Vec<_> = handlers.keys().copied().collect();
+        tasks.sort_unstable();
+        let tracking = client.tracks(queue);
+        let worker = self.worker(queue, Source::Queue, consumer, handlers, &policy, settings);
+        tracing::info!(queue, tasks = ?tasks, concurrency = worker.concurrency, max_in_flight = policy.max_in_flight, "serving queue");
+        Ok(QueueWorker { tracking, ..worker })
+    }
+
+    /// The worker loop of `queue` (a queue or a subscription), reading
+    /// `consumer` as `policy` says; it tracks no task states.
+    fn worker(
+        &self,
+        queue: &'static str,
+        source: Source,
+        consumer: async_nats::jetstream::consumer::PullConsumer,
+        handlers: HashMap<&'static str, TaskEntry>,
+        policy: &QueuePolicy,
+        mut settings: ConsumerSettings,
+    ) -> QueueWorker {
         // An attached consumer keeps its own lease; renew within the
         // shorter of the two so a task is never lost to a short lease.
         settings.ack_wait = settings
@@ -451,24 +517,36 @@ impl RuntimeBuilder {
             .cluster
             .as_ref()
             .is_some_and(|cluster| !cluster.replicas.is_empty());
-        super::cron::sync(client, queue, &handlers).await?;
-        let mut tasks: Vec<_> = handlers.keys().copied().collect();
-        tasks.sort_unstable();
-        let concurrency = policy.concurrency.unwrap_or(self.concurrency);
-        tracing::info!(queue, tasks = ?tasks, concurrency, max_in_flight = policy.max_in_flight, "serving queue");
-        Ok(QueueWorker {
+        QueueWorker {
             queue,
+            source,
             consumer,
             handlers,
-            concurrency,
+            concurrency: policy.concurrency.unwrap_or(self.concurrency),
             settings,
             default_retries: policy.retries.unwrap_or(self.config.default_retries),
-            tracking: client.tracks(queue),
+            tracking: false,
             validity: policy.validity,
             replicated,
             prefetch: policy.prefetch,
             running: Arc::default(),
             finished: Arc::default(),
-        })
+        }
+    }
+
+    /// Fails if one of `entries` needs a state that was not registered.
+    fn check_states<'a>(
+        &self,
+        entries: impl IntoIterator<Item = &'a TaskEntry>,
+    ) -> Result<(), BuildError> {
+        for entry in entries {
+            if let Some(missing) = entry.states.iter().find(|k| !self.states.contains(k)) {
+                return Err(BuildError::MissingState {
+                    task: entry.name,
+                    type_name: missing.type_name(),
+                });
+            }
+        }
+        Ok(())
     }
 }

@@ -105,7 +105,12 @@ pub(crate) async fn park(client: &Client, msg: &jetstream::Message, parking: &Pa
     // letter and removing the original redelivers the same message (same
     // sequence), which this deduplicates; a replayed task is a new message
     // whose letter must not be taken for a duplicate of the one replayed.
+    // An event is one message that every subscription may park: each
+    // subscription's letter is its own.
     let dedup = match msg.info() {
+        Ok(info) if info.consumer != wire::CONSUMER => {
+            format!("{id}:dlq:{}:{}", info.stream_sequence, info.consumer)
+        }
         Ok(info) => format!("{id}:dlq:{}", info.stream_sequence),
         Err(_) => format!("{id}:dlq"),
     };

@@ -125,8 +125,20 @@ pub(super) struct Ahead {
     pub(super) lookup: Lookup,
 }
 
+/// Where a worker loop's messages come from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Source {
+    /// A queue's shared consumer.
+    Queue,
+    /// A service's subscription to an event: its durable consumer on the
+    /// event's stream. The loop's `queue` is the consumer's name.
+    Subscription(&'static natask_core::SubscriberEntry),
+}
+
 pub(crate) struct QueueWorker {
+    /// The queue, or a subscription's consumer name.
     pub(crate) queue: &'static str,
+    pub(crate) source: Source,
     pub(crate) consumer: PullConsumer,
     pub(crate) handlers: HashMap<&'static str, TaskEntry>,
     pub(crate) concurrency: usize,
@@ -460,9 +472,19 @@ impl QueueWorker {
             return;
         }
         let client = client.clone();
-        let (queue, settings) = (self.queue, self.settings.clone());
+        let (queue, settings, source) = (self.queue, self.settings.clone(), self.source);
         fetch.check = Some(tokio::spawn(async move {
-            match client.provisioner().queue_consumer(queue, &settings).await {
+            let provisioner = client.provisioner();
+            let found = match source {
+                Source::Queue => provisioner.queue_consumer(queue, &settings).await,
+                Source::Subscription(sub) => {
+                    let retention = Duration::from_millis(sub.retention_ms);
+                    provisioner
+                        .subscription_consumer(sub.event, retention, queue, sub.start, &settings)
+                        .await
+                }
+            };
+            match found {
                 Ok(consumer) => Some(consumer),
                 Err(e) => {
                     tracing::debug!(queue, error = %e, "queue not provisioned yet");
@@ -515,11 +537,11 @@ impl Fetch {
 pub(crate) async fn hand_back_unstarted(shared: &Shared, msg: &jetstream::Message) {
     if let Some(id) = message::task_id(msg) {
         let known = if message::delivered(msg) > 1 {
-            shared.handbacks.count(id).await
+            shared.handbacks.count(id, msg).await
         } else {
             0
         };
-        shared.handbacks.record(id, known).await;
+        shared.handbacks.record(id, msg, known).await;
     }
     let _ = msg.ack_with(AckKind::Nak(None)).await;
 }

@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use natask_core::TaskId;
 
-use super::fetch::QueueWorker;
+use super::fetch::{QueueWorker, Source};
 use super::Shared;
 use crate::store::fleet::{self, CatalogEntry, ServedQueue, WorkerInfo, CATALOG_REFRESH};
 
@@ -121,11 +121,14 @@ impl Heartbeat {
             .collect();
     }
 
-    /// What this runtime serves, as the catalog holds it.
+    /// What this runtime serves, as the catalog holds it: its tasks, not
+    /// its subscriptions (an event is published, never enqueued as a task
+    /// of the subscription's "queue").
     fn catalog(&self) -> Vec<CatalogEntry> {
         let config = &self.shared.config;
         self.workers
             .iter()
+            .filter(|w| matches!(w.source, Source::Queue))
             .flat_map(|w| {
                 w.handlers.values().map(|entry| {
                     fleet::catalog_entry(

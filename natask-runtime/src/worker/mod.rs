@@ -95,7 +95,8 @@ impl Runtime {
         RuntimeBuilder::new(client)
     }
 
-    /// The queues this runtime serves, with their task names.
+    /// The queues this runtime serves, with their task names; a
+    /// subscription (`<service>__<handler>`) is listed with its event.
     pub fn queues(&self) -> BTreeMap<&'static str, Vec<&'static str>> {
         self.workers
             .iter()

@@ -10,6 +10,7 @@ mod cluster;
 mod cron;
 mod delivery;
 mod enqueue;
+mod events;
 mod evolution;
 mod failures;
 mod fleet;

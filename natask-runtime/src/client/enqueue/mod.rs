@@ -178,7 +178,9 @@ impl Client {
             )),
             None => target,
         };
-        let stored = self.publish::<T>(subject.clone(), headers, payload).await?;
+        let stored = self
+            .publish_task::<T>(subject.clone(), headers, payload)
+            .await?;
         tracing::debug!(%id, duplicate = stored.duplicate, delayed = delay.is_some(), "enqueued");
         // A duplicate's state was recorded by the publish that stored it.
         // A delayed task's state is kept whenever tracking is on: cancelling
@@ -350,7 +352,7 @@ impl Client {
     /// caller's bound ([`bounded`](Self::bounded)) ends it: a failover
     /// costs latency, not an error, and the `Nats-Msg-Id` keeps the task
     /// stored once.
-    pub(crate) async fn publish<T: Task>(
+    pub(crate) async fn publish_task<T: Task>(
         &self,
         subject: Subject,
         headers: HeaderMap,
@@ -360,7 +362,7 @@ impl Client {
             .await
     }
 
-    /// [`publish`](Self::publish) for a message that may have been sent
+    /// [`publish_task`](Self::publish_task) for a message that may have been sent
     /// before (`unanswered`, see [`publish::until_answered`]).
     pub(crate) async fn send_until_answered<T: Task>(
         &self,

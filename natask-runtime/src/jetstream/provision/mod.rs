@@ -18,7 +18,7 @@ use async_nats::jetstream::context::{ConsumerInfoError, ConsumerInfoErrorKind};
 use async_nats::jetstream::{self, consumer, kv, stream};
 use tokio::sync::OnceCell;
 
-use natask_core::wire::{self, Names};
+use natask_core::wire::Names;
 
 use super::assets::{self, Bucket, ConsumerSettings};
 use super::drift::{consumer_drift, replica_drift, stream_drift};
@@ -28,6 +28,7 @@ use super::server::{self, Feature};
 use crate::policy::{Provisioning, QueuePolicy};
 
 mod error;
+mod events;
 mod update;
 
 pub use error::ProvisionError;
@@ -279,6 +280,7 @@ impl Provisioner {
     async fn existing_consumer(
         &self,
         stream: &stream::Stream,
+        consumer: &str,
     ) -> Result<Option<consumer::PullConsumer>, ProvisionError> {
         let unavailable =
             |e: &async_nats::Error| match e.downcast_ref::<ConsumerInfoError>().map(|e| e.kind()) {
@@ -296,7 +298,7 @@ impl Provisioner {
             };
         let name = live_name(stream);
         let found = ask_again(self.js.timeout(), &name, unavailable, || {
-            stream.get_consumer(wire::CONSUMER)
+            stream.get_consumer(consumer)
         })
         .await;
         match found {
@@ -350,23 +352,38 @@ impl Provisioner {
     ) -> Result<consumer::PullConsumer, ProvisionError> {
         let stream = self.queue_stream(queue).await?;
         self.mark_ensured(queue);
-        let name = stream.cached_info().config.name.clone();
-        if let Some(consumer) = self.existing_consumer(&stream).await? {
+        let config = assets::consumer_config(queue, &self.names, settings);
+        self.consumer(&stream, config, queue, settings).await
+    }
+
+    /// The one path every consumer takes: the consumer `config` names on
+    /// `stream`, attached to as it is if it exists (warning about every
+    /// difference from `settings`, as `owner`'s), else created unless the
+    /// client may not create it.
+    async fn consumer(
+        &self,
+        stream: &stream::Stream,
+        config: consumer::pull::Config,
+        owner: &str,
+        settings: &ConsumerSettings,
+    ) -> Result<consumer::PullConsumer, ProvisionError> {
+        let name = live_name(stream);
+        let durable = config.durable_name.clone().unwrap_or_default();
+        if let Some(consumer) = self.existing_consumer(stream, &durable).await? {
             let live = &consumer.cached_info().config;
             let drift = consumer_drift(live, settings.max_ack_pending, Some(settings.ack_wait));
-            self.warn_drift(Owner::Queue(queue), "consumer", &drift);
+            self.warn_drift(Owner::Queue(owner), "consumer", &drift);
             return Ok(consumer);
         }
         if self.mode == Provisioning::NoCreate {
             return Err(ProvisionError::Missing {
                 stream: name,
-                consumer: Some(wire::CONSUMER.to_owned()),
+                consumer: Some(durable),
             });
         }
         // get_or_create: another worker may have created it meanwhile.
-        let config = assets::consumer_config(queue, &self.names, settings);
         stream
-            .get_or_create_consumer(wire::CONSUMER, config)
+            .get_or_create_consumer(&durable, config)
             .await
             .map_err(|e| self.consumer_error(&name, e))
     }

@@ -113,7 +113,10 @@ impl Provisioner {
             return Err(ProvisionError::NotFound { stream: name });
         };
         let mut drift = stream_drift(&stream.cached_info().config, &policy, self.replicas());
-        if let Some(consumer) = self.existing_consumer(&stream).await? {
+        if let Some(consumer) = self
+            .existing_consumer(&stream, natask_core::wire::CONSUMER)
+            .await?
+        {
             drift.extend(consumer_drift(
                 &consumer.cached_info().config,
                 policy.max_in_flight,
@@ -133,7 +136,10 @@ impl Provisioner {
         if !changed.is_empty() {
             self.update_stream(live, &policy, &changed).await?;
         }
-        if let Some(consumer) = self.existing_consumer(&stream).await? {
+        if let Some(consumer) = self
+            .existing_consumer(&stream, natask_core::wire::CONSUMER)
+            .await?
+        {
             let mut config = consumer.cached_info().config.clone();
             let drift = consumer_drift(&config, policy.max_in_flight, policy.ack_wait);
             if !drift.is_empty() {

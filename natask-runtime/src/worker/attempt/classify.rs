@@ -12,13 +12,13 @@ use natask_core::{TaskContext, TaskEntry, TaskId};
 
 use super::Delivery;
 use crate::jetstream::headers;
-use crate::jetstream::headers::{DUE_AT, FORMAT, MSG_ID, NATS_SCHEDULER, TASK};
+use crate::jetstream::headers::{DUE_AT, EVENT, FORMAT, MSG_ID, NATS_SCHEDULER, TASK};
 use crate::jetstream::time;
 use crate::signing;
 use crate::store::cancellations::Running;
 use crate::store::tasks::{TaskInfo, TaskState, TrackingError};
 use crate::worker::dead_letter::Reason;
-use crate::worker::fetch::QueueWorker;
+use crate::worker::fetch::{QueueWorker, Source};
 use crate::worker::message::{self, header, header_time};
 use crate::worker::Shared;
 
@@ -115,7 +115,7 @@ pub(super) async fn classify(at: Delivery<'_>, lookup: Lookup) -> Verdict<'_> {
     }
     let handbacks = async {
         if delivered > 1 {
-            at.shared.handbacks.count(id).await
+            at.shared.handbacks.count(id, at.msg).await
         } else {
             0
         }
@@ -210,13 +210,17 @@ pub(super) async fn classify(at: Delivery<'_>, lookup: Lookup) -> Verdict<'_> {
 
 /// The message's task name and id, or why it is not a task.
 fn identify(at: Delivery<'_>, delivered: u64) -> Result<(&str, TaskId), Parked<'_>> {
-    let Some(name) = header(at.msg, TASK) else {
+    // A subscription's handler is chosen by the event's name.
+    let (name_header, name_wire, what, doc) = match at.worker.source {
+        Source::Queue => (TASK, wire::HEADER_TASK, "tasks", "docs/wire-format.md"),
+        Source::Subscription(_) => (EVENT, wire::HEADER_EVENT, "events", "docs/events.md"),
+    };
+    let Some(name) = header(at.msg, name_header) else {
         return Err(Parked {
             task: "",
             reason: Reason::NotATask,
             error: format!(
-                "the message has no `{}` header, so no handler can be chosen; publish tasks with natask's headers (docs/wire-format.md)",
-                wire::HEADER_TASK
+                "the message has no `{name_wire}` header, so no handler can be chosen; publish {what} with natask's headers ({doc})",
             ),
             attempts: delivered,
             id: None,
@@ -301,7 +305,8 @@ async fn reused<'a>(
 /// signature is missing, untrusted or does not match.
 fn unsigned<'a>(at: Delivery<'a>, name: &'a str, id: TaskId) -> Option<Parked<'a>> {
     let signers = &at.shared.config.signers;
-    if signers.is_empty() {
+    // Events are not signed (docs/events.md).
+    if signers.is_empty() || matches!(at.worker.source, Source::Subscription(_)) {
         return None;
     }
     let headers = at.msg.headers.as_ref();

@@ -93,12 +93,12 @@ pub(super) async fn parked(at: Delivery<'_>, parked: Parked<'_>) {
         info.attempts = u32::try_from(parked.attempts).unwrap_or(u32::MAX);
         finish(at, info, Some(parked.error)).await;
     }
-    at.shared.handbacks.clear(id).await;
+    at.shared.handbacks.clear(id, at.msg).await;
 }
 
 /// Hands a task no handler here knows back for another worker.
 pub(super) async fn unknown(at: Delivery<'_>, id: TaskId, handbacks: u64) {
-    at.shared.handbacks.record(id, handbacks).await;
+    at.shared.handbacks.record(id, at.msg, handbacks).await;
     let delay = at.shared.config.unknown_task_delay;
     let _ = at.msg.ack_with(AckKind::Nak(Some(delay))).await;
 }
@@ -123,7 +123,7 @@ pub(super) async fn dropped(at: Delivery<'_>, dropped: Dropped<'_>) {
     }
     // Not removed, it is delivered again and dropped then.
     ack(at, at.lease_end(), id).await;
-    at.shared.handbacks.clear(id).await;
+    at.shared.handbacks.clear(id, at.msg).await;
     let headers = at.msg.headers.as_ref();
     at.shared.client.locks().abandoned(headers, id).await;
 }
@@ -152,7 +152,7 @@ pub(super) async fn settle(at: Delivery<'_>, attempt: &Attempt<'_>, ran: Ran) {
     };
     let id = attempt.id;
     if for_good && attempt.handbacks > 0 {
-        Box::pin(at.shared.handbacks.clear(id)).await;
+        Box::pin(at.shared.handbacks.clear(id, at.msg)).await;
     }
     let headers = at.msg.headers.as_ref();
     let locks = at.shared.client.locks();
@@ -196,7 +196,12 @@ impl Settling<'_> {
             "shutdown grace over; task handed back to the queue without spending an attempt"
         );
         let shared = self.at.shared;
-        Box::pin(shared.handbacks.record(id, self.attempt.handbacks)).await;
+        Box::pin(
+            shared
+                .handbacks
+                .record(id, self.at.msg, self.attempt.handbacks),
+        )
+        .await;
         if let Some(mut info) = self.track(TaskState::Queued) {
             info.attempts -= 1;
             Box::pin(shared.client.tasks().record(&info)).await;
@@ -250,7 +255,12 @@ impl Settling<'_> {
             "task snoozed; it runs again without spending an attempt"
         );
         let shared = self.at.shared;
-        Box::pin(shared.handbacks.record(id, self.attempt.handbacks)).await;
+        Box::pin(
+            shared
+                .handbacks
+                .record(id, self.at.msg, self.attempt.handbacks),
+        )
+        .await;
         if let Some(info) = self.track(TaskState::Queued) {
             Box::pin(shared.client.tasks().record(&info)).await;
         }

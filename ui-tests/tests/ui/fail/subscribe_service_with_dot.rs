@@ -1,0 +1,13 @@
+use natask_runtime::{event, subscribe};
+
+#[event]
+struct OrderPlaced {
+    order: u64,
+}
+
+#[subscribe(service = "billing.eu")]
+async fn charge(order: OrderPlaced) {
+    let _ = order;
+}
+
+fn main() {}
