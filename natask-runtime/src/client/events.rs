@@ -10,6 +10,7 @@ use natask_core::{wire, Event, TaskId};
 
 use super::Client;
 use crate::jetstream::headers::{EVENT, FORMAT, MSG_ID};
+use crate::jetstream::permissions::PermissionViolation;
 use crate::jetstream::provision::ProvisionError;
 use crate::jetstream::publish;
 
@@ -46,6 +47,38 @@ pub enum PublishError {
         #[source]
         source: ProvisionError,
     },
+    /// No answer within the client's timeout, e.g. while NATS is
+    /// unreachable. The event may or may not have been stored: publish it
+    /// again with [`Client::publish_with_id`] and the same id, and
+    /// JetStream stores it at most once (within the stream's two-minute
+    /// deduplication window).
+    #[error(
+        "event `{event}` (id {id}) was not confirmed within {timeout:?} and may or may not be \
+         stored; is NATS reachable? publish it again with Client::publish_with_id(.., {id}) to \
+         store it at most once"
+    )]
+    Timeout {
+        /// The event's name.
+        event: &'static str,
+        /// The id it was sent with.
+        id: TaskId,
+        /// The client's timeout.
+        timeout: Duration,
+    },
+    /// The server refused a request this publish needed for lack of
+    /// permission, and so never answered it. Reported only on connections
+    /// with a [`PermissionWatch`](crate::PermissionWatch).
+    #[error(
+        "event `{event}` was not published: permission denied: the NATS user may not {violation} \
+         (the server reported a permissions violation); grant it (docs/security.md lists what each \
+         role needs)"
+    )]
+    PermissionDenied {
+        /// The event's name.
+        event: &'static str,
+        /// What the server refused.
+        violation: PermissionViolation,
+    },
     /// JetStream did not store the event.
     #[error("event `{event}` was not stored; publish it again")]
     Publish {
@@ -73,9 +106,40 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn publish<E: Event>(&self, event: &E) -> Result<Published, PublishError> {
-        let id = TaskId::new();
+        self.publish_with_id(event, TaskId::new()).await
+    }
+
+    /// Publishes `event` as event `id`: publishing again with the same id
+    /// within the stream's two-minute deduplication window stores it once
+    /// (as after a [`PublishError::Timeout`]).
+    pub async fn publish_with_id<E: Event>(
+        &self,
+        event: &E,
+        id: TaskId,
+    ) -> Result<Published, PublishError> {
         let span = tracing::info_span!("publish", event = E::NAME, %id);
-        self.publish_as(event, id).instrument(span).await
+        let started = std::time::Instant::now();
+        let timeout = self.timeout();
+        let published = tokio::time::timeout(timeout, self.publish_as(event, id))
+            .instrument(span)
+            .await
+            .unwrap_or(Err(PublishError::Timeout {
+                event: E::NAME,
+                id,
+                timeout,
+            }));
+        match published {
+            Err(e) if !matches!(e, PublishError::Encode { .. }) => {
+                match self.permissions().since(started) {
+                    Some(violation) => Err(PublishError::PermissionDenied {
+                        event: E::NAME,
+                        violation,
+                    }),
+                    None => Err(e),
+                }
+            }
+            published => published,
+        }
     }
 
     /// Publishes `event` as event `id`, in the `publish` span (whose trace

@@ -322,6 +322,46 @@ async fn the_stream_keeps_events_as_long_as_the_event_says() {
     assert_eq!(info.state.messages, 1, "stored with no subscriber");
 }
 
+#[tokio::test]
+async fn a_publish_nats_does_not_answer_times_out_and_its_retry_stores_it_once() {
+    let mut server = NatsServer::start();
+    let client = connect(&server)
+        .await
+        .with_timeout(Duration::from_millis(500));
+    let first = ItRetained {}.publish(&client).await.unwrap();
+    server.kill();
+    let id = TaskId::new();
+    let err = client
+        .publish_with_id(&ItRetained {}, id)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, natask_runtime::PublishError::Timeout { .. }),
+        "{err:?}"
+    );
+    let said = err.to_string();
+    assert!(
+        said.contains(&format!("(id {id}) was not confirmed within 500ms"))
+            && said.contains(&format!("Client::publish_with_id(.., {id})")),
+        "{said}"
+    );
+    server.restart();
+    // Sent again with the same id, twice: stored once (the first may have
+    // been stored before the kill, or not).
+    let client = connect(&server).await;
+    let again = client.publish_with_id(&ItRetained {}, id).await.unwrap();
+    let twice = client.publish_with_id(&ItRetained {}, id).await.unwrap();
+    assert_eq!((again.id, twice.id), (id, id));
+    assert_eq!(again.sequence, twice.sequence, "the second is a duplicate");
+    let stream = client
+        .jetstream()
+        .get_stream("NATASK_EV_it-retained")
+        .await
+        .unwrap();
+    let info = stream.get_info().await.unwrap();
+    assert_eq!(info.state.messages, 2, "{first:?} and {id} once");
+}
+
 // --- malformed payloads -----------------------------------------------------
 
 #[event]

@@ -467,10 +467,12 @@ impl Client {
     /// type's subject: on a tracked queue, its own (as
     /// [`Names::waiting_subject`](natask_core::wire::Names::waiting_subject)),
     /// where `task_info` and `cancel` find it while it waits; on an
-    /// untracked one, the task type's, which costs the server less (a
-    /// subject per message is an entry in the stream's subject index).
+    /// untracked queue, or one that writes the `queued` state to the
+    /// bucket instead (`track_queued(true)`), the task type's, which costs
+    /// the server less (a subject per message is an entry in the stream's
+    /// subject index, and a consumer's next message is looked up through it).
     pub(crate) fn task_subject<T: Task>(&self, of_type: &Subject, id: TaskId) -> Subject {
-        if !self.tracks(T::QUEUE) {
+        if !self.tracks(T::QUEUE) || self.tracks_queued(T::QUEUE) {
             return of_type.clone();
         }
         let mut buffer = uuid::Uuid::encode_buffer();
