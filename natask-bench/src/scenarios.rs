@@ -320,7 +320,7 @@ pub(crate) async fn tracking(sizes: &Sizes) -> anyhow::Result<Vec<Row>> {
                 best[i][2],
                 best[i][1],
             )
-            .note("`track_queued(true)`: the entry is also written at enqueue (in the background), as before issue 15"),
+            .note("`track_queued(true)`: tasks share their task type's subject and the entry is also written at enqueue (in the background), as before issue 15"),
         );
     }
     Ok(rows)
