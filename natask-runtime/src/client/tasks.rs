@@ -6,6 +6,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use async_nats::jetstream;
 use async_nats::jetstream::message::StreamMessage;
 use async_nats::jetstream::stream::RawMessageErrorKind;
 use natask_core::TaskId;
@@ -106,20 +107,12 @@ impl Client {
         queue: &str,
         id: TaskId,
     ) -> Result<Option<TaskInfo>, TrackingError> {
-        let name = self.names().queue_stream(queue);
-        let failed = |source: async_nats::Error| {
-            TrackingError::new(self.provisioner(), name.clone(), source)
-        };
-        let stream = self
-            .jetstream()
-            .get_stream_no_info(&name)
-            .await
-            .map_err(|e| failed(e.into()))?;
+        let stream = self.queue_stream(queue).await?;
         let filter = self.names().waiting_filter(queue, &id.to_string());
         match stream.get_first_raw_message_by_subject(filter, 1).await {
             Ok(message) => Ok(Some(waiting_state(queue, id, &message))),
             Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => Ok(None),
-            Err(e) => Err(failed(e.into())),
+            Err(e) => Err(self.queue_failed(queue, e.into())),
         }
     }
 
@@ -201,18 +194,27 @@ impl Client {
         }
     }
 
+    /// The stream of `queue`, where its waiting tasks are.
+    async fn queue_stream(
+        &self,
+        queue: &str,
+    ) -> Result<jetstream::stream::Stream<()>, TrackingError> {
+        self.jetstream()
+            .get_stream_no_info(self.names().queue_stream(queue))
+            .await
+            .map_err(|e| self.queue_failed(queue, e.into()))
+    }
+
+    /// A failed request about the stream of `queue`.
+    fn queue_failed(&self, queue: &str, source: async_nats::Error) -> TrackingError {
+        TrackingError::new(self.provisioner(), self.names().queue_stream(queue), source)
+    }
+
     /// Deletes a waiting task's message or schedule from its queue's
     /// stream, and releases its unique lock.
     async fn remove_waiting(&self, info: &TaskInfo) -> Result<(), TrackingError> {
-        let name = self.names().queue_stream(&info.queue);
-        let failed = |source: async_nats::Error| {
-            TrackingError::new(self.provisioner(), name.clone(), source)
-        };
-        let stream = self
-            .jetstream()
-            .get_stream_no_info(&name)
-            .await
-            .map_err(|e| failed(e.into()))?;
+        let failed = |source: async_nats::Error| self.queue_failed(&info.queue, source);
+        let stream = self.queue_stream(&info.queue).await?;
         // Read first: a unique task's lock must not outlive it until its TTL.
         let waiting = match (&info.delayed_subject, info.seq) {
             (Some(subject), _) => stream.get_last_raw_message_by_subject(subject).await.ok(),
