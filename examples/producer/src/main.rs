@@ -1,10 +1,10 @@
 //! Enqueues example tasks: `producer [COUNT]` (default 3 of each kind),
-//! then waits (up to 10 s) for the last one's outcome and prints its state
+//! publishes one event (`UserSignedUp`, handled by two services), then waits (up to 10 s) for the last one's outcome and prints its state
 //! and result. Connects with the NATS context `$NATS_CONTEXT` if set (as
 //! `nats --context` does: URL, credentials, TLS), else to `$NATS_URL`
 //! (default `nats://127.0.0.1:4222`).
 
-use natask_example_tasks::{Format, ResizeImage, SendEmail, Target};
+use natask_example_tasks::{Format, ResizeImage, SendEmail, Target, UserSignedUp};
 use natask_runtime::{Client, EnqueueError, TaskId};
 
 #[tokio::main]
@@ -21,6 +21,13 @@ async fn main() -> anyhow::Result<()> {
         _ => Client::connect(&url).await?,
     };
     let last = enqueue_examples(&client, count).await?;
+    // An event: every subscribed service (here mailer and analytics)
+    // handles it once.
+    let signup = UserSignedUp {
+        email: "user1@example.com".to_owned(),
+    };
+    let published = signup.publish(&client).await?;
+    println!("published user_signed_up id={}", published.id);
     if let Some(id) = last {
         // Task state by id: `wait` watches it until the task is done.
         match client.wait(id, std::time::Duration::from_secs(10)).await {

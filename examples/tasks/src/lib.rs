@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use natask_runtime::{task, TaskContext, TaskError};
+use natask_runtime::{event, subscribe, task, TaskContext, TaskError};
 use serde::{Deserialize, Serialize};
 
 /// Where a resized image should go.
@@ -61,4 +61,33 @@ pub async fn resize_image(
         target.format
     );
     Ok(out)
+}
+
+/// A user signed up: an event every interested service handles once.
+#[event(retention = "1d")]
+pub struct UserSignedUp {
+    /// The new user's address.
+    pub email: String,
+}
+
+/// The mailer service greets the new user (here: prints it).
+#[subscribe(service = "mailer", retries = 3)]
+pub async fn greet(ctx: &TaskContext, user: UserSignedUp) -> Result<(), TaskError> {
+    println!(
+        "handled event user_signed_up in service mailer id={} email={}",
+        ctx.id(),
+        user.email
+    );
+    Ok(())
+}
+
+/// The analytics service counts sign-ups (here: prints it).
+#[subscribe(service = "analytics", start = "all")]
+pub async fn count_signup(ctx: &TaskContext, user: UserSignedUp) -> Result<(), TaskError> {
+    println!(
+        "handled event user_signed_up in service analytics id={} email={}",
+        ctx.id(),
+        user.email
+    );
+    Ok(())
 }
