@@ -7,9 +7,10 @@ use std::time::Duration;
 /// Fleet-wide in-flight limit when [`QueuePolicy::max_in_flight`] is not set.
 pub const DEFAULT_MAX_IN_FLIGHT: i64 = 10_000;
 
-/// Tasks a worker keeps pulled ahead of its free handler slots per queue,
-/// while the queue's tasks are short (see [`QueuePolicy::prefetch`]).
-pub const DEFAULT_PREFETCH: usize = 8;
+/// The most tasks a worker keeps pulled ahead of its free handler slots
+/// per queue, while the queue's tasks are short (see
+/// [`QueuePolicy::prefetch`]).
+pub const DEFAULT_PREFETCH: usize = 128;
 /// Publish deduplication window when [`QueuePolicy::dedup_window`] is not set.
 pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(120);
 
@@ -111,16 +112,18 @@ impl QueuePolicy {
         self
     }
 
-    /// Tasks a worker pulls ahead of its free handler slots (default
-    /// [`DEFAULT_PREFETCH`]), so that a handler that finishes starts the
-    /// next task at once instead of after a round trip to the server: with
-    /// one handler, short tasks run several times as fast (BENCHMARKS.md).
+    /// The most tasks a worker pulls ahead of its free handler slots
+    /// (default [`DEFAULT_PREFETCH`]), so that a handler that finishes
+    /// starts the next task at once instead of after a round trip to the
+    /// server, and the server answers fewer, larger pull requests: with one
+    /// handler, short tasks run several times as fast (BENCHMARKS.md).
     /// A worker prefetches only while the queue's recent tasks ran shorter
-    /// than 50 ms on it and none it runs has run 50 ms, and keeps the leases
-    /// of prefetched tasks alive, so long tasks are never held back from
-    /// another worker that is free; until its first 16 tasks have finished
-    /// it prefetches nothing. `0`
-    /// turns prefetching off.
+    /// than 50 ms on it and none it runs has run 50 ms, and then only as
+    /// many as its handlers finish in about 10 ms at the queue's average
+    /// task time (a task pulled ahead waits about that long); it keeps the
+    /// leases of prefetched tasks alive, so long tasks are never held back
+    /// from another worker that is free; until its first 16 tasks have
+    /// finished it prefetches nothing. `0` turns prefetching off.
     pub fn prefetch(mut self, n: usize) -> Self {
         self.prefetch = n;
         self

@@ -29,6 +29,11 @@ const WARN_EVERY: u32 = 20;
 
 /// Prefetching stops while the queue's tasks take this long on average.
 const SHORT_TASK: Duration = Duration::from_millis(50);
+/// About how long a task pulled ahead waits in a worker before it starts:
+/// a worker pulls ahead only as many tasks as its handlers finish in this
+/// time, at the queue's average task time here (and at most the queue's
+/// `prefetch`).
+const AHEAD_FOR: Duration = Duration::from_millis(10);
 /// Tasks a worker finishes on a queue before it may prefetch: one quick
 /// task (a parked one, say) says little about the next.
 const PREFETCH_AFTER: u64 = 16;
@@ -97,6 +102,23 @@ impl HeldFor {
         };
         // A lost update among racing slots only delays the average.
         self.average.store(after, Ordering::Relaxed);
+    }
+
+    /// How many tasks to keep pulled ahead of `handlers` handlers: none
+    /// unless the tasks are [short](Self::short), else as many as the
+    /// handlers finish in [`AHEAD_FOR`] at the average task time, from 1
+    /// to `max`. Pulls then carry more tasks each, the fewer requests the
+    /// server serves the shorter the tasks are.
+    fn ahead(&self, max: usize, handlers: usize) -> usize {
+        if max == 0 || !self.short() {
+            return 0;
+        }
+        let average = self.average.load(Ordering::Relaxed).max(1);
+        let per_handler = AHEAD_FOR.as_micros() as u64 / average;
+        let ahead = usize::try_from(per_handler)
+            .unwrap_or(usize::MAX)
+            .saturating_mul(handlers);
+        ahead.clamp(1, max)
     }
 
     fn taken_slots(&self) -> std::sync::MutexGuard<'_, BTreeSet<(Instant, u64)>> {
@@ -277,7 +299,7 @@ impl QueueWorker {
             return Turn::Stop;
         }
         fetch.checked().await;
-        let ahead = if fetch.held.short() { self.prefetch } else { 0 };
+        let ahead = fetch.held.ahead(self.prefetch, self.concurrency);
         let puller = &mut fetch.puller;
         let want = (fetch.slots.available_permits() + ahead)
             .saturating_sub(puller.owed() + fetch.ahead.len());
@@ -544,4 +566,28 @@ pub(crate) async fn hand_back_unstarted(shared: &Shared, msg: &jetstream::Messag
         shared.handbacks.record(id, msg, known).await;
     }
     let _ = msg.ack_with(AckKind::Nak(None)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held(average_micros: u64) -> HeldFor {
+        let held = HeldFor::new();
+        held.freed.store(PREFETCH_AFTER, Ordering::Relaxed);
+        held.average.store(average_micros, Ordering::Relaxed);
+        held
+    }
+
+    #[test]
+    fn tasks_pulled_ahead_are_what_the_handlers_finish_in_about_ten_ms() {
+        assert_eq!(held(100).ahead(128, 1), 100);
+        assert_eq!(held(100).ahead(128, 4), 128, "at most the queue's prefetch");
+        assert_eq!(held(100).ahead(8, 1), 8);
+        assert_eq!(held(20_000).ahead(128, 1), 1, "at least one while short");
+        assert_eq!(held(20_000).ahead(128, 3), 1);
+        assert_eq!(held(60_000).ahead(128, 64), 0, "long tasks: none");
+        assert_eq!(held(100).ahead(0, 1), 0, "prefetch(0) turns it off");
+        assert_eq!(HeldFor::new().ahead(128, 1), 0, "none before 16 tasks");
+    }
 }
