@@ -39,7 +39,7 @@ impl Worker {
         let ready = worker.next_line().await.expect("worker printed a line");
         assert_eq!(
             ready,
-            r#"worker ready: serving {"emails": ["send_email"], "images": ["resize_image"]}"#
+            r#"worker ready: serving {"analytics__count_signup": ["user_signed_up"], "emails": ["send_email"], "images": ["resize_image"], "mailer__greet": ["user_signed_up"]}"#
         );
         worker
     }
