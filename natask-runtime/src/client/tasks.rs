@@ -13,6 +13,7 @@ use natask_core::TaskId;
 
 use super::Client;
 use crate::jetstream::headers::{self, TASK};
+use crate::jetstream::time;
 use crate::store::tasks::{TaskInfo, TaskState, TrackingError};
 
 /// What [`Client::cancel`] found and did.
@@ -248,7 +249,6 @@ fn waiting_state(queue: &str, id: TaskId, message: &StreamMessage) -> TaskInfo {
     let task = headers::get(Some(&message.headers), TASK).unwrap_or_default();
     let mut info = TaskInfo::new(id, task, queue, TaskState::Queued);
     info.seq = Some(message.sequence);
-    let nanos = u64::try_from(message.time.unix_timestamp_nanos()).ok();
-    info.enqueued_at = nanos.map(|n| SystemTime::UNIX_EPOCH + Duration::from_nanos(n));
+    info.enqueued_at = time::from_unix_nanos(message.time.unix_timestamp_nanos());
     info
 }

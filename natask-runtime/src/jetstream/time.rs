@@ -14,6 +14,13 @@ pub(crate) fn from_unix_millis(ms: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(ms)
 }
 
+/// The time `nanos` nanoseconds after the Unix epoch, as JetStream stamps
+/// a stored message (`None` before the epoch or past `u64` nanoseconds).
+pub(crate) fn from_unix_nanos(nanos: i128) -> Option<SystemTime> {
+    let nanos = u64::try_from(nanos).ok()?;
+    Some(UNIX_EPOCH + Duration::from_nanos(nanos))
+}
+
 /// `t` in RFC 3339, UTC, with milliseconds (`2026-03-01T12:00:00.250Z`);
 /// the server honours the fraction. `None` past the year 9999.
 pub(crate) fn rfc3339(t: SystemTime) -> Option<String> {

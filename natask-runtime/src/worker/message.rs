@@ -10,6 +10,7 @@ use natask_core::wire;
 use natask_core::{Headers, TaskId};
 
 use crate::jetstream::headers::{self, ENQUEUED_AT, ID, NATS_SCHEDULER};
+use crate::jetstream::time;
 
 /// The value of header `name`.
 pub(crate) fn header(msg: &jetstream::Message, name: HeaderName) -> Option<&str> {
@@ -38,8 +39,7 @@ pub(crate) fn task_id(msg: &jetstream::Message) -> Option<TaskId> {
 pub(crate) fn enqueued_at(msg: &jetstream::Message) -> Option<SystemTime> {
     header_time(msg, ENQUEUED_AT).or_else(|| {
         let info = msg.info().ok()?;
-        let nanos = u64::try_from(info.published.unix_timestamp_nanos()).ok()?;
-        Some(SystemTime::UNIX_EPOCH + std::time::Duration::from_nanos(nanos))
+        time::from_unix_nanos(info.published.unix_timestamp_nanos())
     })
 }
 
