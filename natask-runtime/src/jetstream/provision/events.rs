@@ -25,10 +25,16 @@ impl Provisioner {
         event: &str,
         retention: Duration,
     ) -> Result<(), ProvisionError> {
-        self.ensured(&format!("ev:{event}"))
-            .get_or_try_init(|| async { self.event_stream(event, retention).await.map(drop) })
-            .await
-            .map(drop)
+        let ensured = self.ensured(&format!("ev:{event}"));
+        if ensured.initialized() {
+            return Ok(());
+        }
+        Box::pin(
+            ensured
+                .get_or_try_init(|| async { self.event_stream(event, retention).await.map(drop) }),
+        )
+        .await
+        .map(drop)
     }
 
     /// The durable consumer of subscription `subscription` to `event`

@@ -326,8 +326,11 @@ impl Provisioner {
     /// Makes sure the stream of `queue` exists (once per client; callers
     /// that come while it is being provisioned wait for that one attempt).
     pub(crate) async fn ensure_queue(&self, queue: &str) -> Result<(), ProvisionError> {
-        self.ensured(queue)
-            .get_or_try_init(|| async { self.queue_stream(queue).await.map(drop) })
+        let ensured = self.ensured(queue);
+        if ensured.initialized() {
+            return Ok(());
+        }
+        Box::pin(ensured.get_or_try_init(|| async { self.queue_stream(queue).await.map(drop) }))
             .await
             .map(drop)
     }
@@ -439,40 +442,48 @@ impl Provisioner {
 
     /// The dead-letter stream, found or created (once per client).
     pub(crate) async fn dead_letters(&self) -> Result<&stream::Stream, ProvisionError> {
-        self.dead_letters
-            .get_or_try_init(|| {
-                let config = assets::dead_letter_stream_config(&self.names, self.replicas());
-                self.stream(config, None)
-            })
-            .await
+        if let Some(stream) = self.dead_letters.get() {
+            return Ok(stream);
+        }
+        Box::pin(self.dead_letters.get_or_try_init(|| {
+            let config = assets::dead_letter_stream_config(&self.names, self.replicas());
+            self.stream(config, None)
+        }))
+        .await
     }
 
     /// The key-value bucket `bucket`, found or created (once per client).
+    ///
+    /// Once opened, the bucket is answered without awaiting anything: the
+    /// provisioning (several KiB of future) is boxed, so that it does not
+    /// grow every future that reads the bucket on a task's path.
     pub(crate) async fn bucket(&self, bucket: Bucket) -> Result<&kv::Store, ProvisionError> {
-        self.buckets[bucket as usize]
-            .get_or_try_init(|| async {
-                let config =
-                    bucket.stream_config(&self.names, self.task_retention, self.replicas());
-                if config.allow_message_ttl
-                    && !server::supports(&self.server_version(), Feature::MessageTtl)
-                {
-                    return Err(ProvisionError::Unsupported {
-                        stream: config.name,
-                        feature: MESSAGE_TTL,
-                        server_version: self.server_version(),
-                    });
-                }
-                let stream = self.stream(config, None).await?;
-                Ok(kv::Store {
-                    name: bucket.name(&self.names),
-                    stream_name: stream.cached_info().config.name.clone(),
-                    prefix: format!("$KV.{}.", bucket.name(&self.names)),
-                    put_prefix: None,
-                    use_jetstream_prefix: false,
-                    stream,
-                })
+        let cell = &self.buckets[bucket as usize];
+        if let Some(store) = cell.get() {
+            return Ok(store);
+        }
+        Box::pin(cell.get_or_try_init(|| async {
+            let config = bucket.stream_config(&self.names, self.task_retention, self.replicas());
+            if config.allow_message_ttl
+                && !server::supports(&self.server_version(), Feature::MessageTtl)
+            {
+                return Err(ProvisionError::Unsupported {
+                    stream: config.name,
+                    feature: MESSAGE_TTL,
+                    server_version: self.server_version(),
+                });
+            }
+            let stream = self.stream(config, None).await?;
+            Ok(kv::Store {
+                name: bucket.name(&self.names),
+                stream_name: stream.cached_info().config.name.clone(),
+                prefix: format!("$KV.{}.", bucket.name(&self.names)),
+                put_prefix: None,
+                use_jetstream_prefix: false,
+                stream,
             })
-            .await
+        }))
+        .await
     }
 
     /// The bucket `bucket` if it exists, never creating it (for readers
