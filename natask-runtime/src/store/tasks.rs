@@ -31,6 +31,8 @@ use crate::jetstream::permissions::PermissionViolation;
 use crate::jetstream::provision::Provisioner;
 use crate::jetstream::publish;
 
+mod finals;
+
 /// How long the state of a task just enqueued is tried again.
 pub(crate) const RECORD_NEW_FOR: Duration = Duration::from_secs(60);
 
@@ -281,6 +283,8 @@ pub(crate) struct TaskStore {
     /// task: a read of such a task waits for its write, so a client always
     /// reads what it enqueued. The sender is dropped when the write ends.
     writing: Arc<Mutex<HashMap<TaskId, watch::Receiver<()>>>>,
+    /// Final states sent and not yet confirmed (`finals`).
+    chain: Arc<Mutex<finals::Chain>>,
 }
 
 impl TaskStore {
@@ -288,6 +292,7 @@ impl TaskStore {
         TaskStore {
             provisioner,
             writing: Arc::default(),
+            chain: Arc::default(),
         }
     }
 
@@ -381,38 +386,6 @@ impl TaskStore {
             Err(_) => format!("no answer within {RECORD_NEW_FOR:?}"),
         };
         tracing::warn!(id = %info.id, error, "the task is enqueued, but its state could not be recorded; task_info will not know it until a worker runs it");
-    }
-
-    /// Sends a worker's final view of a task now, and returns the wait for
-    /// JetStream's answer (the write sent again while none comes, up to
-    /// the client's timeout), for the worker to await beside its handler
-    /// slot: a task's slot is free one round trip sooner, and the write is
-    /// on the wire before the task's ack that follows it.
-    pub(crate) async fn send_final(
-        &self,
-        info: TaskInfo,
-    ) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let sent = match self.bucket().await {
-            Ok(store) => {
-                let subject = state_subject(store, info.id);
-                self.provisioner
-                    .js()
-                    .publish(subject, info.encode())
-                    .await
-                    .ok()
-            }
-            Err(_) => None,
-        };
-        let store = self.clone();
-        async move {
-            if let Some(ack) = sent {
-                let wait = publish::ack_wait(store.provisioner.js());
-                if let Ok(Ok(_)) = tokio::time::timeout(wait, ack).await {
-                    return;
-                }
-            }
-            store.record(&info).await;
-        }
     }
 
     /// Writes a worker's view of a task, replacing what was there, and

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use natask_runtime::{task, Backoff, EnqueueError, State, TaskContext, TaskError, TaskId};
+use natask_runtime::{
+    task, Backoff, EnqueueError, State, TaskContext, TaskError, TaskId, TaskState,
+};
 use tokio::sync::{mpsc, Notify};
 
 use crate::{builder, connect, drained, eventually, queued, recv_n, within, Running};
@@ -450,6 +452,12 @@ async fn a_server_killed_and_restarted_mid_run_loses_no_task_and_the_worker_resu
     // with the server); the queue drains once those have run.
     drained(&client, "it_restart").await;
     running.stop().await;
+    // Final states sent around the kill, whose answers never came or came
+    // on the new connection, were written again: every task has its own.
+    for id in ids {
+        let info = client.task_info(id).await.unwrap();
+        assert_eq!(info.map(|i| i.state), Some(TaskState::Succeeded), "{id}");
+    }
 }
 
 #[task(queue = "it_outage")]

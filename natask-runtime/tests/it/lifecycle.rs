@@ -559,3 +559,33 @@ async fn with_the_queued_state_written_a_task_is_known_from_its_enqueue() {
     assert_eq!(client.cancel(one).await.unwrap(), Cancelled::Removed);
     assert_eq!(kept_entry(&client, one).await, Some(TaskState::Cancelled));
 }
+
+#[task(queue = "it_life_burst")]
+async fn burst(n: u32) -> Result<u32, TaskError> {
+    tokio::task::yield_now().await;
+    Ok(n)
+}
+
+/// On a bucket without replicas, final states go out as plain publishes
+/// and one answer at a time confirms a batch of them (`store::tasks::finals`):
+/// under load, no state of the batch may go missing.
+#[tokio::test]
+async fn every_task_of_a_burst_keeps_its_final_state_and_result() {
+    const TASKS: u32 = 3_000;
+    let server = natask_testing::NatsServer::start();
+    let client = connect(&server).await;
+    let mut ids = Vec::new();
+    for result in client.enqueue_many((0..TASKS).map(Burst::new)).await {
+        ids.push(result.unwrap().id);
+    }
+    let running = Running::start(builder(&client, &["it_life_burst"]).concurrency(64)).await;
+    drained(&client, "it_life_burst").await;
+    // A stopped runtime has had every final state confirmed (or written
+    // again): nothing is read before that.
+    running.stop().await;
+    for (n, id) in ids.into_iter().enumerate() {
+        let info = client.task_info(id).await.unwrap().expect("a final state");
+        assert_eq!(info.state, TaskState::Succeeded, "task {n}");
+        assert_eq!(info.result, Some(serde_json::json!(n)), "task {n}");
+    }
+}

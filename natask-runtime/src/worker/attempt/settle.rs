@@ -45,8 +45,9 @@ pub(super) fn state_of(at: Delivery<'_>, ctx: &TaskContext, state: TaskState) ->
 async fn finish(at: Delivery<'_>, mut info: TaskInfo, error: Option<String>) {
     info.finished_at = Some(SystemTime::now());
     info.last_error = error;
-    let answered = at.shared.client.tasks().send_final(info).await;
-    at.shared.confirming.spawn(answered);
+    if let Some(answered) = at.shared.client.tasks().send_final(info).await {
+        at.shared.confirming.spawn(answered);
+    }
 }
 
 /// Removes the task for good. A replicated consumer's ack is sent now
