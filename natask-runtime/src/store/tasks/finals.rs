@@ -17,6 +17,7 @@
 
 use std::future::Future;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::context::PublishAckFuture;
@@ -29,6 +30,21 @@ use crate::jetstream::publish;
 /// How long a batch waits, with no confirmation running, for a new
 /// state to carry its confirmation before it sends one of its own.
 const HANDOFF: Duration = Duration::from_millis(2);
+
+/// A running confirmation: dropped before it ends (its tokio runtime shut
+/// down), it lets the next state lead, so that the states after it are
+/// still confirmed.
+struct Leading(Arc<Mutex<Chain>>, bool);
+
+impl Drop for Leading {
+    fn drop(&mut self) {
+        if self.1 {
+            if let Ok(mut chain) = self.0.lock() {
+                chain.confirming = false;
+            }
+        }
+    }
+}
 
 /// The final states of one client's tasks on a bucket without replicas.
 #[derive(Default)]
@@ -108,6 +124,7 @@ impl TaskStore {
     /// pending.
     async fn confirm(self, mut batch: Vec<(TaskInfo, u64)>, mut ack: Option<PublishAckFuture>) {
         let js = self.provisioner.js().clone();
+        let mut leading = Leading(Arc::clone(&self.chain), true);
         loop {
             if ack.is_none() {
                 let resent = match (self.provisioner.opened(Bucket::Tasks), batch.last()) {
@@ -133,6 +150,7 @@ impl TaskStore {
             batch = {
                 let mut chain = self.chain.lock().expect("final states poisoned");
                 chain.confirming = false;
+                leading.1 = false;
                 if chain.pending.is_empty() {
                     return;
                 }
@@ -146,6 +164,7 @@ impl TaskStore {
                 return;
             }
             chain.confirming = true;
+            leading.1 = true;
             batch.append(&mut chain.pending);
         }
     }
