@@ -218,10 +218,11 @@ impl QueuePolicy {
     /// one more key-value write per task, so enqueueing costs about twice
     /// as much, but the stream holds one subject per task type, and the
     /// server finds a consumer's next task faster. On a 2-core machine
-    /// (`BENCHMARKS.md`, "2026-12-01, latest") processing at one handler
-    /// ran 2.5× as fast with it on, at 64 handlers 1.2×, at 256 handlers
-    /// 0.8×: turn it on for queues drained by few handlers and fed
-    /// slowly. No effect when [`tracking`](Self::tracking) is off.
+    /// (`BENCHMARKS.md`, scenario 9 and "What is left") processing ran
+    /// about 1.2× as fast with it on, at one handler and at 256, while
+    /// enqueue ran at 0.6–0.75 of it off: turn it on for queues whose
+    /// processing matters more than their enqueue. No effect when
+    /// [`tracking`](Self::tracking) is off.
     pub fn track_queued(mut self, on: bool) -> Self {
         self.track_queued = on;
         self
