@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::{consumer, stream};
 
-use super::{assets, ConsumerSettings, ProvisionError, Provisioner};
+use super::{assets, once, ConsumerSettings, ProvisionError, Provisioner};
 
 impl Provisioner {
     /// The stream of event `event`, found or created with `retention`.
@@ -25,14 +25,9 @@ impl Provisioner {
         event: &str,
         retention: Duration,
     ) -> Result<(), ProvisionError> {
-        let ensured = self.ensured(&format!("ev:{event}"));
-        if ensured.initialized() {
-            return Ok(());
-        }
-        Box::pin(
-            ensured
-                .get_or_try_init(|| async { self.event_stream(event, retention).await.map(drop) }),
-        )
+        once(&self.ensured(&format!("ev:{event}")), || async {
+            self.event_stream(event, retention).await.map(drop)
+        })
         .await
         .map(drop)
     }

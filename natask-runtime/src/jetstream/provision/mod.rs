@@ -10,6 +10,7 @@
 //! [`Queue::update`](crate::Queue::update) rewrites a queue.
 
 use std::collections::{HashMap, HashSet};
+use std::future::Future;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -326,13 +327,11 @@ impl Provisioner {
     /// Makes sure the stream of `queue` exists (once per client; callers
     /// that come while it is being provisioned wait for that one attempt).
     pub(crate) async fn ensure_queue(&self, queue: &str) -> Result<(), ProvisionError> {
-        let ensured = self.ensured(queue);
-        if ensured.initialized() {
-            return Ok(());
-        }
-        Box::pin(ensured.get_or_try_init(|| async { self.queue_stream(queue).await.map(drop) }))
-            .await
-            .map(drop)
+        once(&self.ensured(queue), || async {
+            self.queue_stream(queue).await.map(drop)
+        })
+        .await
+        .map(drop)
     }
 
     /// The once-cell of `queue`'s stream.
@@ -442,27 +441,16 @@ impl Provisioner {
 
     /// The dead-letter stream, found or created (once per client).
     pub(crate) async fn dead_letters(&self) -> Result<&stream::Stream, ProvisionError> {
-        if let Some(stream) = self.dead_letters.get() {
-            return Ok(stream);
-        }
-        Box::pin(self.dead_letters.get_or_try_init(|| {
+        once(&self.dead_letters, || {
             let config = assets::dead_letter_stream_config(&self.names, self.replicas());
             self.stream(config, None)
-        }))
+        })
         .await
     }
 
     /// The key-value bucket `bucket`, found or created (once per client).
-    ///
-    /// Once opened, the bucket is answered without awaiting anything: the
-    /// provisioning (several KiB of future) is boxed, so that it does not
-    /// grow every future that reads the bucket on a task's path.
     pub(crate) async fn bucket(&self, bucket: Bucket) -> Result<&kv::Store, ProvisionError> {
-        let cell = &self.buckets[bucket as usize];
-        if let Some(store) = cell.get() {
-            return Ok(store);
-        }
-        Box::pin(cell.get_or_try_init(|| async {
+        once(&self.buckets[bucket as usize], || async {
             let config = bucket.stream_config(&self.names, self.task_retention, self.replicas());
             if config.allow_message_ttl
                 && !server::supports(&self.server_version(), Feature::MessageTtl)
@@ -482,7 +470,7 @@ impl Provisioner {
                 use_jetstream_prefix: false,
                 stream,
             })
-        }))
+        })
         .await
     }
 
@@ -513,6 +501,22 @@ impl Provisioner {
     pub(crate) fn opened(&self, bucket: Bucket) -> Option<&kv::Store> {
         self.buckets[bucket as usize].get()
     }
+}
+
+/// The value of `cell`, made by `init` once (callers that come while it is
+/// being made wait for that one attempt). Once made, it is answered without
+/// awaiting anything: the making (several KiB of provisioning future) is
+/// boxed, so that it does not grow every future on a task's path that
+/// reads a stream or a bucket.
+async fn once<T, E, F, Fut>(cell: &OnceCell<T>, init: F) -> Result<&T, E>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    if let Some(value) = cell.get() {
+        return Ok(value);
+    }
+    Box::pin(cell.get_or_try_init(init)).await
 }
 
 /// The replicas natask creates with when the client sets none, and why:
