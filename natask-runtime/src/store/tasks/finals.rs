@@ -74,7 +74,8 @@ impl TaskStore {
             let sent = js.publish(subject, info.encode()).await.ok();
             return Some(Either::Left(self.clone().answered(sent, info)));
         }
-        let connects = self.connects();
+        let nats = js.client();
+        let connects = connects(&nats);
         // A state that leads takes what is pending first: those were sent
         // before it, so its answer covers them; states pending after this
         // are the next batch's.
@@ -88,7 +89,7 @@ impl TaskStore {
             batch.push((info, connects));
             return Some(Either::Right(self.clone().confirm(batch, ack)));
         }
-        let sent = js.client().publish(subject, info.encode()).await;
+        let sent = nats.publish(subject, info.encode()).await;
         let mut chain = self.chain.lock().expect("final states poisoned");
         if sent.is_err() {
             drop(chain);
@@ -143,7 +144,7 @@ impl TaskStore {
                 ),
                 None => false,
             };
-            let connects = self.connects();
+            let connects = connects(&js.client());
             if !answered || batch.iter().any(|(_, sent)| *sent != connects) {
                 join_all(batch.iter().map(|(info, _)| self.record(info))).await;
             }
@@ -168,9 +169,10 @@ impl TaskStore {
             batch.append(&mut chain.pending);
         }
     }
+}
 
-    fn connects(&self) -> u64 {
-        let nats = self.provisioner.js().client();
-        nats.statistics().connects.load(Ordering::Relaxed)
-    }
+/// How often `nats` has connected: a state sent under another count may
+/// have been lost with the connection before it.
+fn connects(nats: &async_nats::Client) -> u64 {
+    nats.statistics().connects.load(Ordering::Relaxed)
 }
